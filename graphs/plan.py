@@ -1,0 +1,71 @@
+"""What the compiler knows about one node before it builds its steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from graphs.spec import NodeSpec, WorkflowSpec
+from nodes.base import NodeType
+from nodes.registry import get_node_type
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    node: NodeSpec
+    kind: NodeType
+    config: Any  # the node type's validated Config
+    in_edges: tuple[tuple[str, str], ...]  # (source id, port)
+    targets: tuple[str, ...]  # every successor, taken or not: skips must propagate
+    has_error_edge: bool
+
+    @property
+    def id(self) -> str:
+        return self.node.id
+
+    @property
+    def join_any(self) -> bool:
+        return self.node.type == "join" and getattr(self.config, "mode", "all") == "any"
+
+    @property
+    def fails_run(self) -> bool:
+        """Whether a final failure of this node fails the whole run."""
+        return not self.has_error_edge and self.node.on_error == "fail"
+
+
+def plan_nodes(spec: WorkflowSpec) -> dict[str, NodePlan]:
+    plans: dict[str, NodePlan] = {}
+    for node in spec.nodes:
+        kind = get_node_type(node.type)
+        if kind is None:  # load_workflow() refuses these; a hand-built spec may not
+            raise KeyError(node.type)
+        in_edges = tuple((e.source, e.port) for e in spec.edges if e.target == node.id)
+        outgoing = [e for e in spec.edges if e.source == node.id]
+        plans[node.id] = NodePlan(
+            node=node,
+            kind=kind,
+            config=kind.Config.model_validate(node.config),
+            in_edges=in_edges,
+            targets=tuple(dict.fromkeys(e.target for e in outgoing)),
+            has_error_edge=any(e.port == "error" for e in outgoing),
+        )
+    return plans
+
+
+def readiness(plan: NodePlan, metas: dict[str, Any]) -> tuple[str, list[str]]:
+    """`wait`, `skip` or `run`, and the sources whose edges were taken."""
+    taken: list[str] = []
+    pending = False
+    for source, port in plan.in_edges:
+        meta = metas.get(source)
+        if meta is None:
+            pending = True
+        elif port in meta["ports"]:
+            taken.append(source)
+    if plan.join_any and taken:
+        return "run", taken
+    if pending:
+        return "wait", taken
+    if plan.in_edges and not taken:
+        return "skip", taken
+    return "run", taken

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import Any
+
+from nodes.base import NodeConfig, NodeType
+from nodes.context import NodeContext
+
+
+class ConditionConfig(NodeConfig):
+    expression: str
+
+
+class Condition(NodeType):
+    """Evaluates a boolean and routes the `true` or the `false` branch."""
+
+    name = "condition"
+    Config = ConditionConfig
+    expressions = ("expression",)
+    ports = frozenset({"true", "false"})
+
+    async def run(self, config: ConditionConfig, ctx: NodeContext) -> Any:
+        return bool(ctx.evaluate(config.expression, field="expression"))
+
+    def route(self, config: Any, output: Any) -> list[str]:
+        return ["", "true" if output else "false"]

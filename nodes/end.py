@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from typing import Any
+
+from nodes.base import NodeConfig, NodeType
+from nodes.context import NodeContext
+
+
+class EndConfig(NodeConfig):
+    output: Any = None
+
+
+class End(NodeType):
+    """An exit point. Without `output` it passes on what reached it: the one upstream
+    output, or `{source_id: output}` when several branches arrived."""
+
+    name = "end"
+    Config = EndConfig
+    templates = ("output",)
+
+    async def run(self, config: EndConfig, ctx: NodeContext) -> Any:
+        if config.output is not None:
+            return ctx.render(config.output, field="output")
+        if len(ctx.upstream) == 1:
+            return next(iter(ctx.upstream.values()))
+        return dict(ctx.upstream) or None

@@ -1,0 +1,31 @@
+"""Node type name -> node type. Adding a type is one module plus one line here."""
+
+from __future__ import annotations
+
+from nodes.base import NodeType
+from nodes.condition import Condition
+from nodes.delay import Delay
+from nodes.end import End
+from nodes.filter import Filter
+from nodes.foreach import Foreach
+from nodes.join import Join
+from nodes.parallel import Parallel
+from nodes.start import Start
+from nodes.switch import Switch
+from nodes.transform import Transform
+from nodes.while_loop import While
+
+NODE_TYPES: dict[str, NodeType] = {}
+
+
+def register_node_type(node_type: NodeType) -> None:
+    NODE_TYPES[node_type.name] = node_type
+
+
+def get_node_type(name: str) -> NodeType | None:
+    return NODE_TYPES.get(name)
+
+
+for _type in (Start(), End(), Transform(), Condition(), Switch(), Parallel(), Join(),
+              Foreach(), While(), Filter(), Delay()):
+    register_node_type(_type)

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from typing import Any
+
+from nodes.base import NodeType
+from nodes.context import NodeContext
+
+
+class Start(NodeType):
+    """An entry point; its output is the run inputs."""
+
+    name = "start"
+
+    async def run(self, config: Any, ctx: NodeContext) -> Any:
+        return dict(ctx.scope.inputs)

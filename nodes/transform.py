@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from typing import Any
+
+from nodes.base import NodeConfig, NodeType
+from nodes.context import NodeContext
+
+
+class TransformConfig(NodeConfig):
+    output: Any
+
+
+class Transform(NodeType):
+    """Renders `output`, any JSON value whose strings are templates."""
+
+    name = "transform"
+    Config = TransformConfig
+    templates = ("output",)
+
+    async def run(self, config: TransformConfig, ctx: NodeContext) -> Any:
+        return ctx.render(config.output, field="output")

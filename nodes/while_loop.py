@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from nodes.loops import LoopConfig, LoopType
+
+
+class WhileConfig(LoopConfig):
+    condition: str
+    max_iterations: int = Field(default=100, ge=1, le=10_000)
+
+
+class While(LoopType):
+    """Runs `body` while `condition` holds (checked before each pass), at most
+    `max_iterations` passes; outputs `{"iterations", "last"}`. The compiler expands it."""
+
+    name = "while"
+    Config = WhileConfig
+    expressions = ("condition",)
