@@ -1,0 +1,55 @@
+"""Configuration from the environment (and `.env`), as cli-and-config.md lists it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from graphs.errors import WorkflowError
+
+
+class SettingsError(WorkflowError):
+    """A bad configuration value; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWLOOM_", env_file=".env",
+                                      extra="ignore", populate_by_name=True)
+
+    store: str = "sqlite:///.flowloom/flowloom.db"
+    redis_url: str | None = None
+    queue_url: str | None = None
+    llm_cache_ttl_s: int = Field(default=3600, ge=0)
+    openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices(
+        "OPENAI_API_KEY", "openai_api_key"))
+    openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices(
+        "OPENAI_BASE_URL", "openai_base_url"))
+    api_keys: str | None = None
+    http_allow_private: bool = False
+    smtp_url: str | None = None
+    retention_days: int = Field(default=7, ge=1)
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with sqlite:/// or mongodb://")
+        return value
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.store.removeprefix("sqlite:///")) if self.store.startswith(
+            "sqlite:///") else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value raises one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        var = name.upper() if name.upper().startswith("OPENAI") else f"FLOWLOOM_{name.upper()}"
+        raise SettingsError(f"{var}: {err['msg']}") from None
