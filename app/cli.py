@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from app.records import RunRecord
-from app.runner import execute_workflow_async
+from app.runner import execute_workflow_async, run_sync
 from app.settings import load_settings
 from app.stores import open_store
 from graphs import InputError, SpecError, WorkflowError, load_workflow, validate_workflow
@@ -169,11 +168,11 @@ def run(
     try:
         if progress is not None:
             with progress.live:
-                record = asyncio.run(execute_workflow_async(
+                record = run_sync(execute_workflow_async(
                     document, inputs, execution_id=execution_id, settings=settings,
                     on_event=progress.on_event))
         else:
-            record = asyncio.run(execute_workflow_async(
+            record = run_sync(execute_workflow_async(
                 document, inputs, execution_id=execution_id, settings=settings))
     except SpecError as exc:
         more = f" (and {len(exc.problems) - 1} more; run `flowloom validate`)" if len(
@@ -197,7 +196,7 @@ async def _with_store(action: Any) -> Any:
 @runs_app.command("show")
 def runs_show(execution_id: str, as_json: JsonFlag = False) -> None:
     """One run record, as GET /executions/{id}."""
-    record = asyncio.run(_with_store(lambda s: s.get_run(execution_id)))
+    record = run_sync(_with_store(lambda s: s.get_run(execution_id)))
     if record is None:
         raise fail(f"no run with execution id `{execution_id}`", 1)
     if as_json:
@@ -214,7 +213,7 @@ def runs_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Run history, newest first."""
-    records = asyncio.run(_with_store(
+    records = run_sync(_with_store(
         lambda s: s.list_runs(workflow_id=workflow, status=status, limit=limit)))
     if as_json:
         print(json.dumps([r.model_dump(mode="json", exclude={"node_states", "logs"})

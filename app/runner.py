@@ -6,8 +6,8 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from jsonschema import Draft202012Validator
 
@@ -27,6 +27,7 @@ from graphs.state import workflow_output
 from nodes.context import RunContext, Services
 
 MAX_INPUT_BYTES = 256 * 1024
+T = TypeVar("T")
 EventCallback = Callable[[dict[str, Any]], None]
 
 
@@ -161,7 +162,17 @@ async def execute_workflow_async(
             await store.close()
 
 
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end on a fresh event loop (uvloop where installed)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is installed except on Windows
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def run_workflow(document: Any, inputs: dict[str, Any] | None = None,
                  **options: Any) -> RunRecord:
     """Blocking form of `execute_workflow_async`."""
-    return asyncio.run(execute_workflow_async(document, inputs, **options))
+    return run_sync(execute_workflow_async(document, inputs, **options))

@@ -11,7 +11,7 @@ from langgraph.graph.state import CompiledStateGraph
 from graphs.errors import CompileError
 from graphs.execute import retry_policy
 from graphs.expressions import Expressions
-from graphs.loops import Body, foreach_steps, while_steps
+from graphs.loops import MAX_FOREACH_ITEMS, WAVE_MIN, Body, foreach_steps, while_steps
 from graphs.plan import NodePlan, plan_nodes
 from graphs.spec import WorkflowSpec
 from graphs.state import FlowState
@@ -29,6 +29,8 @@ def recursion_limit(spec: WorkflowSpec) -> int:
         steps += 3
         if node.type == "while":
             steps += 2 * int(node.config.get("max_iterations", 100)) + 2
+        elif node.type == "foreach":
+            steps += 2 * (MAX_FOREACH_ITEMS // WAVE_MIN + 1) + 2
     return steps
 
 

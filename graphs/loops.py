@@ -28,6 +28,11 @@ from graphs.steps import (
 from nodes.context import RunContext
 
 
+MAX_FOREACH_ITEMS = 100_000
+WAVE_MIN = 512
+WAVE_PER_SLOT = 8
+
+
 @dataclass(frozen=True, slots=True)
 class Body:
     graph: GraphScope
@@ -44,6 +49,8 @@ class Body:
         if self.single is not None:
             ctx = node_context(self.graph, self.single, state, run, config, [])
             outcome = await execute(self.single, ctx)
+            if self.graph.spec.output is None:  # the output rule picks the only node
+                return outcome.output
             state["outputs"] = {self.single.id: outcome.output}
             state["nodes"] = {self.single.id: outcome.meta}
         else:
@@ -65,6 +72,17 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
     item_node, done_node = f"{plan.id}.items", f"{plan.id}.done"
     cfg = plan.config
     limit = min(cfg.max_concurrency, max_concurrency)
+    wave = max(WAVE_MIN, WAVE_PER_SLOT * limit)
+
+    def _next_wave(progress: dict[str, Any], node_id: str) -> Command[Any]:
+        """Send the next wave of items. Waves keep a superstep's task count bounded:
+        LangGraph's bookkeeping per step grows with the square of its tasks."""
+        start, items, base = progress["sent"], progress["items"], progress["base"]
+        stop = min(start + wave, len(items))
+        sends = [Send(item_node, {**base, "index": i, "item": items[i]})
+                 for i in range(start, stop)]
+        update = {"progress": {node_id: {**progress, "sent": stop}}}
+        return Command(update=update, goto=sends or done_node)
 
     async def fan_out(state: FlowState, config: RunnableConfig,
                       runtime: Runtime[RunContext]) -> Command[Any] | None:
@@ -85,17 +103,18 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
             if not isinstance(items, list | tuple):
                 raise NodeError(f"`items` must be a list, got {type(items).__name__}",
                                 node_id=plan.id, field="items")
+            if len(items) > MAX_FOREACH_ITEMS:
+                raise NodeError(f"{len(items):,} items; a foreach takes at most "
+                                f"{MAX_FOREACH_ITEMS:,}", node_id=plan.id, field="items")
         except NodeError as exc:
             outcome = settle_failure(plan, ctx, exc, started)
             return settled(plan, outcome.output, outcome.meta)
-        progress = {"count": len(items), "started_at": started}
-        if not items:  # an empty foreach still reaches its successors
-            return Command(update={"progress": {plan.id: progress}}, goto=done_node)
         base = {"inputs": state.get("inputs") or {}, "run": state.get("run") or {},
                 "outer": dict(ctx.scope.outputs), "path": ctx.path}
-        sends = [Send(item_node, {**base, "index": i, "item": item})
-                 for i, item in enumerate(items)]
-        return Command(update={"progress": {plan.id: progress}}, goto=sends)
+        progress = {"count": len(items), "started_at": started, "items": list(items),
+                    "base": base, "sent": 0}
+        # An empty foreach still reaches its successors, through the collect step.
+        return _next_wave(progress, plan.id)
 
     async def run_item(payload: dict[str, Any], config: RunnableConfig,
                        runtime: Runtime[RunContext]) -> Command[Any]:
@@ -127,8 +146,10 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
             return None
         run = runtime.context
         progress = (state.get("progress") or {})[plan.id]
-        results = sorted((r for r in state.get("items") or [] if r[0] == plan.id),
-                         key=lambda r: r[1])
+        results = [r for r in state.get("items") or [] if r[0] == plan.id]
+        if len(results) < progress["count"]:
+            return _next_wave(progress, plan.id)
+        results.sort(key=lambda r: r[1])
         ctx = node_context(graph, plan, state, run, config, [])
         failed = [r for r in results if r[3]]
         if failed:

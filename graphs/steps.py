@@ -81,7 +81,10 @@ def skip(plan: NodePlan, state: FlowState, run: RunContext) -> Command[Any]:
 
 
 def settled(plan: NodePlan, output: Any, meta: dict[str, Any]) -> Command[Any]:
-    return Command(update={"outputs": {plan.id: output}, "nodes": {plan.id: meta}},
+    # The state keeps only what routing needs; timings and attempts travel in events
+    # to the run record, so every checkpoint stays small.
+    status = {"status": meta["status"], "ports": meta["ports"]}
+    return Command(update={"outputs": {plan.id: output}, "nodes": {plan.id: status}},
                    goto=list(plan.targets))
 
 

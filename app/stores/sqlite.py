@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from app.records import RunRecord
 from app.stores.base import StoredWorkflow
+from app.stores.sqlite_saver import GroupCommitSqliteSaver
 from graphs.errors import StoreError
 
 _SCHEMA = """
@@ -117,7 +117,7 @@ class SqliteStore:
         return [RunRecord.model_validate_json(r[0]) for r in rows]
 
     @asynccontextmanager
-    async def checkpointer(self) -> AsyncIterator[AsyncSqliteSaver]:
+    async def checkpointer(self) -> AsyncIterator[GroupCommitSqliteSaver]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(str(self.path)) as saver:
+        async with GroupCommitSqliteSaver.open(str(self.path)) as saver:
             yield saver
