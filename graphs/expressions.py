@@ -128,6 +128,12 @@ class Sandbox(ImmutableSandboxedEnvironment):
             center=_safe_center, indent=_safe_indent, format=_safe_format, replace=_safe_replace
         )
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # JSON first: `inputs.items` is the key "items", not the dict method.
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if isinstance(obj, str) and attr in _UNSAFE_STR_METHODS:
             return False  # str.format reaches attributes by name: use the `format` filter

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.records import RunRecord
+from app.runner import execute_workflow_async
+from app.settings import Settings, load_settings
+from app.stores.sqlite import SqliteStore
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC_DIR = REPO.parent / "shared" / "spec"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(store=f"sqlite:///{tmp_path / 'flowloom.db'}")
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[SqliteStore]:
+    assert settings.sqlite_path is not None
+    store = SqliteStore(settings.sqlite_path)
+    yield store
+    await store.close()
+
+
+class Runner:
+    """Runs documents on a real SQLite store in the test's folder and keeps the events."""
+
+    def __init__(self, settings: Settings, store: SqliteStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.events: list[dict[str, Any]] = []
+
+    async def __call__(self, document: Any, inputs: dict[str, Any] | None = None,
+                       **kwargs: Any) -> RunRecord:
+        return await execute_workflow_async(document, inputs, settings=self.settings,
+                                            store=self.store, on_event=self.events.append,
+                                            **kwargs)
+
+    def order(self, kind: str) -> list[str]:
+        return [e["node_id"] for e in self.events if e["event"] == kind]
+
+
+@pytest.fixture
+def run(settings: Settings, store: SqliteStore) -> Runner:
+    return Runner(settings, store)
+
+
+def chain(*ids: str) -> list[dict[str, str]]:
+    return [{"source": a, "target": b} for a, b in zip(ids, ids[1:], strict=False)]
+
+
+def t(node_id: str, output: Any, **extra: Any) -> dict[str, Any]:
+    """A transform node."""
+    return {"id": node_id, "type": "transform", "config": {"output": output}, **extra}
+
+
+def delay(node_id: str, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": "delay", "config": {"seconds": seconds}, **extra}
