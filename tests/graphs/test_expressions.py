@@ -1,0 +1,155 @@
+"""Expressions and templates: native values, names in scope, and the sandbox."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from graphs.errors import ExpressionError
+from graphs.expressions import Expressions, namespace, syntax_problem
+from tests.conftest import Runner, chain, t
+
+NS = namespace(inputs={"user_name": "Ada", "amount": 150, "tags": ["a", "b"],
+                       "items": [1, 2], "clash": "input"},
+               outputs={"fetch_data": {"body": {"id": 7}}, "skipped": None, "clash": "node"},
+               run={"id": "r1", "workflow_id": "w"})
+
+
+@pytest.fixture
+def ex() -> Expressions:
+    return Expressions()
+
+
+def test_single_expression_yields_native_value(ex: Expressions) -> None:
+    assert ex.render("{{ inputs.tags }}", NS, field="f") == ["a", "b"]
+    assert ex.render("  {{ inputs.amount * 2 }} ", NS, field="f") == 300
+    assert ex.render("{{ outputs.fetch_data.body }}", NS, field="f") == {"id": 7}
+    assert ex.render("{{ inputs.amount }} EUR", NS, field="f") == "150 EUR"
+
+
+def test_render_walks_json_values(ex: Expressions) -> None:
+    value = {"a": ["{{ user_name }}", 3, None], "b": {"c": "x{{ 1 + 1 }}"}}
+    assert ex.render(value, NS, field="f") == {"a": ["Ada", 3, None], "b": {"c": "x2"}}
+
+
+def test_bare_expressions(ex: Expressions) -> None:
+    assert ex.evaluate("inputs.amount > 100 and outputs.fetch_data", NS, field="f")
+    assert ex.evaluate("inputs.items", NS, field="f") == [1, 2]  # the key, not dict.items
+
+
+def test_unqualified_names_resolve_to_node_output_then_input(ex: Expressions) -> None:
+    assert ex.render("{{ fetch_data.body.id }}", NS, field="f") == 7
+    assert ex.render("{{ user_name }}", NS, field="f") == "Ada"
+    assert ex.render("{{ clash }}", NS, field="f") == "node"
+
+
+def test_skipped_node_is_null_so_or_merges_branches(ex: Expressions) -> None:
+    assert ex.render("{{ outputs.skipped or outputs.fetch_data.body.id }}", NS, field="f") == 7
+
+
+def test_run_names_in_scope(ex: Expressions) -> None:
+    assert ex.render("{{ run.id }}/{{ run.workflow_id }}", NS, field="f") == "r1/w"
+
+
+@pytest.mark.parametrize("template", ["{{ nope }}", "{{ outputs.fetch_data.nope }}",
+                                      "{{ [outputs.missing_node] }}", "{{ 1 / 0 }}",
+                                      "{{ 'a' + 1 }}"])
+def test_errors_name_the_field_and_never_pass_silently(ex: Expressions, template: str) -> None:
+    with pytest.raises(ExpressionError) as info:
+        ex.render({"deep": [template]}, NS, field="output")
+    assert info.value.field == "output.deep[0]"
+
+
+SANDBOX_ESCAPES = [
+    "{{ ().__class__.__mro__[1].__subclasses__() }}",
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ()|attr('__class__') }}",
+    "{{ (()|attr('__class__')|attr('__base__')|attr('__subclasses__'))() }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ lipsum.__globals__ }}",
+    # CVE-2024-56326: str.format reached through an indirect reference
+    "{% set f = '{0.__class__}'.format %}{{ f(1) }}",
+    "{{ '{0.__class__.__mro__}'.format(1) }}",
+    # CVE-2025-27516: the attr filter handing out str.format
+    "{{ ('{0.__class__}'|attr('format'))(1) }}",
+    "{{ ('{x.__class__}'|attr('format_map'))({'x': 1}) }}",
+    "{{ request.application.__globals__ }}",
+    "{{ config.items() }}",
+]
+
+
+@pytest.mark.parametrize("payload", SANDBOX_ESCAPES)
+def test_sandbox_escapes_fail_clearly(ex: Expressions, payload: str) -> None:
+    with pytest.raises(ExpressionError) as info:
+        ex.render(payload, NS, field="f")
+    message = str(info.value)
+    assert "field `f`" in message
+    assert any(word in message for word in ("not allowed", "unknown name", "unsafe"))
+
+
+EXHAUSTION = [
+    ("{{ 'a' * 10**9 }}", "repetition"),
+    ("{{ [1] * 10**8 }}", "repetition"),
+    ("{{ range(10**9) | list }}", "range"),
+    ("{{ 10 ** (10 ** 6) }}", "power"),
+    ("{{ 9 ** 999999 }}", "power"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+     "exceed"),
+    ("{% macro r() %}{{ r() }}{% endmacro %}{{ r() }}", "recursion"),
+    ("{{ '%0999999999d' % 1 }}", "format width"),
+    ("{{ '%999999999d' | format(1) }}", "format width"),
+    ("{{ 'x' | center(999999999) }}", "center"),
+    ("{{ 'x'.ljust(999999999) }}", "ljust"),
+    ("{{ ('ab' * 500000).replace('', 'cd' * 100000) }}", "replace"),
+    ("{{ ('ab' * 500000) | replace('', 'cd' * 100000) }}", "replace"),
+    ("{{ 'x' | indent(999999999, true) }}", "indent"),
+]
+
+
+@pytest.mark.parametrize(("template", "why"), EXHAUSTION)
+def test_resource_exhaustion_fails_fast(ex: Expressions, template: str, why: str) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ExpressionError) as info:
+        ex.render(template, NS, field="f")
+    assert time.perf_counter() - start < 3
+    assert why in str(info.value)
+
+
+def test_render_time_is_bounded() -> None:
+    ex = Expressions(max_seconds=0.2)
+    template = ("{% for i in range(100000) %}{% for j in range(100000) %}"
+                "{% set x = i * j %}{% endfor %}{% endfor %}")
+    start = time.perf_counter()
+    with pytest.raises(ExpressionError, match="longer than"):
+        ex.render(template, NS, field="f")
+    assert time.perf_counter() - start < 2
+
+
+def test_templates_are_compiled_once(ex: Expressions) -> None:
+    ex.render("{{ inputs.amount }}", NS, field="f")
+    compiled = dict(ex._compiled)
+    ex.render("{{ inputs.amount }}", NS, field="f")
+    assert ex._compiled == compiled and len(compiled) == 1
+
+
+def test_syntax_problem_reports_parse_errors() -> None:
+    assert syntax_problem("{{ a + }}") is not None
+    assert syntax_problem("{% if %}") is not None
+    assert syntax_problem("a and", expression=True) is not None
+    assert syntax_problem("{{ a.b }} and {{ c }}") is None
+
+
+async def test_template_error_fails_node_with_node_field_and_message(run: Runner) -> None:
+    nodes = [t("a", {"greeting": "Hi {{ user.name }}"})]
+    record = await run({"nodes": nodes})
+    assert record.status == "failed"
+    assert record.node_states["a"].error["message"] == (
+        "node `a`, field `output.greeting`: unknown name or attribute: 'user' is undefined")
+
+
+async def test_not_yet_run_node_is_null(run: Runner) -> None:
+    nodes = [t("early", "{{ outputs.late is none }}"), t("late", 1)]
+    record = await run({"nodes": nodes, "edges": chain("early", "late")})
+    assert record.node_states["early"].output is True
