@@ -1,0 +1,52 @@
+"""Every example in examples/ runs and gives the output its README promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, Runner
+
+EXAMPLES = REPO / "examples"
+
+CASES: list[tuple[str, dict[str, Any], Any]] = [
+    ("hello.json", {"name": "Ada"}, {"greeting": "Hello, Ada!", "length": 3}),
+    ("hello.json", {}, {"greeting": "Hello, world!", "length": 5}),
+    ("branching.json", {"amount": 250}, "manual review of 250"),
+    ("branching.json", {"amount": 20}, "auto-approved 20"),
+    ("switch.json", {"priority": "p1"}, "page the on-call"),
+    ("switch.json", {"priority": "p2"}, "add to the queue"),
+    ("switch.json", {"priority": "p9"}, "look at it later"),
+    ("parallel-join.json", {"first": "Grace", "last": "Hopper"},
+     {"name": "Grace Hopper", "initials": "GH", "score": 50,
+      "arrived": ["initials", "name", "score"]}),
+    ("foreach.json", {"lines": [{"sku": "a", "qty": 2, "price": 3},
+                                {"sku": "b", "qty": 1, "price": 12},
+                                {"sku": "c", "qty": 5, "price": 4}]},
+     {"lines": [{"sku": "a", "position": 0, "total": 6},
+                {"sku": "b", "position": 1, "total": 12},
+                {"sku": "c", "position": 2, "total": 20}],
+      "expensive": ["b", "c"], "sum": 38}),
+    ("while.json", {"seed": 3, "limit": 50}, {"iterations": 5, "last": 96}),
+    ("error-edge.json", {"payload": {"amount": 4}}, "amount 4"),
+    ("error-edge.json", {"payload": {}}, "could not parse: ExpressionError"),
+]
+
+
+@pytest.mark.parametrize(("name", "inputs", "expected"), CASES)
+async def test_example_runs(run: Runner, name: str, inputs: dict[str, Any],
+                            expected: Any) -> None:
+    record = await run(EXAMPLES / name, inputs)
+    assert record.status == "succeeded", record.errors
+    assert record.output == expected
+
+
+def test_every_example_is_covered() -> None:
+    covered = {name for name, _, _ in CASES}
+    on_disk = {p.name for p in Path(EXAMPLES).glob("*.json")}
+    assert on_disk - covered <= EXAMPLES_COVERED_ELSEWHERE
+
+
+EXAMPLES_COVERED_ELSEWHERE: set[str] = set()
