@@ -25,8 +25,8 @@ app = typer.Typer(help="Flowloom: run JSON workflow DAGs, durably.", no_args_is_
 runs_app = typer.Typer(help="Run history.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
-err = Console(stderr=True)
-out = Console(highlight=False)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 EXIT_STATUS = {"succeeded": 0, "failed": 1, "cancelled": 1, "waiting": 3}
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
                 "skipped": "dim", "running": "cyan", "retrying": "magenta", "waiting": "blue"}
@@ -235,3 +235,5 @@ def main() -> None:
     except WorkflowError as exc:  # a store or settings problem: one line, no traceback
         err.print(f"flowloom: {exc}", markup=False, highlight=False)
         sys.exit(2)
+if __name__ == "__main__":
+    main()

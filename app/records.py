@@ -89,9 +89,9 @@ class RecordBuilder:
         at = from_epoch(event.get("at"))
         states = self.record.node_states
         if kind == "log":
-            self.record.logs.append(LogEntry(at=at or utcnow(), node_id=node_id,
-                                             level=event.get("level", "info"),
-                                             message=event["message"]))
+            self.record.logs.append(LogEntry.model_validate({
+                "at": at or utcnow(), "node_id": node_id, "level": event.get("level", "info"),
+                "message": event["message"]}))
             return
         if node_id is None:
             return
@@ -120,13 +120,15 @@ class RecordBuilder:
                 output=truncate_for_record(output),
                 attempts=meta.get("attempts", event.get("attempt", 1)),
                 cached=meta.get("cached"),
-                started_at=from_epoch(meta.get("started_at")) or (state and state.started_at),
+                started_at=(from_epoch(meta.get("started_at"))
+                            or (state.started_at if state else None)),
                 finished_at=from_epoch(meta.get("finished_at")) or at,
                 latency_ms=meta.get("latency_ms"),
                 error=error,
             )
             if not ok:
-                level = "warning" if event.get("handled") else "error"
+                level: Literal["warning", "error"] = (
+                    "warning" if event.get("handled") else "error")
                 message = (error or {}).get("message", "failed")
                 self.record.logs.append(LogEntry(at=at or utcnow(), node_id=node_id,
                                                  level=level, message=message))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from jsonschema import Draft202012Validator
+from langchain_core.runnables import RunnableConfig
 
 from app.records import (
     NodeState,
@@ -88,7 +89,7 @@ async def _drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: 
     ctx = RunContext(record.execution_id, record.workflow_id, services, emit)
     run_info = {"id": record.execution_id, "workflow_id": record.workflow_id,
                 "started_at": record.started_at.isoformat() if record.started_at else None}
-    config: dict[str, Any] = {"configurable": {"thread_id": record.execution_id},
+    config: RunnableConfig = {"configurable": {"thread_id": record.execution_id},
                               "max_concurrency": spec.settings.max_concurrency}
     async with store.checkpointer() as saver:
         graph = compile_workflow(spec, saver, expressions=expressions)

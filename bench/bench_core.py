@@ -3,14 +3,14 @@
     python bench/bench_core.py [--runs 5]
 
 1. A 100-node transform chain through Flowloom vs the same chain written by hand in
-   LangGraph, both on Flowloom's SQLite saver (AsyncSqliteSaver with group commit) with durability="sync"; median of N runs.
+   LangGraph, both on Flowloom's SQLite saver (AsyncSqliteSaver with group commit) and
+   durability="sync"; median of N interleaved runs.
 2. A foreach over 10,000 items with a one-node body: time and peak memory (RSS).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import resource
 import statistics

@@ -1,5 +1,6 @@
 """The compiler: format models, validation, expressions and compilation. Pure, no I/O."""
 
+from graphs.compile import compile_workflow
 from graphs.errors import (
     CompileError,
     ExpressionError,
@@ -12,8 +13,6 @@ from graphs.errors import (
 from graphs.expressions import Expressions
 from graphs.loader import canonical_document, load_workflow, read_document, validate_workflow
 from graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
-
-from graphs.compile import compile_workflow  # noqa: E402,I001  (needs nodes, which need the above)
 
 __all__ = [
     "CompileError",

@@ -72,7 +72,7 @@ def _from_to(doc: Document) -> Document:
     out = dict(doc)
     if isinstance(doc.get("nodes"), list):
         out["nodes"] = [
-            {**n, "type": TYPE_ALIASES.get(n.get("type"), n.get("type"))}
+            {**n, "type": TYPE_ALIASES.get(str(n.get("type")), n.get("type"))}
             if isinstance(n, dict) else n
             for n in doc["nodes"]
         ]

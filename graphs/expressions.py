@@ -146,16 +146,16 @@ class Sandbox(ImmutableSandboxedEnvironment):
                 if isinstance(seq, str | list | tuple) and isinstance(times, int):
                     budget.check_size(len(seq) * max(times, 0), "repetition")
         elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
-                if right * max(abs(left).bit_length(), 1) > MAX_POWER_BITS:
-                    raise LimitExceeded("power result is too large")
+            if (isinstance(left, int) and isinstance(right, int) and abs(left) > 1
+                    and right * abs(left).bit_length() > MAX_POWER_BITS):
+                raise LimitExceeded("power result is too large")
         elif operator == "%" and isinstance(left, str):
             _check_percent_format(left)
         elif operator == "+":
             budget.check_size(_size(left) + _size(right), "concatenation")
         return super().call_binop(context, operator, left, right)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget = _current_budget()
         budget.check_time()
         name = getattr(__obj, "__name__", "")

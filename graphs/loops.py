@@ -27,7 +27,6 @@ from graphs.steps import (
 )
 from nodes.context import RunContext
 
-
 MAX_FOREACH_ITEMS = 100_000
 WAVE_MIN = 512
 WAVE_PER_SLOT = 8
@@ -153,7 +152,7 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
         ctx = node_context(graph, plan, state, run, config, [])
         failed = [r for r in results if r[3]]
         if failed:
-            _, index, _, error = failed[0]
+            error = failed[0][3]
             exc = NodeError(error["message"], node_id=plan.id, kind=error["type"])
             outcome = settle_failure(plan, ctx, exc, progress["started_at"])
             return settled(plan, outcome.output, outcome.meta)

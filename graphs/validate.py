@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -147,7 +147,7 @@ def _validate_node(node: NodeSpec, npath: str, who: str, depth: int) -> Iterator
 
 def _validate_edges(
     raw_edges: Any, path: str, nodes: dict[str, tuple[int, NodeSpec]]
-) -> Iterator[Problem]:
+) -> Generator[Problem, None, list[EdgeSpec]]:
     edges: list[EdgeSpec] = []
     if not isinstance(raw_edges, list):
         yield Problem(f"{path}.edges", "edges must be a list")
@@ -165,7 +165,8 @@ def _validate_edges(
         for end in ("source", "target"):
             if getattr(edge, end) not in nodes:
                 ok = False
-                yield Problem(f"{epath}.{end}", f"{who}: {end} `{getattr(edge, end)}` is not a node")
+                missing = getattr(edge, end)
+                yield Problem(f"{epath}.{end}", f"{who}: {end} `{missing}` is not a node")
         if not ok:
             continue
         if edge.source == edge.target:

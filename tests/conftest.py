@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def run(settings: Settings, store: SqliteStore) -> Runner:
 
 
 def chain(*ids: str) -> list[dict[str, str]]:
-    return [{"source": a, "target": b} for a, b in zip(ids, ids[1:], strict=False)]
+    return [{"source": a, "target": b} for a, b in itertools.pairwise(ids)]
 
 
 def t(node_id: str, output: Any, **extra: Any) -> dict[str, Any]:

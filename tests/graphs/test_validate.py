@@ -37,7 +37,7 @@ def test_every_problem_is_reported_at_once() -> None:
     assert "Extra inputs" in problems["$.nodes[3].config.expresion"]
     assert "String should match pattern" in problems["$.nodes[4].id"]
     assert "target `zz` is not a node" in problems["$.edges[0].target"]
-    assert "edge #1 (nope → b): source `nope` is not a node" == problems["$.edges[1].source"]
+    assert problems["$.edges[1].source"] == "edge #1 (nope → b): source `nope` is not a node"
     with pytest.raises(SpecError) as info:
         load_workflow(doc)
     assert len(info.value.problems) == len(problems)
@@ -156,7 +156,7 @@ def test_load_accepts_dict_json_text_and_path(tmp_path: Path) -> None:
 
 
 def test_bad_json_is_a_spec_error_with_position() -> None:
-    with pytest.raises(SpecError, match="not valid JSON: .* line 1 column 2"):
+    with pytest.raises(SpecError, match=r"not valid JSON: .* line 1 column 2"):
         load_workflow("{nope")
 
 

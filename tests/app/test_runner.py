@@ -1,0 +1,171 @@
+"""The in-process runner: run records, inputs, the SQLite store and checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any, ClassVar
+
+import pytest
+
+from app.records import RunRecord
+from app.runner import run_workflow
+from app.settings import Settings
+from app.stores.sqlite import SqliteStore
+from graphs import InputError, NodeError, SpecError, WorkflowError
+from nodes.base import NodeConfig, NodeType
+from nodes.context import NodeContext
+from nodes.registry import NODE_TYPES, register_node_type
+from tests.conftest import Runner, chain, delay, t
+
+SCHEMA = {"type": "object", "required": ["user"],
+          "properties": {"user": {"type": "object", "required": ["age"],
+                                  "properties": {"age": {"type": "integer"}}}}}
+
+
+async def test_record_has_the_shape_of_http_api(run: Runner) -> None:
+    record = await run({"id": "shape", "nodes": [t("a", "{{ inputs.x }}")]}, {"x": 5},
+                       correlation_id="corr-1")
+    data = record.model_dump(mode="json")
+    assert set(data) == {"execution_id", "workflow_id", "workflow_version", "status", "inputs",
+                         "output", "created_at", "started_at", "finished_at", "node_states",
+                         "logs", "errors", "correlation_id"}
+    assert data["workflow_id"] == "shape" and data["workflow_version"] == 1
+    assert data["correlation_id"] == "corr-1"
+    state = data["node_states"]["a"]
+    assert set(state) == {"status", "output", "attempts", "cached", "started_at",
+                          "finished_at", "latency_ms", "error"}
+    assert state["status"] == "succeeded" and state["output"] == 5 and state["attempts"] == 1
+    assert state["latency_ms"] >= 0
+
+
+async def test_record_is_stored_and_execution_id_is_the_checkpoint_thread(
+        run: Runner, store: SqliteStore, settings: Settings) -> None:
+    record = await run({"nodes": [t("a", 1), t("b", 2)], "edges": chain("a", "b")},
+                       execution_id="exec-42")
+    assert (await store.get_run("exec-42")) == record
+    assert settings.sqlite_path is not None
+    with sqlite3.connect(settings.sqlite_path) as db:
+        threads = {row[0] for row in db.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+    assert threads == {"exec-42"}
+
+
+async def test_duplicate_execution_id_is_refused(run: Runner) -> None:
+    await run({"nodes": [t("a", 1)]}, execution_id="same")
+    with pytest.raises(WorkflowError, match="execution `same` already exists"):
+        await run({"nodes": [t("a", 1)]}, execution_id="same")
+
+
+async def test_inputs_are_checked_before_anything_runs(run: Runner, store: SqliteStore) -> None:
+    doc = {"id": "typed", "inputs_schema": SCHEMA, "nodes": [t("a", 1)]}
+    with pytest.raises(InputError) as info:
+        await run(doc, {"user": {"age": "old"}})
+    assert info.value.path == "$.user.age"
+    assert "'old' is not of type 'integer'" in str(info.value)
+    assert run.events == []
+    assert await store.list_runs() == []
+
+
+async def test_invalid_document_raises_before_anything_is_stored(
+        run: Runner, store: SqliteStore) -> None:
+    with pytest.raises(SpecError):
+        await run({"id": "broken", "nodes": [{"id": "a", "type": "nope"}]})
+    assert await store.get_workflow("broken") is None
+
+
+async def test_run_is_pinned_to_the_workflow_version(run: Runner, store: SqliteStore) -> None:
+    first = await run({"id": "pinned", "nodes": [t("a", 1)]})
+    again = await run({"id": "pinned", "nodes": [t("a", 1)]})
+    changed = await run({"id": "pinned", "nodes": [t("a", 2)]})
+    assert (first.workflow_version, again.workflow_version, changed.workflow_version) == (1, 1, 2)
+    stored = await store.get_workflow("pinned", 1)
+    assert stored is not None and stored.document["nodes"][0]["config"]["output"] == 1
+
+
+async def test_inline_workflow_gets_a_stable_content_id(run: Runner) -> None:
+    a = await run({"nodes": [t("a", 1)]})
+    b = await run({"nodes": [t("a", 1)]})
+    assert a.workflow_id == b.workflow_id and a.workflow_id.startswith("inline-")
+
+
+def test_run_workflow_blocks_and_creates_the_store_on_first_use(settings: Settings) -> None:
+    assert settings.sqlite_path is not None and not settings.sqlite_path.exists()
+    record = run_workflow({"nodes": [t("a", "hi")]}, settings=settings)
+    assert isinstance(record, RunRecord) and record.output == "hi"
+    assert settings.sqlite_path.exists()
+
+
+class Flaky(NodeType):
+    """A test node type: fails retriably `fail_times` times, then succeeds."""
+
+    name = "test_flaky"
+    calls: ClassVar[dict[str, int]] = {}
+
+    class Config(NodeConfig):
+        fail_times: int
+        retriable: bool = True
+
+    async def run(self, config: Any, ctx: NodeContext) -> Any:
+        count = self.calls[ctx.run.execution_id] = self.calls.get(ctx.run.execution_id, 0) + 1
+        if count <= config.fail_times:
+            raise NodeError(f"flaky failure {count}", retriable=config.retriable)
+        return {"calls": count, "key": ctx.idempotency_key}
+
+
+@pytest.fixture
+def flaky() -> Any:
+    register_node_type(Flaky())
+    yield Flaky
+    NODE_TYPES.pop("test_flaky")
+
+
+def flaky_node(fail_times: int, retriable: bool = True, attempts: int = 3) -> dict[str, Any]:
+    return {"id": "f", "type": "test_flaky",
+            "config": {"fail_times": fail_times, "retriable": retriable},
+            "retry": {"max_attempts": attempts, "initial_delay_s": 0.01, "jitter": False}}
+
+
+async def test_retriable_failure_retries_with_langgraph_policy(run: Runner, flaky: Any) -> None:
+    record = await run({"nodes": [flaky_node(2)]}, execution_id="flaky-1")
+    assert record.status == "succeeded"
+    assert record.output["calls"] == 3
+    assert record.node_states["f"].attempts == 3
+    assert [log.message for log in record.logs] == ["retrying: node `f`: flaky failure 1",
+                                                    "retrying: node `f`: flaky failure 2"]
+
+
+async def test_non_retriable_failure_fails_at_once(run: Runner, flaky: Any) -> None:
+    record = await run({"nodes": [flaky_node(1, retriable=False)]}, execution_id="flaky-2")
+    assert record.status == "failed"
+    assert record.node_states["f"].attempts == 1
+    assert Flaky.calls["flaky-2"] == 1
+
+
+async def test_retries_stop_at_max_attempts(run: Runner, flaky: Any) -> None:
+    record = await run({"nodes": [flaky_node(5, attempts=2)]}, execution_id="flaky-3")
+    assert record.status == "failed"
+    assert Flaky.calls["flaky-3"] == 2
+    assert "flaky failure 2" in record.errors[0].message
+
+
+async def test_idempotency_key_is_stable_and_qualified_by_loop_index(
+        run: Runner, flaky: Any) -> None:
+    record = await run({"nodes": [flaky_node(1)]}, execution_id="keyed")
+    assert record.output["key"] == "keyed:f"
+    body = {"nodes": [t("x", "{{ item }}")]}
+    looped = await run({"nodes": [{"id": "each", "type": "foreach",
+                                   "config": {"items": "[1, 2]", "body": body}}]})
+    assert {"each[0].x", "each[1].x"} <= set(looped.node_states)
+
+
+async def test_delay_checkpoints_its_start_before_waiting(run: Runner,
+                                                          settings: Settings) -> None:
+    task = asyncio.create_task(run({"nodes": [delay("nap", 30)]}, execution_id="napper"))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert settings.sqlite_path is not None
+    with sqlite3.connect(settings.sqlite_path) as db:
+        count = db.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 'napper'")
+        assert count.fetchone()[0] >= 2  # the input, then the step that stored the deadline
