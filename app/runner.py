@@ -20,6 +20,7 @@ from app.records import (
     truncate_for_record,
     utcnow,
 )
+from app.services import open_services
 from app.settings import Settings, load_settings
 from app.stores import Store, open_store
 from graphs import Expressions, InputError, NodeError, WorkflowError, WorkflowSpec, load_workflow
@@ -153,7 +154,11 @@ async def execute_workflow_async(
                 on_event(event)
 
         emit({"event": "run.started", "execution_id": execution_id})
-        await _drive(spec, record, store, services or Services(), emit, builder)
+        if services is not None:
+            await _drive(spec, record, store, services, emit, builder)
+        else:
+            async with open_services(settings) as own_services:
+                await _drive(spec, record, store, own_services, emit, builder)
         record.finished_at = utcnow()
         await store.save_run(record)
         emit({"event": "run.finished", "execution_id": execution_id, "status": record.status})

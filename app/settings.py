@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         "OPENAI_BASE_URL", "openai_base_url"))
     api_keys: str | None = None
     http_allow_private: bool = False
+    http_allow_hosts: str | None = None  # "host:port,..." exempt from the SSRF guard
+    http_max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    composio_base_url: str | None = Field(default=None, validation_alias=AliasChoices(
+        "COMPOSIO_BASE_URL", "composio_base_url"))
+    composio_api_key: str | None = Field(default=None, validation_alias=AliasChoices(
+        "COMPOSIO_API_KEY", "composio_api_key"))
     smtp_url: str | None = None
     retention_days: int = Field(default=7, ge=1)
 
@@ -51,5 +57,6 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err["loc"] else "?"
-        var = name.upper() if name.upper().startswith("OPENAI") else f"FLOWLOOM_{name.upper()}"
+        var = (name.upper() if name.upper().startswith(("OPENAI", "COMPOSIO"))
+               else f"FLOWLOOM_{name.upper()}")
         raise SettingsError(f"{var}: {err['msg']}") from None

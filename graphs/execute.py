@@ -39,6 +39,22 @@ def retry_policy(plan: NodePlan) -> RetryPolicy:
     )
 
 
+def backoff_s(plan: NodePlan, attempt: int) -> float:
+    """The delay LangGraph's RetryPolicy waits after failed attempt number `attempt`."""
+    retry = plan.node.retry
+    return min(retry.max_delay_s, retry.initial_delay_s * retry.backoff ** (attempt - 1))
+
+
+async def honour_retry_after(plan: NodePlan, attempt: int, error: NodeError) -> None:
+    """Wait out the part of a server's Retry-After (capped at max_delay_s) that the
+    policy's own backoff will not cover."""
+    if error.retry_after_s:
+        wanted = min(error.retry_after_s, plan.node.retry.max_delay_s)
+        extra = wanted - backoff_s(plan, attempt)
+        if extra > 0:
+            await asyncio.sleep(extra)
+
+
 def as_node_error(exc: BaseException, plan: NodePlan) -> NodeError:
     if isinstance(exc, NodeError):
         exc.node_id = exc.node_id or plan.id
@@ -79,11 +95,13 @@ async def execute(plan: NodePlan, ctx: NodeContext) -> Outcome:
         raise
     except Exception as exc:
         error = as_node_error(exc, plan)
+        if error.retriable and ctx.attempt < plan.node.retry.max_attempts:
+            await honour_retry_after(plan, ctx.attempt, error)
         return settle_failure(plan, ctx, error, started)
     finished = clock()
     meta = node_meta("succeeded", plan.kind.route(plan.config, output), attempts=ctx.attempt,
                      started_at=started, finished_at=finished,
-                     latency_ms=round((finished - started) * 1000, 3))
+                     latency_ms=round((finished - started) * 1000, 3), **ctx.meta)
     run.emit({"event": "node.succeeded", "node_id": ctx.path, "attempt": ctx.attempt,
               "at": finished, "output": output, "meta": meta})
     return Outcome(output, meta)
@@ -94,7 +112,8 @@ def settle_failure(plan: NodePlan, ctx: NodeContext, error: NodeError, started: 
     clock = ctx.services.clock
     if error.retriable and ctx.attempt < plan.node.retry.max_attempts:
         ctx.run.emit({"event": "node.retrying", "node_id": ctx.path, "attempt": ctx.attempt,
-                      "at": clock(), "reason": str(error)})
+                      "at": clock(), "reason": str(error),
+                      "delay_s": max(backoff_s(plan, ctx.attempt), error.retry_after_s or 0)})
         raise RetryableFailure(error.message, node_id=plan.id, kind=error.kind,
                                retriable=True, retry_after_s=error.retry_after_s)
     finished = clock()

@@ -29,6 +29,7 @@ class Services:
     http: Any = None  # httpx.AsyncClient
     llm: Any = None  # chat-model factory
     cache: Any = None  # LLM response cache
+    tools: Any = None  # ToolProvider of `action` nodes
     settings: Mapping[str, Any] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Any] = asyncio.sleep
@@ -78,6 +79,7 @@ class NodeContext:
     attempt: int = 1
     first_started_at: float = 0.0  # when the node first started, kept across resumes
     upstream: Mapping[str, Any] = field(default_factory=dict)  # outputs of taken in-edges
+    meta: dict[str, Any] = field(default_factory=dict)  # extra node state: cached, usage, ...
 
     @property
     def services(self) -> Services:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from nodes.action import Action
+from nodes.ai import Ai
 from nodes.base import NodeType
 from nodes.condition import Condition
 from nodes.delay import Delay
+from nodes.email import Email
 from nodes.end import End
 from nodes.filter import Filter
 from nodes.foreach import Foreach
+from nodes.http import Http
 from nodes.join import Join
 from nodes.parallel import Parallel
 from nodes.start import Start
@@ -27,5 +31,5 @@ def get_node_type(name: str) -> NodeType | None:
 
 
 for _type in (Start(), End(), Transform(), Condition(), Switch(), Parallel(), Join(),
-              Foreach(), While(), Filter(), Delay()):
+              Foreach(), While(), Filter(), Delay(), Http(), Ai(), Email(), Action()):
     register_node_type(_type)

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from app.services import open_services
+from app.settings import Settings, load_settings
+from app.records import RunRecord
+from nodes.context import Services
+from tests.conftest import Runner
+from tests.servers import FlakyServer, ModelStub, RedisProcess, ServerThread, SmtpServer
+
+_databases = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture(scope="session")
+def redis_base_url() -> Iterator[str]:
+    """FLOWLOOM_TEST_REDIS_URL when set, else a throwaway real redis-server."""
+    url = os.environ.get("FLOWLOOM_TEST_REDIS_URL")
+    if url:
+        yield url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+        return
+    server = RedisProcess().start()
+    yield server.url.rsplit("/", 1)[0]
+    server.kill()
+
+
+@pytest.fixture
+async def redis_url(redis_base_url: str) -> AsyncIterator[str]:
+    """A database of its own for this test, flushed afterwards."""
+    url = f"{redis_base_url}/{next(_databases)}"
+    client = Redis.from_url(url)
+    await client.flushdb()
+    yield url
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def model() -> Iterator[ModelStub]:
+    stub = ModelStub()
+    with ServerThread(stub.app()) as server:
+        stub.url = f"{server.url}/v1"  # type: ignore[attr-defined]
+        yield stub
+
+
+@pytest.fixture
+def model_stub(model: ModelStub) -> ModelStub:
+    model.calls, model.requests, model.script = 0, [], []
+    return model
+
+
+@pytest.fixture(scope="session")
+def flaky_server() -> Iterator[tuple[FlakyServer, str]]:
+    server = FlakyServer()
+    with ServerThread(server.app()) as thread:
+        yield server, thread.url
+
+
+@pytest.fixture
+def web(flaky_server: tuple[FlakyServer, str]) -> tuple[FlakyServer, str]:
+    flaky_server[0].hits.clear()
+    return flaky_server
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.controller.start()
+    yield server
+    server.controller.stop()
+
+
+@pytest.fixture
+def node_settings(settings: Settings, model: ModelStub, smtp: SmtpServer,
+                  flaky_server: tuple[FlakyServer, str]) -> Settings:
+    return load_settings(store=settings.store, openai_base_url=model.url,  # type: ignore[attr-defined]
+                         openai_api_key="test-key", smtp_url=smtp.url,
+                         http_allow_private=True, composio_base_url=flaky_server[1],
+                         composio_api_key="composio-test-key")
+
+
+@pytest.fixture
+async def services(node_settings: Settings) -> AsyncIterator[Services]:
+    async with open_services(node_settings) as built:
+        yield built
+
+
+class ServiceRunner:
+    """Runs documents with real services pointed at the local test servers."""
+
+    def __init__(self, runner: Runner, services: Services) -> None:
+        self.runner = runner
+        self.services = services
+
+    async def __call__(self, document: object, inputs: dict | None = None,
+                       **kwargs: object) -> RunRecord:
+        return await self.runner(document, inputs, services=self.services, **kwargs)
+
+    @property
+    def events(self) -> list[dict]:
+        return self.runner.events
+
+
+@pytest.fixture
+def run_with(run: Runner, services: Services) -> ServiceRunner:
+    return ServiceRunner(run, services)

@@ -1,0 +1,150 @@
+"""The http node against a real local server: retries, idempotency keys, limits, SSRF."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from app.services import open_services
+from app.settings import Settings, load_settings
+from tests.nodes.conftest import ServiceRunner
+from tests.servers import FlakyServer
+
+Web = tuple[FlakyServer, str]
+FAST_RETRY = {"max_attempts": 3, "initial_delay_s": 0.05, "backoff": 1, "jitter": False}
+
+
+def http(node_id: str, url: str, **config: Any) -> dict[str, Any]:
+    extra = {k: config.pop(k) for k in ("retry", "timeout_s", "on_error") if k in config}
+    return {"id": node_id, "type": "http", "config": {"url": url, **config}, **extra}
+
+
+async def test_get_with_query_headers_and_parsed_json(run_with: ServiceRunner, web: Web) -> None:
+    _, base = web
+    record = await run_with({"nodes": [http("call", f"{base}/echo", query={"q": "{{ inputs.q }}"},
+                                            headers={"X-Who": "{{ inputs.who }}"})]},
+                            {"q": "cats", "who": "ada"})
+    out = record.output
+    assert out["status"] == 200
+    assert out["body"]["query"] == {"q": "cats"}
+    assert out["body"]["headers"]["x-who"] == "ada"
+    assert out["headers"]["content-type"] == "application/json"
+
+
+async def test_post_json_carries_idempotency_key(run_with: ServiceRunner, web: Web) -> None:
+    server, base = web
+    record = await run_with({"nodes": [http("post", f"{base}/echo?key=p", method="POST",
+                                            json={"n": "{{ inputs.n }}"})]}, {"n": 3},
+                            execution_id="exec-post")
+    assert record.output["body"]["json"] == {"n": 3}
+    assert server.hits["p"][0]["idempotency_key"] == "exec-post:post"
+
+
+async def test_503_503_200_succeeds_on_third_attempt_with_one_key(
+        run_with: ServiceRunner, web: Web) -> None:
+    server, base = web
+    record = await run_with({"nodes": [http("f", f"{base}/flaky?key=a&fail=2",
+                                            retry=FAST_RETRY)]}, execution_id="flaky-exec")
+    assert record.status == "succeeded"
+    assert record.output["body"] == {"ok": True, "attempt": 3}
+    assert record.node_states["f"].attempts == 3
+    keys = {hit["idempotency_key"] for hit in server.hits["a"]}
+    assert keys == {"flaky-exec:f"} and len(server.hits["a"]) == 3
+    retries = [e for e in run_with.events if e["event"] == "node.retrying"]
+    assert len(retries) == 2 and "HTTP 503" in retries[0]["reason"]
+
+
+async def test_404_fails_at_once(run_with: ServiceRunner, web: Web) -> None:
+    server, base = web
+    record = await run_with({"nodes": [http("nf", f"{base}/status/404", retry=FAST_RETRY)]})
+    assert record.status == "failed"
+    assert len(server.hits["status404"]) == 1
+    assert record.errors[0].message.startswith("node `nf`: HTTP 404 from GET")
+
+
+async def test_expect_status_accepts_listed_codes(run_with: ServiceRunner, web: Web) -> None:
+    _, base = web
+    record = await run_with({"nodes": [http("nf", f"{base}/status/404", expect_status=[404])]})
+    assert record.output["status"] == 404
+
+
+async def test_retry_after_is_waited(run_with: ServiceRunner, web: Web) -> None:
+    server, base = web
+    record = await run_with({"nodes": [http("ra", f"{base}/retry-after?key=ra&seconds=2",
+                                            retry=FAST_RETRY)]})
+    assert record.status == "succeeded"
+    first, second = server.hits["ra"]
+    assert second["at"] - first["at"] >= 1.9
+
+
+async def test_retry_after_is_capped_by_max_delay(run_with: ServiceRunner, web: Web) -> None:
+    server, base = web
+    retry = {**FAST_RETRY, "max_delay_s": 0.3}
+    start = time.monotonic()
+    record = await run_with({"nodes": [http("ra", f"{base}/retry-after?key=cap&seconds=30",
+                                            retry=retry)]})
+    assert record.status == "succeeded"
+    assert time.monotonic() - start < 5
+
+
+async def test_timeout_retries_then_fails_naming_the_node(run_with: ServiceRunner,
+                                                          web: Web) -> None:
+    server, base = web
+    record = await run_with({"nodes": [http("slowpoke", f"{base}/slow?seconds=3&key=s",
+                                            timeout_s=0.3, retry=FAST_RETRY)]})
+    assert record.status == "failed"
+    assert record.errors[0].message == "node `slowpoke`: timed out after 0.3s"
+    assert len(server.hits["s"]) == 3
+    assert record.node_states["slowpoke"].attempts == 3
+
+
+async def test_response_body_is_capped(node_settings: Settings, run_with: ServiceRunner,
+                                       web: Web) -> None:
+    _, base = web
+    capped = load_settings(**{**node_settings.model_dump(), "http_max_response_bytes": 1000})
+    async with open_services(capped) as services:
+        record = await run_with.runner({"nodes": [http("big", f"{base}/big?bytes=5000")]},
+                                       services=services)
+    assert record.status == "failed"
+    assert "response body exceeds 1,000 bytes" in record.errors[0].message
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/x", "http://10.0.0.1/x",
+                                 "http://169.254.169.254/latest/meta-data/", "http://[::1]:9/",
+                                 "http://localhost:9/", "http://[::ffff:127.0.0.1]:9/"])
+async def test_ssrf_guard_refuses_private_addresses(run_with: ServiceRunner,
+                                                    node_settings: Settings, url: str) -> None:
+    guarded = load_settings(**{**node_settings.model_dump(), "http_allow_private": False})
+    async with open_services(guarded) as services:
+        record = await run_with.runner({"nodes": [http("ssrf", url)]}, services=services)
+    assert record.status == "failed"
+    message = record.errors[0].message
+    assert "refused to call" in message and "FLOWLOOM_HTTP_ALLOW_PRIVATE=true" in message
+    assert record.node_states["ssrf"].attempts == 1
+
+
+@pytest.mark.parametrize("target", ["http://localhost:{port}/echo",
+                                    "http://169.254.169.254/latest/meta-data/",
+                                    "http://10.0.0.1/", "http://[::1]:{port}/echo"])
+async def test_ssrf_guard_checks_every_redirect(run_with: ServiceRunner, web: Web,
+                                                node_settings: Settings, target: str) -> None:
+    server, base = web
+    port = base.rsplit(":", 1)[1]
+    # The test server stands in for a public host: only its exact address is exempted.
+    guarded = load_settings(**{**node_settings.model_dump(), "http_allow_private": False,
+                               "http_allow_hosts": f"127.0.0.1:{port}"})
+    async with open_services(guarded) as services:
+        record = await run_with.runner(
+            {"nodes": [http("hop", f"{base}/redirect?to={target.format(port=port)}")]},
+            services=services)
+    assert record.status == "failed"
+    assert "refused to call" in record.errors[0].message
+    assert not server.hits.get("echo")
+
+
+async def test_redirects_are_followed_when_allowed(run_with: ServiceRunner, web: Web) -> None:
+    _, base = web
+    record = await run_with({"nodes": [http("hop", f"{base}/redirect?to={base}/echo")]})
+    assert record.output["body"]["method"] == "GET"
