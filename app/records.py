@@ -28,6 +28,8 @@ class NodeState(BaseModel):
     output: Any = None
     attempts: int = 0
     cached: bool | None = None
+    model: str | None = None
+    usage: dict[str, Any] | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     latency_ms: float | None = None
@@ -120,6 +122,8 @@ class RecordBuilder:
                 output=truncate_for_record(output),
                 attempts=meta.get("attempts", event.get("attempt", 1)),
                 cached=meta.get("cached"),
+                model=meta.get("model"),
+                usage=meta.get("usage"),
                 started_at=(from_epoch(meta.get("started_at"))
                             or (state.started_at if state else None)),
                 finished_at=from_epoch(meta.get("finished_at")) or at,

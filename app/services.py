@@ -35,7 +35,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             yield Services(
                 http=http, cache=cache, tools=tools, settings=node_settings(settings),
                 llm=OpenAIChat(base_url=settings.openai_base_url,
-                               api_key=settings.openai_api_key),
+                               api_key=settings.openai_api_key, http=http),
             )
         finally:
             await cache.close()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import openai
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from graphs.errors import NodeError
 from nodes.net import retry_after_seconds
@@ -31,8 +33,9 @@ class OpenAIChat:
     """Builds one ChatOpenAI per distinct (model, parameters) and reuses it."""
 
     def __init__(self, *, base_url: str | None, api_key: str | None,
-                 timeout_s: float = 300) -> None:
+                 http: httpx.AsyncClient | None = None, timeout_s: float = 300) -> None:
         self.base_url = base_url
+        self.http = http  # our client: langchain-openai's default one is bound to one loop
         self.api_key = api_key or "not-needed"  # local OpenAI-compatible servers ignore it
         self.timeout_s = timeout_s
         self._models: dict[tuple[Any, ...], ChatOpenAI] = {}
@@ -41,11 +44,12 @@ class OpenAIChat:
         key = (request["model"], request.get("temperature"), request.get("max_tokens"))
         model = self._models.get(key)
         if model is None:
+            options: dict[str, Any] = {"max_tokens": request.get("max_tokens")}
             model = self._models[key] = ChatOpenAI(
                 model=request["model"], temperature=request.get("temperature"),
-                max_tokens=request.get("max_tokens"), base_url=self.base_url,
-                api_key=self.api_key, max_retries=0,  # retries belong to the node's policy
-                timeout=self.timeout_s,
+                base_url=self.base_url, api_key=SecretStr(self.api_key),
+                max_retries=0,  # retries belong to the node's policy
+                timeout=self.timeout_s, http_async_client=self.http, **options,
             )
         return model
 
@@ -60,6 +64,8 @@ class OpenAIChat:
             message = await self._model(request).ainvoke(messages, **kwargs)
         except openai.OpenAIError as exc:
             raise _error(exc) from None
-        usage = dict(message.usage_metadata or {}) if hasattr(message, "usage_metadata") else {}
+        usage = getattr(message, "usage_metadata", None) or {}
+        usage = {k: usage[k] for k in ("input_tokens", "output_tokens", "total_tokens")
+                 if k in usage}
         return {"text": message.text, "usage": usage,
                 "model": message.response_metadata.get("model_name", request["model"])}

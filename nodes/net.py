@@ -132,8 +132,9 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
 
 async def send(client: httpx.AsyncClient, method: str, url: str, *, policy: HttpPolicy,
                headers: Mapping[str, str] | None = None, params: Any = None,
-               json_body: Any = None, content: Any = None, timeout: float = 30.0) -> Reply:
-    """One request, following redirects itself so that every hop passes the guard."""
+               json_body: Any = None, content: Any = None) -> Reply:
+    """One request, following redirects itself so that every hop passes the guard.
+    The node's `timeout_s` bounds the whole call; the client's own timeout bounds each hop."""
     target = httpx.URL(url)
     if params:
         target = target.copy_merge_params(params)
@@ -144,7 +145,7 @@ async def send(client: httpx.AsyncClient, method: str, url: str, *, policy: Http
         hop_headers = {**send_headers, "Host": target.netloc.decode()}
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         request = client.build_request(method, pinned, headers=hop_headers, json=json_body,
-                                       content=content, timeout=timeout, extensions=extensions)
+                                       content=content, extensions=extensions)
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
         except httpx.TimeoutException:

@@ -12,6 +12,8 @@ from app.runner import execute_workflow_async
 from app.settings import Settings, load_settings
 from app.stores.sqlite import SqliteStore
 
+pytest_plugins = ["tests.service_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 SPEC_DIR = REPO.parent / "shared" / "spec"
 

@@ -9,8 +9,8 @@ import pytest
 
 from app.services import open_services
 from app.settings import Settings, load_settings
-from tests.nodes.conftest import ServiceRunner
 from tests.servers import FlakyServer
+from tests.service_fixtures import ServiceRunner
 
 Web = tuple[FlakyServer, str]
 FAST_RETRY = {"max_attempts": 3, "initial_delay_s": 0.05, "backoff": 1, "jitter": False}
@@ -80,7 +80,7 @@ async def test_retry_after_is_waited(run_with: ServiceRunner, web: Web) -> None:
 
 
 async def test_retry_after_is_capped_by_max_delay(run_with: ServiceRunner, web: Web) -> None:
-    server, base = web
+    _, base = web
     retry = {**FAST_RETRY, "max_delay_s": 0.3}
     start = time.monotonic()
     record = await run_with({"nodes": [http("ra", f"{base}/retry-after?key=cap&seconds=30",
