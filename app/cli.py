@@ -13,9 +13,10 @@ from rich.live import Live
 from rich.table import Table
 
 from app.records import RunRecord
-from app.runner import execute_workflow_async, run_sync
+from app.runner import NotResumable, execute_workflow_async, resume_workflow, run_sync
 from app.settings import load_settings
 from app.stores import open_store
+from app.stores.base import RunQuery
 from graphs import InputError, SpecError, WorkflowError, load_workflow, validate_workflow
 from graphs.loader import read_document
 from graphs.mermaid import to_mermaid
@@ -164,16 +165,9 @@ def run(
         settings = load_settings()
     except WorkflowError as exc:
         raise fail(str(exc), 2) from None
-    progress = Progress() if err.is_terminal and not as_json else None
     try:
-        if progress is not None:
-            with progress.live:
-                record = run_sync(execute_workflow_async(
-                    document, inputs, execution_id=execution_id, settings=settings,
-                    on_event=progress.on_event))
-        else:
-            record = run_sync(execute_workflow_async(
-                document, inputs, execution_id=execution_id, settings=settings))
+        record = _with_progress(as_json, lambda on_event: execute_workflow_async(
+            document, inputs, execution_id=execution_id, settings=settings, on_event=on_event))
     except SpecError as exc:
         more = f" (and {len(exc.problems) - 1} more; run `flowloom validate`)" if len(
             exc.problems) > 1 else ""
@@ -181,6 +175,44 @@ def run(
     except InputError as exc:
         raise fail(f"bad inputs: {exc}", 1) from None
     except WorkflowError as exc:
+        raise fail(str(exc), 1) from None
+    _report(record, as_json)
+
+
+def _with_progress(as_json: bool, start: Any) -> RunRecord:
+    """Run `start(on_event)` with a live node table on a terminal, without one otherwise."""
+    if not err.is_terminal or as_json:
+        return run_sync(start(None))  # type: ignore[no-any-return]
+    progress = Progress()
+    with progress.live:
+        return run_sync(start(progress.on_event))  # type: ignore[no-any-return]
+
+
+@app.command()
+def resume(
+    execution_id: str,
+    value: Annotated[str | None, typer.Option(
+        "--value", help="The answer to a waiting approval, as JSON.")] = None,
+    node: Annotated[str | None, typer.Option(
+        "--node", help="Which approval to answer when several wait.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Continue a run from its last checkpoint (after a crash, a failure or an approval)."""
+    answer: Any = ...
+    if value is not None:
+        try:
+            answer = json.loads(value)
+        except json.JSONDecodeError:
+            answer = value  # a bare word is a string
+    kwargs: dict[str, Any] = {"node_id": node}
+    if answer is not ...:
+        kwargs["value"] = answer
+    try:
+        record = _with_progress(as_json, lambda on_event: resume_workflow(
+            execution_id, on_event=on_event, **kwargs))
+    except InputError as exc:
+        raise fail(f"bad value: {exc}; the run keeps waiting", 1) from None
+    except NotResumable as exc:
         raise fail(str(exc), 1) from None
     _report(record, as_json)
 
@@ -213,8 +245,9 @@ def runs_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Run history, newest first."""
-    records = run_sync(_with_store(
-        lambda s: s.list_runs(workflow_id=workflow, status=status, limit=limit)))
+    page = run_sync(_with_store(
+        lambda s: s.list_runs(RunQuery(workflow_id=workflow, status=status, limit=limit))))
+    records = page.runs
     if as_json:
         print(json.dumps([r.model_dump(mode="json", exclude={"node_states", "logs"})
                           for r in records]))

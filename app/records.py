@@ -34,6 +34,7 @@ class NodeState(BaseModel):
     finished_at: datetime | None = None
     latency_ms: float | None = None
     error: dict[str, Any] | None = None
+    child_execution_id: str | None = None  # a subworkflow node's child run
 
 
 class LogEntry(BaseModel):
@@ -63,6 +64,10 @@ class RunRecord(BaseModel):
     logs: list[LogEntry] = Field(default_factory=list)
     errors: list[RunError] = Field(default_factory=list)
     correlation_id: str | None = None
+    waiting_for: list[dict[str, Any]] = Field(default_factory=list)  # pending approvals
+    parent_execution_id: str | None = None  # set on a subworkflow's child run
+    cancelled_by: str | None = None
+    cancelled_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -124,6 +129,7 @@ class RecordBuilder:
                 cached=meta.get("cached"),
                 model=meta.get("model"),
                 usage=meta.get("usage"),
+                child_execution_id=meta.get("child_execution_id"),
                 started_at=(from_epoch(meta.get("started_at"))
                             or (state.started_at if state else None)),
                 finished_at=from_epoch(meta.get("finished_at")) or at,
@@ -136,6 +142,12 @@ class RecordBuilder:
                 message = (error or {}).get("message", "failed")
                 self.record.logs.append(LogEntry(at=at or utcnow(), node_id=node_id,
                                                  level=level, message=message))
+        elif kind == "node.waiting":
+            self.active.discard(node_id)
+            if state is not None:
+                state.status = "waiting"
+            request = event.get("request") or {}
+            self.record.waiting_for.append({"node_id": node_id, **request})
         elif kind == "node.skipped":
             states[node_id] = NodeState(status="skipped", finished_at=at)
         elif kind == "node.cancelled":

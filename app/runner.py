@@ -1,4 +1,4 @@
-"""Starting runs in this process: validate, pin the workflow version, run, record."""
+"""Starting, resuming and cancelling runs in this process (the Python API of the spec)."""
 
 from __future__ import annotations
 
@@ -6,31 +6,30 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from jsonschema import Draft202012Validator
-from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
 
-from app.records import (
-    NodeState,
-    RecordBuilder,
-    RunError,
-    RunRecord,
-    truncate_for_record,
-    utcnow,
-)
+from app.execution import EventCallback, LiveRecord, drive
+from app.records import RunRecord, utcnow
 from app.services import open_services
 from app.settings import Settings, load_settings
 from app.stores import Store, open_store
-from graphs import Expressions, InputError, NodeError, WorkflowError, WorkflowSpec, load_workflow
-from graphs.compile import compile_workflow
-from graphs.state import workflow_output
-from nodes.context import RunContext, Services
+from graphs import InputError, WorkflowError, WorkflowSpec, load_workflow
+from nodes.context import Services
 
 MAX_INPUT_BYTES = 256 * 1024
 T = TypeVar("T")
-EventCallback = Callable[[dict[str, Any]], None]
+_MISSING: Any = object()
+_retention_done: set[str] = set()
+
+
+class NotResumable(WorkflowError):
+    """The run is finished, unknown, or cannot take the given answer."""
 
 
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
@@ -38,12 +37,14 @@ def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
     size = len(json.dumps(inputs, default=str).encode())
     if size > MAX_INPUT_BYTES:
         raise InputError("$", f"inputs are {size:,} bytes; the limit is {MAX_INPUT_BYTES:,}")
-    if spec.inputs_schema is None:
-        return
-    validator = Draft202012Validator(spec.inputs_schema)
-    error = next(iter(sorted(validator.iter_errors(inputs), key=lambda e: list(e.path))), None)
-    if error is not None:
-        raise InputError(error.json_path, error.message)
+    if spec.inputs_schema is not None:
+        check_value(spec.inputs_schema, inputs)
+
+
+def check_value(schema: dict[str, Any], value: Any) -> None:
+    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    if errors:
+        raise InputError(errors[0].json_path, errors[0].message)
 
 
 def workflow_id_of(spec: WorkflowSpec, document: dict[str, Any]) -> str:
@@ -54,62 +55,40 @@ def workflow_id_of(spec: WorkflowSpec, document: dict[str, Any]) -> str:
     return f"inline-{digest[:12]}"
 
 
-def _downstream(spec: WorkflowSpec, node_id: str) -> list[str]:
-    seen: list[str] = []
-    stack = [node_id]
-    while stack:
-        current = stack.pop()
-        for edge in spec.edges:
-            if edge.source == current and edge.target not in seen:
-                seen.append(edge.target)
-                stack.append(edge.target)
-    return seen
+@asynccontextmanager
+async def _resources(settings: Settings | None, store: Store | None,
+                     services: Services | None) -> AsyncIterator[tuple[Store, Services]]:
+    settings = settings or load_settings()
+    own_store = store is None
+    store = store or open_store(settings)
+    try:
+        if settings.store not in _retention_done:  # once per process and store
+            _retention_done.add(settings.store)
+            await store.delete_runs_before(utcnow() - timedelta(days=settings.retention_days))
+        if services is not None:
+            yield store, services
+        else:
+            async with open_services(settings) as own:
+                yield store, own
+    finally:
+        if own_store:
+            await store.close()
 
 
-def _settle_unfinished(record: RunRecord, spec: WorkflowSpec, builder: RecordBuilder,
-                       failed_node: str | None) -> None:
-    """After a failed or timed-out run: downstream of the failed node is `failed`, naming
-    it; whatever was running or had not started is `cancelled`."""
-    now = utcnow()
-    states = record.node_states
-    for node_id in list(builder.active):
-        states[node_id].status, states[node_id].finished_at = "cancelled", now
-    if failed_node is not None:
-        for node_id in _downstream(spec, failed_node):
-            if node_id not in states:
-                states[node_id] = NodeState(status="failed", finished_at=now, error={
-                    "type": "UpstreamFailed", "message": f"upstream node `{failed_node}` failed"})
-    for node in spec.nodes:
-        if node.id not in states:
-            states[node.id] = NodeState(status="cancelled", finished_at=now)
+async def _execute(store: Store, services: Services, spec: WorkflowSpec, record: RunRecord,
+                   graph_input: Any, on_event: EventCallback | None) -> RunRecord:
+    events = await store.list_events(record.execution_id)
+    live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event)
+    services = _with_subflows(services, store)
+    await drive(spec, record, store, services, live, graph_input)
+    return record
 
 
-async def _drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: Services,
-                 emit: EventCallback, builder: RecordBuilder) -> None:
-    expressions = Expressions()
-    ctx = RunContext(record.execution_id, record.workflow_id, services, emit)
-    run_info = {"id": record.execution_id, "workflow_id": record.workflow_id,
-                "started_at": record.started_at.isoformat() if record.started_at else None}
-    config: RunnableConfig = {"configurable": {"thread_id": record.execution_id},
-                              "max_concurrency": spec.settings.max_concurrency}
-    async with store.checkpointer() as saver:
-        graph = compile_workflow(spec, saver, expressions=expressions)
-        try:
-            async with asyncio.timeout(spec.settings.timeout_s):
-                state = await graph.ainvoke({"inputs": record.inputs, "run": run_info},
-                                            config, context=ctx, durability="sync")
-            record.output = truncate_for_record(workflow_output(spec, state, expressions))
-            record.status = "succeeded"
-        except NodeError as exc:
-            failed = exc.node_id
-            record.status = "failed"
-            record.errors.append(RunError(node_id=failed, type=exc.kind, message=str(exc)))
-            _settle_unfinished(record, spec, builder, failed)
-        except TimeoutError:
-            record.status = "failed"
-            record.errors.append(RunError(type="TimeoutError", message=(
-                f"run timed out after {spec.settings.timeout_s:g}s (settings.timeout_s)")))
-            _settle_unfinished(record, spec, builder, None)
+def _with_subflows(services: Services, store: Store) -> Services:
+    from app.subflows import Subflows  # the child-run service of `subworkflow` nodes
+    if services.subflows is None:
+        services.subflows = Subflows(store, services, execute_workflow_async, resume_workflow)
+    return services
 
 
 async def execute_workflow_async(
@@ -122,8 +101,9 @@ async def execute_workflow_async(
     services: Services | None = None,
     on_event: EventCallback | None = None,
     correlation_id: str | None = None,
+    parent_execution_id: str | None = None,
 ) -> RunRecord:
-    """Run a workflow (any dialect) to the end in this process; returns its run record.
+    """Run a workflow (any dialect) to its end or first pause; returns its run record.
 
     Raises SpecError for an invalid document and InputError for inputs that do not fit
     `inputs_schema`, before anything is stored or run.
@@ -131,10 +111,7 @@ async def execute_workflow_async(
     spec = load_workflow(document)
     inputs = dict(inputs or {})
     check_inputs(spec, inputs)
-    settings = settings or load_settings()
-    own_store = store is None
-    store = store or open_store(settings)
-    try:
+    async with _resources(settings, store, services) as (store, services):
         canonical = spec.model_dump(mode="json", exclude_none=True)
         workflow_id = workflow_id_of(spec, canonical)
         stored = await store.put_workflow(workflow_id, canonical)
@@ -144,28 +121,94 @@ async def execute_workflow_async(
                                 "use `flowloom resume` to continue it")
         record = RunRecord(execution_id=execution_id, workflow_id=workflow_id,
                            workflow_version=stored.version, status="running", inputs=inputs,
-                           started_at=utcnow(), correlation_id=correlation_id)
+                           started_at=utcnow(), correlation_id=correlation_id,
+                           parent_execution_id=parent_execution_id)
         await store.save_run(record)
-        builder = RecordBuilder(record)
+        graph_input = {"inputs": inputs, "run": {
+            "id": execution_id, "workflow_id": workflow_id,
+            "started_at": record.started_at.isoformat() if record.started_at else None}}
+        return await _execute(store, services, spec, record, graph_input, on_event)
 
-        def emit(event: dict[str, Any]) -> None:
-            builder.apply(event)
-            if on_event is not None:
-                on_event(event)
 
-        emit({"event": "run.started", "execution_id": execution_id})
-        if services is not None:
-            await _drive(spec, record, store, services, emit, builder)
-        else:
-            async with open_services(settings) as own_services:
-                await _drive(spec, record, store, own_services, emit, builder)
-        record.finished_at = utcnow()
-        await store.save_run(record)
-        emit({"event": "run.finished", "execution_id": execution_id, "status": record.status})
+def _answer(record: RunRecord, value: Any, node_id: str | None) -> Command[Any]:
+    pending = record.waiting_for
+    if node_id is not None:
+        chosen = [p for p in pending if p.get("node_id") == node_id]
+        if not chosen:
+            raise NotResumable(f"execution `{record.execution_id}` is not waiting for node "
+                               f"`{node_id}` (waiting for: "
+                               f"{', '.join(p['node_id'] for p in pending)})")
+    elif len(pending) > 1:
+        raise NotResumable(f"execution `{record.execution_id}` waits for several approvals "
+                           f"({', '.join(p['node_id'] for p in pending)}); name the node")
+    else:
+        chosen = pending
+    if value is _MISSING:
+        raise NotResumable(f"node `{chosen[0]['node_id']}` waits for an answer: give a value")
+    if chosen[0].get("schema"):
+        try:
+            check_value(chosen[0]["schema"], value)
+        except InputError as exc:
+            raise InputError(exc.path, f"answer to `{chosen[0]['node_id']}`: "
+                                       f"{exc.message}") from None
+    return Command(resume={chosen[0]["interrupt_id"]: value})
+
+
+async def resume_workflow(
+    execution_id: str,
+    value: Any = _MISSING,
+    *,
+    node_id: str | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    services: Services | None = None,
+    on_event: EventCallback | None = None,
+) -> RunRecord:
+    """Continue a run from its last checkpoint: after a crash, a failure (only failed and
+    unfinished nodes run again) or to answer an approval. A bad answer is refused and the
+    run keeps waiting; a finished run is not run again."""
+    async with _resources(settings, store, services) as (store, services):
+        record = await store.get_run(execution_id)
+        if record is None:
+            raise NotResumable(f"no run with execution id `{execution_id}`")
+        if record.status in ("succeeded", "cancelled"):
+            raise NotResumable(f"execution `{execution_id}` already {record.status}; "
+                               "nothing to resume")
+        stored = await store.get_workflow(record.workflow_id or "", record.workflow_version,
+                                          include_deleted=True)
+        if stored is None:
+            raise NotResumable(f"workflow `{record.workflow_id}` version "
+                               f"{record.workflow_version} of this run is gone")
+        spec = load_workflow(stored.document)
+        graph_input = _answer(record, value, node_id) if record.status == "waiting" else None
+        record.errors = []
+        record.node_states = {k: v for k, v in record.node_states.items()
+                              if v.status not in ("cancelled", "waiting")
+                              and (v.error or {}).get("type") != "UpstreamFailed"}
+        return await _execute(store, services, spec, record, graph_input, on_event)
+
+
+async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | None = None,
+                          settings: Settings | None = None) -> RunRecord:
+    """Cancel a queued, running or waiting run. A run going in some process stops at its
+    next check (within a second); a queued or waiting one is cancelled here and now."""
+    async with _resources(settings, store, Services()) as (store, _):
+        record = await store.get_run(execution_id)
+        if record is None:
+            raise NotResumable(f"no run with execution id `{execution_id}`")
+        if record.finished:
+            raise NotResumable(f"execution `{execution_id}` already {record.status}")
+        await store.request_cancel(execution_id, by)
+        if record.status in ("queued", "waiting"):
+            now = utcnow()
+            record.status, record.cancelled_by, record.cancelled_at = "cancelled", by, now
+            record.finished_at = now
+            for state in record.node_states.values():
+                if state.status in ("waiting", "running", "retrying"):
+                    state.status = "cancelled"
+            record.waiting_for = []
+            await store.save_run(record)
         return record
-    finally:
-        if own_store:
-            await store.close()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -182,3 +225,7 @@ def run_workflow(document: Any, inputs: dict[str, Any] | None = None,
                  **options: Any) -> RunRecord:
     """Blocking form of `execute_workflow_async`."""
     return run_sync(execute_workflow_async(document, inputs, **options))
+
+
+__all__ = ["Callable", "NotResumable", "cancel_workflow", "execute_workflow_async",
+           "resume_workflow", "run_sync", "run_workflow"]

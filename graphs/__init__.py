@@ -1,6 +1,11 @@
-"""The compiler: format models, validation, expressions and compilation. Pure, no I/O."""
+"""The compiler: format models, validation, expressions and compilation. Pure, no I/O.
 
-from graphs.compile import compile_workflow
+Names that need the node registry load on first use, so `nodes` can import `graphs.errors`
+and `graphs.expressions` without a cycle.
+"""
+
+from typing import Any
+
 from graphs.errors import (
     CompileError,
     ExpressionError,
@@ -11,8 +16,23 @@ from graphs.errors import (
     WorkflowError,
 )
 from graphs.expressions import Expressions
-from graphs.loader import canonical_document, load_workflow, read_document, validate_workflow
 from graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
+
+_LAZY = {
+    "compile_workflow": "graphs.compile",
+    "load_workflow": "graphs.loader",
+    "validate_workflow": "graphs.loader",
+    "canonical_document": "graphs.loader",
+    "read_document": "graphs.loader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'graphs' has no attribute {name!r}")
+
 
 __all__ = [
     "CompileError",
@@ -26,9 +46,9 @@ __all__ = [
     "SpecError",
     "WorkflowError",
     "WorkflowSpec",
-    "canonical_document",
-    "compile_workflow",
-    "load_workflow",
-    "read_document",
-    "validate_workflow",
+    "canonical_document",  # noqa: F822 - loaded lazily by __getattr__
+    "compile_workflow",  # noqa: F822
+    "load_workflow",  # noqa: F822
+    "read_document",  # noqa: F822
+    "validate_workflow",  # noqa: F822
 ]

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from langgraph.types import RetryPolicy
 
 from graphs.errors import NodeError
@@ -92,6 +93,12 @@ async def execute(plan: NodePlan, ctx: NodeContext) -> Outcome:
             output = await plan.kind.run(plan.config, ctx)
     except asyncio.CancelledError:
         run.emit({"event": "node.cancelled", "node_id": ctx.path, "at": clock()})
+        raise
+    except GraphInterrupt as pause:  # an approval: the run waits, the node is not failed
+        run.emit({"event": "node.waiting", "node_id": ctx.path, "at": clock(),
+                  "request": pause.args[0][0].value if pause.args and pause.args[0] else None})
+        raise
+    except GraphBubbleUp:
         raise
     except Exception as exc:
         error = as_node_error(exc, plan)

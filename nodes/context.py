@@ -30,6 +30,7 @@ class Services:
     llm: Any = None  # chat-model factory
     cache: Any = None  # LLM response cache
     tools: Any = None  # ToolProvider of `action` nodes
+    subflows: Any = None  # child runs of `subworkflow` nodes
     settings: Mapping[str, Any] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Any] = asyncio.sleep

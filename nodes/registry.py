@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nodes.action import Action
 from nodes.ai import Ai
+from nodes.approval import Approval
 from nodes.base import NodeType
 from nodes.condition import Condition
 from nodes.delay import Delay
@@ -15,6 +16,7 @@ from nodes.http import Http
 from nodes.join import Join
 from nodes.parallel import Parallel
 from nodes.start import Start
+from nodes.subworkflow import Subworkflow
 from nodes.switch import Switch
 from nodes.transform import Transform
 from nodes.while_loop import While
@@ -31,5 +33,6 @@ def get_node_type(name: str) -> NodeType | None:
 
 
 for _type in (Start(), End(), Transform(), Condition(), Switch(), Parallel(), Join(),
-              Foreach(), While(), Filter(), Delay(), Http(), Ai(), Email(), Action()):
+              Foreach(), While(), Filter(), Delay(), Http(), Ai(), Email(), Action(),
+              Approval(), Subworkflow()):
     register_node_type(_type)

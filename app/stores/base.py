@@ -1,15 +1,19 @@
-"""What every store backend offers: workflows (every version), run records, checkpoints."""
+"""What every store backend offers: workflows (every version), run records with their
+event logs and history, and the LangGraph checkpointer of the same backend."""
 
 from __future__ import annotations
 
+import base64
+import json
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from app.records import RunRecord
+from graphs.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,19 +24,76 @@ class StoredWorkflow:
     created_at: datetime
 
 
-class Store(Protocol):
-    async def put_workflow(self, workflow_id: str, document: dict[str, Any]) -> StoredWorkflow:
-        """Store `document` as the next version, unless the latest version is identical."""
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    workflow_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    cursor: str | None = None
 
-    async def get_workflow(self, workflow_id: str,
-                           version: int | None = None) -> StoredWorkflow | None: ...
+
+@dataclass(slots=True)
+class RunPage:
+    runs: list[RunRecord] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def encode_cursor(created_at: datetime, execution_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), execution_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, execution_id = json.loads(raw)
+        return datetime.fromisoformat(at), str(execution_id)
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"invalid cursor `{cursor}`") from exc
+
+
+def same_document(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Documents equal but for their version number."""
+    return ({k: v for k, v in a.items() if k != "version"}
+            == {k: v for k, v in b.items() if k != "version"})
+
+
+class Store(Protocol):
+    async def put_workflow(self, workflow_id: str, document: dict[str, Any],
+                           *, new_version: bool = False) -> StoredWorkflow:
+        """Store `document` as the next version, unless the latest version is identical
+        (then that one is returned) or `new_version` forces one."""
+
+    async def get_workflow(self, workflow_id: str, version: int | None = None, *,
+                           include_deleted: bool = False) -> StoredWorkflow | None: ...
+
+    async def list_workflows(self, *, limit: int = 50,
+                             offset: int = 0) -> list[StoredWorkflow]: ...
+
+    async def delete_workflow(self, workflow_id: str) -> bool: ...
 
     async def save_run(self, record: RunRecord) -> None: ...
 
     async def get_run(self, execution_id: str) -> RunRecord | None: ...
 
-    async def list_runs(self, *, workflow_id: str | None = None, status: str | None = None,
-                        limit: int = 50) -> list[RunRecord]: ...
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """Newest first (created_at, then execution id), filtered, keyset-paginated."""
+
+    async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
+        """Append to the run's event log; each event carries its `seq`."""
+
+    async def list_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]: ...
+
+    async def request_cancel(self, execution_id: str, by: str) -> None: ...
+
+    async def cancel_requested(self, execution_id: str) -> str | None:
+        """Who asked to cancel this run, if anyone did."""
+
+    async def delete_runs_before(self, cutoff: datetime) -> int:
+        """Retention: delete runs created before `cutoff`, with their events and
+        checkpoints; returns how many runs went."""
 
     def checkpointer(self) -> AbstractAsyncContextManager[BaseCheckpointSaver[Any]]:
         """The LangGraph checkpoint saver of this backend, open for the block."""

@@ -11,6 +11,7 @@ import pytest
 from app.records import RunRecord
 from app.runner import run_workflow
 from app.settings import Settings
+from app.stores.base import RunQuery
 from app.stores.sqlite import SqliteStore
 from graphs import InputError, NodeError, SpecError, WorkflowError
 from nodes.base import NodeConfig, NodeType
@@ -29,12 +30,15 @@ async def test_record_has_the_shape_of_http_api(run: Runner) -> None:
     data = record.model_dump(mode="json")
     assert set(data) == {"execution_id", "workflow_id", "workflow_version", "status", "inputs",
                          "output", "created_at", "started_at", "finished_at", "node_states",
-                         "logs", "errors", "correlation_id"}
+                         "logs", "errors", "correlation_id",
+                         # beyond http-api.md: approvals, subworkflow links, cancel
+                         "waiting_for", "parent_execution_id", "cancelled_by", "cancelled_at"}
     assert data["workflow_id"] == "shape" and data["workflow_version"] == 1
     assert data["correlation_id"] == "corr-1"
     state = data["node_states"]["a"]
     assert set(state) == {"status", "output", "attempts", "cached", "started_at",
-                          "finished_at", "latency_ms", "error", "model", "usage"}
+                          "finished_at", "latency_ms", "error", "model", "usage",
+                          "child_execution_id"}
     assert state["status"] == "succeeded" and state["output"] == 5 and state["attempts"] == 1
     assert state["latency_ms"] >= 0
 
@@ -63,7 +67,7 @@ async def test_inputs_are_checked_before_anything_runs(run: Runner, store: Sqlit
     assert info.value.path == "$.user.age"
     assert "'old' is not of type 'integer'" in str(info.value)
     assert run.events == []
-    assert await store.list_runs() == []
+    assert (await store.list_runs(RunQuery())).runs == []
 
 
 async def test_invalid_document_raises_before_anything_is_stored(

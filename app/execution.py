@@ -1,0 +1,150 @@
+"""Driving a run's graph in this process: live record, event log, cancel, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from app.records import NodeState, RecordBuilder, RunError, RunRecord, truncate_for_record, utcnow
+from app.stores.base import Store
+from graphs.compile import compile_workflow
+from graphs.errors import NodeError
+from graphs.expressions import Expressions
+from graphs.spec import WorkflowSpec
+from graphs.state import workflow_output
+from nodes.context import RunContext, Services
+
+EventCallback = Callable[[dict[str, Any]], None]
+FLUSH_INTERVAL_S = 0.25
+
+
+class LiveRecord:
+    """Folds events into the record and writes both to the store as the run goes, so a
+    reader sees a running run's progress; also notices cancel requests from anywhere."""
+
+    def __init__(self, store: Store, record: RunRecord, next_seq: int,
+                 on_event: EventCallback | None) -> None:
+        self.store = store
+        self.record = record
+        self.builder = RecordBuilder(record)
+        self.seq = next_seq
+        self.pending: list[dict[str, Any]] = []
+        self.on_event = on_event
+        self.cancelled_by: str | None = None
+        self.dirty = False
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.seq += 1
+        event = {"seq": self.seq, "execution_id": self.record.execution_id,
+                 "at": time.time(), **event}
+        self.builder.apply(event)
+        self.pending.append(event)
+        self.dirty = True
+        if self.on_event is not None:
+            self.on_event(event)
+
+    async def flush(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        events, self.pending = self.pending, []
+        await self.store.append_events(self.record.execution_id, events)
+        await self.store.save_run(self.record)
+
+    async def watch(self, run_task: asyncio.Task[Any]) -> None:
+        while not run_task.done():
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await self.flush()
+            by = await self.store.cancel_requested(self.record.execution_id)
+            if by is not None and self.cancelled_by is None:
+                self.cancelled_by = by
+                run_task.cancel()
+
+
+def _downstream(spec: WorkflowSpec, node_id: str) -> list[str]:
+    seen: list[str] = []
+    stack = [node_id]
+    while stack:
+        current = stack.pop()
+        for edge in spec.edges:
+            if edge.source == current and edge.target not in seen:
+                seen.append(edge.target)
+                stack.append(edge.target)
+    return seen
+
+
+def settle_unfinished(record: RunRecord, spec: WorkflowSpec, live: LiveRecord,
+                      failed_node: str | None) -> None:
+    """After a failed, timed-out or cancelled run: downstream of the failed node is
+    `failed`, naming it; whatever was running or had not started is `cancelled`."""
+    now = utcnow()
+    states = record.node_states
+    for node_id in list(live.builder.active):
+        states[node_id].status, states[node_id].finished_at = "cancelled", now
+    live.builder.active.clear()
+    if failed_node is not None:
+        for node_id in _downstream(spec, failed_node):
+            if node_id not in states:
+                states[node_id] = NodeState(status="failed", finished_at=now, error={
+                    "type": "UpstreamFailed", "message": f"upstream node `{failed_node}` failed"})
+    for node in spec.nodes:
+        if node.id not in states or states[node.id].status == "waiting":
+            states[node.id] = NodeState(status="cancelled", finished_at=now)
+
+
+async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: Services,
+                live: LiveRecord, graph_input: Any) -> None:
+    """Run (or continue) the graph of `record` to its end or to a pause."""
+    expressions = Expressions()
+    ctx = RunContext(record.execution_id, record.workflow_id, services, live.emit)
+    config: RunnableConfig = {"configurable": {"thread_id": record.execution_id},
+                              "max_concurrency": spec.settings.max_concurrency}
+    record.status, record.finished_at, record.waiting_for = "running", None, []
+    live.emit({"event": "run.started"})
+    async with store.checkpointer() as saver:
+        graph = compile_workflow(spec, saver, expressions=expressions)
+        run_task = asyncio.create_task(graph.ainvoke(graph_input, config, context=ctx,
+                                                     durability="sync"))
+        watcher = asyncio.create_task(live.watch(run_task))
+        try:
+            state = await asyncio.wait_for(run_task, spec.settings.timeout_s)
+            snapshot = await graph.aget_state(config)
+            if snapshot.interrupts:
+                record.status = "waiting"
+                record.waiting_for = [{**i.value, "interrupt_id": i.id}
+                                      for i in snapshot.interrupts]
+                live.emit({"event": "run.waiting", "waiting_for": record.waiting_for})
+            else:
+                record.output = truncate_for_record(workflow_output(spec, state, expressions))
+                record.status = "succeeded"
+        except NodeError as exc:
+            record.status = "failed"
+            record.errors.append(RunError(node_id=exc.node_id, type=exc.kind,
+                                          message=str(exc)))
+            settle_unfinished(record, spec, live, exc.node_id)
+        except TimeoutError:
+            record.status = "failed"
+            record.errors.append(RunError(type="TimeoutError", message=(
+                f"run timed out after {spec.settings.timeout_s:g}s (settings.timeout_s)")))
+            settle_unfinished(record, spec, live, None)
+        except asyncio.CancelledError:
+            if live.cancelled_by is None:  # we were cancelled from outside: pass it on
+                run_task.cancel()
+                raise
+            record.status, record.cancelled_by = "cancelled", live.cancelled_by
+            record.cancelled_at = utcnow()
+            settle_unfinished(record, spec, live, None)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    if record.status != "waiting":
+        record.finished_at = utcnow()
+    if record.finished:
+        live.emit({"event": "run.finished", "status": record.status})
+    await live.flush()
