@@ -161,7 +161,8 @@ class FlakyServer:
 
     def app(self) -> Starlette:
         return Starlette(routes=[
-            Route("/flaky", self.flaky), Route("/status/{code:int}", self.status),
+            Route("/flaky", self.flaky, methods=["GET", "POST"]),
+            Route("/status/{code:int}", self.status),
             Route("/retry-after", self.retry_after), Route("/slow", self.slow),
             Route("/redirect", self.redirect), Route("/big", self.big),
             Route("/echo", self.echo, methods=["GET", "POST", "PUT"]),
