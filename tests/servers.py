@@ -163,7 +163,8 @@ class FlakyServer:
         return Starlette(routes=[
             Route("/flaky", self.flaky, methods=["GET", "POST"]),
             Route("/status/{code:int}", self.status),
-            Route("/retry-after", self.retry_after), Route("/slow", self.slow),
+            Route("/retry-after", self.retry_after),
+            Route("/slow", self.slow, methods=["GET", "POST"]),
             Route("/redirect", self.redirect), Route("/big", self.big),
             Route("/echo", self.echo, methods=["GET", "POST", "PUT"]),
             Route("/api/v3/tools/execute/{action}", self.tool, methods=["POST"]),

@@ -1,0 +1,161 @@
+"""Crash tests with real processes: SIGKILL a run at several points, resume it in a new
+process, and count the side effects on a local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import FlakyServer
+
+pytestmark = pytest.mark.slow
+REPEATS = 3
+
+
+class Crash:
+    def __init__(self, tmp_path: Path, server: FlakyServer, base: str) -> None:
+        self.tmp = tmp_path
+        self.server = server
+        self.base = base
+        self.env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'crash.db'}",
+                    "FLOWLOOM_HTTP_ALLOW_PRIVATE": "true"}
+
+    def cli(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=self.env,
+                                cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def kill_when(self, doc: dict[str, Any], execution_id: str,
+                  ready: Callable[[], bool], jitter_s: float = 0.0) -> None:
+        path = self.tmp / f"{execution_id}.json"
+        path.write_text(json.dumps(doc))
+        proc = self.cli("run", str(path), "--execution-id", execution_id, "--json")
+        deadline = time.monotonic() + 30
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "kill point never reached"
+            time.sleep(0.005)
+        time.sleep(jitter_s)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def resume(self, execution_id: str, *extra: str) -> dict[str, Any]:
+        proc = self.cli("resume", execution_id, "--json", *extra)
+        out, errors = proc.communicate(timeout=60)
+        assert proc.returncode == 0, errors
+        return dict(json.loads(out))
+
+    def hits(self, key: str) -> list[dict[str, Any]]:
+        return self.server.hits.get(key, [])
+
+    def assert_effects(self, keys: list[str], execution_id: str) -> None:
+        """Each effect once, but the one in flight at the kill: that one at most twice,
+        always with one idempotency key."""
+        counts = {k: len(self.hits(k)) for k in keys}
+        assert all(1 <= c <= 2 for c in counts.values()), counts
+        assert sum(c == 2 for c in counts.values()) <= 1, counts
+        for key in keys:
+            idem = {h["idempotency_key"] for h in self.hits(key)}
+            assert len(idem) == 1 and idem.pop().startswith(f"{execution_id}:"), key
+
+
+@pytest.fixture
+def crash(tmp_path: Path, web: tuple[FlakyServer, str]) -> Crash:
+    return Crash(tmp_path, *web)
+
+
+def post(node_id: str, url: str, **extra: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": "http", "config": {"method": "POST", "url": url}, **extra}
+
+
+def edges(*ids: str) -> list[dict[str, str]]:
+    return [{"source": a, "target": b} for a, b in zip(ids, ids[1:], strict=False)]
+
+
+@pytest.mark.parametrize("trial", range(REPEATS))
+def test_kill_inside_a_node(crash: Crash, trial: int) -> None:
+    run = f"inside{trial}"
+    doc = {"nodes": [post("a", f"{crash.base}/echo?key={run}a"),
+                     post("b", f"{crash.base}/slow?seconds=2&key={run}b"),
+                     post("c", f"{crash.base}/echo?key={run}c")], "edges": edges("a", "b", "c")}
+    crash.kill_when(doc, run, lambda: bool(crash.hits(f"{run}b")))
+    record = crash.resume(run)
+    assert record["status"] == "succeeded"
+    assert [len(crash.hits(f"{run}{k}")) for k in "abc"] == [1, 2, 1]
+    crash.assert_effects([f"{run}{k}" for k in "abc"], run)
+
+
+@pytest.mark.parametrize("trial", range(REPEATS))
+def test_kill_between_nodes(crash: Crash, trial: int) -> None:
+    run = f"between{trial}"
+    ids = [f"n{i}" for i in range(6)]
+    # 0.1 s a node; the kill lands in n2, or between n2 and n3, a little earlier or later
+    # each trial, with three nodes still to go
+    doc = {"nodes": [post(n, f"{crash.base}/slow?seconds=0.1&key={run}{n}") for n in ids],
+           "edges": edges(*ids), "output": "{{ n5.status }}"}
+    crash.kill_when(doc, run, lambda: bool(crash.hits(f"{run}n2")),
+                    jitter_s=random.uniform(0.05, 0.15))
+    record = crash.resume(run)
+    assert record["status"] == "succeeded" and record["output"] == 200
+    crash.assert_effects([f"{run}{n}" for n in ids], run)
+
+
+@pytest.mark.parametrize("trial", range(REPEATS))
+def test_kill_inside_a_foreach_with_items_in_flight(crash: Crash, trial: int) -> None:
+    run = f"fe{trial}"
+    body = {"nodes": [post("call", crash.base + "/slow?seconds=0.5&key=" + run +
+                           "item{{ index }}")]}
+    doc = {"nodes": [{"id": "each", "type": "foreach", "config": {
+        "items": "range(6) | list", "max_concurrency": 3, "body": body}}],
+        "output": "{{ each | map(attribute='status') | list }}"}
+    keys = [f"{run}item{i}" for i in range(6)]
+    crash.kill_when(doc, run, lambda: sum(bool(crash.hits(k)) for k in keys) >= 4,
+                    jitter_s=0.05)
+    record = crash.resume(run)
+    assert record["status"] == "succeeded" and record["output"] == [200] * 6
+    counts = [len(crash.hits(k)) for k in keys]
+    assert counts[:3] == [1, 1, 1], counts  # finished before the kill: never again
+    assert all(1 <= c <= 2 for c in counts), counts
+    for key in keys:
+        assert len({h["idempotency_key"] for h in crash.hits(key)}) == 1
+
+
+@pytest.mark.parametrize("trial", range(REPEATS))
+def test_kill_during_a_delay(crash: Crash, trial: int) -> None:
+    run = f"delay{trial}"
+    doc = {"nodes": [post("a", f"{crash.base}/echo?key={run}a"),
+                     {"id": "nap", "type": "delay", "config": {"seconds": 2.5}},
+                     post("c", f"{crash.base}/echo?key={run}c")], "edges": edges("a", "nap", "c")}
+    crash.kill_when(doc, run, lambda: bool(crash.hits(f"{run}a")), jitter_s=1.0)
+    killed_at = time.monotonic()
+    record = crash.resume(run)
+    assert record["status"] == "succeeded"
+    assert time.monotonic() - killed_at < 4.5  # 2.5 s in all, not 2.5 s more after start-up
+    assert [len(crash.hits(f"{run}{k}")) for k in "ac"] == [1, 1]
+
+
+@pytest.mark.parametrize("trial", range(REPEATS))
+def test_kill_while_waiting_for_approval(crash: Crash, trial: int) -> None:
+    run = f"wait{trial}"
+    doc = {"nodes": [post("a", f"{crash.base}/echo?key={run}a"),
+                     {"id": "ok", "type": "approval", "config": {"prompt": "go?"}},
+                     post("c", f"{crash.base}/echo?key={run}c")], "edges": edges("a", "ok", "c")}
+    path = crash.tmp / "wait.json"
+    path.write_text(json.dumps(doc))
+    waiting = crash.cli("run", str(path), "--execution-id", run, "--json")
+    out, _ = waiting.communicate(timeout=60)
+    assert waiting.returncode == 3 and json.loads(out)["status"] == "waiting"
+    record = crash.resume(run, "--value", '{"go": true}')
+    assert record["status"] == "succeeded"
+    assert record["node_states"]["ok"]["output"] == {"go": True}
+    assert [len(crash.hits(f"{run}{k}")) for k in "ac"] == [1, 1]
