@@ -19,13 +19,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.runner import run_sync  # noqa: E402
-from app.services import open_services  # noqa: E402
-from app.settings import load_settings  # noqa: E402
-from graphs.expressions import Expressions  # noqa: E402
-from nodes.ai import Ai, AiConfig  # noqa: E402
-from nodes.context import NodeContext, RunContext, Scope, Services  # noqa: E402
-from tests.servers import ModelStub, RedisProcess, ServerThread  # noqa: E402
+from app.runner import run_sync
+from app.services import open_services
+from app.settings import load_settings
+from graphs.expressions import Expressions
+from nodes.ai import Ai, AiConfig
+from nodes.context import NodeContext, RunContext, Scope, Services
+from tests.servers import ModelStub, RedisProcess, ServerThread
 
 
 def node_context(services: Services, expressions: Expressions) -> NodeContext:

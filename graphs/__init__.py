@@ -46,9 +46,9 @@ __all__ = [
     "SpecError",
     "WorkflowError",
     "WorkflowSpec",
-    "canonical_document",  # noqa: F822 - loaded lazily by __getattr__
-    "compile_workflow",  # noqa: F822
-    "load_workflow",  # noqa: F822
-    "read_document",  # noqa: F822
-    "validate_workflow",  # noqa: F822
+    "canonical_document",
+    "compile_workflow",
+    "load_workflow",
+    "read_document",
+    "validate_workflow",
 ]

@@ -9,11 +9,12 @@ from graphs.errors import StoreError
 
 
 def open_store(settings: Settings) -> Store:
+    """The backend `FLOWLOOM_STORE` names: a SQLite file, or a MongoDB server."""
     path = settings.sqlite_path
     if path is not None:
         return SqliteStore(path)
-    raise StoreError(f"FLOWLOOM_STORE={settings.store}: the MongoDB backend is not part of "
-                     "this build yet (see issue 4); use sqlite:///PATH")
+    from app.stores.mongo import MongoStore  # pymongo is only needed for this backend
+    return MongoStore(settings.store, retention_days=settings.retention_days)
 
 
 __all__ = ["SqliteStore", "Store", "StoreError", "StoredWorkflow", "open_store"]

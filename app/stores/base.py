@@ -55,9 +55,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def same_document(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Documents equal but for their version number."""
-    return ({k: v for k, v in a.items() if k != "version"}
-            == {k: v for k, v in b.items() if k != "version"})
+    """Documents equal but for their id and version, which the store assigns."""
+    return ({k: v for k, v in a.items() if k not in ("id", "version")}
+            == {k: v for k, v in b.items() if k not in ("id", "version")})
 
 
 class Store(Protocol):

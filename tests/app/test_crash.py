@@ -3,6 +3,7 @@ process, and count the side effects on a local HTTP server."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -79,7 +80,7 @@ def post(node_id: str, url: str, **extra: Any) -> dict[str, Any]:
 
 
 def edges(*ids: str) -> list[dict[str, str]]:
-    return [{"source": a, "target": b} for a, b in zip(ids, ids[1:], strict=False)]
+    return [{"source": a, "target": b} for a, b in itertools.pairwise(ids)]
 
 
 @pytest.mark.parametrize("trial", range(REPEATS))

@@ -33,7 +33,7 @@ async def test_ai_triage_queues_the_rest(run_with: ServiceRunner, model_stub: Mo
 
 async def test_http_retries_example(run_with: ServiceRunner,
                                     web: tuple[FlakyServer, str]) -> None:
-    server, base = web
+    _server, base = web
     record = await run_with(EXAMPLES / "http-retries.json", {"url": f"{base}/flaky?key=ex&fail=2"})
     assert record.output == {"status": 200, "body": {"ok": True, "attempt": 3}}
     gave_up = await run_with(EXAMPLES / "http-retries.json", {"url": f"{base}/status/404"})

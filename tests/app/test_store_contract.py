@@ -1,0 +1,180 @@
+"""One contract suite for every store backend: SQLite always; MongoDB against a real server
+when FLOWLOOM_TEST_MONGODB_URI is set; and the MongoDB code against a stand-in."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from app.records import NodeState, RunRecord
+from app.runner import execute_workflow_async, resume_workflow
+from app.settings import load_settings
+from app.stores.base import RunQuery, Store
+from app.stores.mongo import MongoStore
+from app.stores.sqlite import SqliteStore
+from tests.conftest import chain, t
+
+BACKENDS = [
+    "sqlite",
+    pytest.param("mongodb-standin", marks=pytest.mark.standin),
+    pytest.param("mongodb", marks=pytest.mark.skipif(
+        not os.environ.get("FLOWLOOM_TEST_MONGODB_URI"),
+        reason="FLOWLOOM_TEST_MONGODB_URI is not set: no MongoDB server here")),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        store: Store = SqliteStore(tmp_path / "contract.db")
+    elif request.param == "mongodb-standin":
+        from tests.mongo_standin import AsyncMongoStandIn
+        fake = AsyncMongoStandIn()
+        store = MongoStore("mongodb://standin/flowloom_test", client=fake,
+                           sync_client_factory=fake.sync_client)
+    else:
+        base = os.environ["FLOWLOOM_TEST_MONGODB_URI"].rstrip("/")
+        store = MongoStore(f"{base}/flowloom_test_{uuid.uuid4().hex[:8]}")
+    yield store
+    if isinstance(store, MongoStore) and request.param == "mongodb":
+        await store.client.drop_database(store.db_name)
+    await store.close()
+
+
+def record(execution_id: str, at: datetime, **fields: object) -> RunRecord:
+    return RunRecord(execution_id=execution_id, created_at=at, **fields)  # type: ignore[arg-type]
+
+
+async def test_workflow_versions(backend: Store) -> None:
+    v1 = await backend.put_workflow("wf", {"nodes": [t("a", 1)], "version": 1})
+    same = await backend.put_workflow("wf", {"nodes": [t("a", 1)], "version": 1})
+    v2 = await backend.put_workflow("wf", {"nodes": [t("a", 2)]})
+    forced = await backend.put_workflow("wf", {"nodes": [t("a", 2)]}, new_version=True)
+    assert (v1.version, same.version, v2.version, forced.version) == (1, 1, 2, 3)
+    old = await backend.get_workflow("wf", 1)
+    assert old is not None and old.document["nodes"][0]["config"]["output"] == 1
+    latest = await backend.get_workflow("wf")
+    assert latest is not None and latest.version == 3 and latest.document["id"] == "wf"
+    await backend.put_workflow("other", {"nodes": [t("b", 1)]})
+    assert [(w.id, w.version) for w in await backend.list_workflows()] == [("other", 1),
+                                                                           ("wf", 3)]
+    assert await backend.get_workflow("missing") is None
+
+
+async def test_deleted_workflow_keeps_its_versions_for_history(backend: Store) -> None:
+    await backend.put_workflow("gone", {"nodes": [t("a", 1)]})
+    assert await backend.delete_workflow("gone") is True
+    assert await backend.delete_workflow("gone") is False
+    assert await backend.get_workflow("gone") is None
+    kept = await backend.get_workflow("gone", 1, include_deleted=True)
+    assert kept is not None
+    assert [w.id for w in await backend.list_workflows()] == []
+    again = await backend.put_workflow("gone", {"nodes": [t("a", 1)]})
+    assert again.version == 1 and await backend.get_workflow("gone") is not None
+
+
+async def test_run_round_trip_and_update(backend: Store) -> None:
+    now = datetime.now(UTC)
+    run = record("r1", now, workflow_id="wf", workflow_version=2, status="running",
+                 inputs={"x": 1}, node_states={"a": NodeState(status="succeeded", output=[1])})
+    await backend.save_run(run)
+    run.status, run.output = "succeeded", {"ok": True}
+    await backend.save_run(run)
+    stored = await backend.get_run("r1")
+    assert stored is not None
+    assert stored.model_dump(exclude={"created_at"}) == run.model_dump(exclude={"created_at"})
+    assert abs((stored.created_at - run.created_at).total_seconds()) < 0.001
+    assert await backend.get_run("nope") is None
+
+
+async def test_history_is_newest_first_filtered_and_paginated(backend: Store) -> None:
+    base = datetime.now(UTC) - timedelta(hours=1)  # within retention: MongoDB's TTL applies
+    for i in range(7):
+        status = "failed" if i % 3 == 0 else "succeeded"
+        await backend.save_run(record(f"r{i}", base + timedelta(minutes=i),
+                                      workflow_id="a" if i < 5 else "b", status=status))
+    tie = base + timedelta(minutes=10)  # same instant: the execution id breaks the tie
+    for suffix in "xyz":
+        await backend.save_run(record(f"t{suffix}", tie, workflow_id="a", status="succeeded"))
+    page = await backend.list_runs(RunQuery(limit=4))
+    assert [r.execution_id for r in page.runs] == ["tz", "ty", "tx", "r6"]
+    seen = [r.execution_id for r in page.runs]
+    while page.next_cursor:
+        page = await backend.list_runs(RunQuery(limit=4, cursor=page.next_cursor))
+        seen += [r.execution_id for r in page.runs]
+    assert seen == ["tz", "ty", "tx", "r6", "r5", "r4", "r3", "r2", "r1", "r0"]
+    only_a = await backend.list_runs(RunQuery(workflow_id="a", status="failed"))
+    assert [r.execution_id for r in only_a.runs] == ["r3", "r0"]
+    window = await backend.list_runs(RunQuery(since=base + timedelta(minutes=2),
+                                              until=base + timedelta(minutes=5)))
+    assert [r.execution_id for r in window.runs] == ["r4", "r3", "r2"]
+    filtered = await backend.list_runs(RunQuery(workflow_id="a", limit=2))
+    rest = await backend.list_runs(RunQuery(workflow_id="a", limit=10,
+                                            cursor=filtered.next_cursor))
+    assert [r.execution_id for r in filtered.runs + rest.runs] == [
+        "tz", "ty", "tx", "r4", "r3", "r2", "r1", "r0"]
+    assert rest.next_cursor is None
+
+
+async def test_event_log_appends_in_order_and_ignores_replays(backend: Store) -> None:
+    events = [{"seq": i, "event": "node.started", "node_id": f"n{i}"} for i in range(1, 4)]
+    await backend.append_events("run", events[:2])
+    await backend.append_events("run", events[1:])  # seq 2 again, as after a retried flush
+    assert await backend.list_events("run") == events
+    assert await backend.list_events("run", after=2) == events[2:]
+    assert await backend.list_events("other") == []
+
+
+async def test_cancel_request_survives_record_saves(backend: Store) -> None:
+    run = record("c1", datetime.now(UTC), status="running")
+    await backend.save_run(run)
+    assert await backend.cancel_requested("c1") is None
+    await backend.request_cancel("c1", "alice")
+    await backend.save_run(run)
+    assert await backend.cancel_requested("c1") == "alice"
+
+
+async def test_retention_deletes_old_runs_with_their_events(backend: Store) -> None:
+    now = datetime.now(UTC)  # both within MongoDB's TTL, so only this delete decides
+    await backend.save_run(record("old", now - timedelta(seconds=10)))
+    await backend.append_events("old", [{"seq": 1, "event": "run.started"}])
+    await backend.save_run(record("new", now))
+    assert await backend.delete_runs_before(now - timedelta(seconds=5)) == 1
+    assert await backend.get_run("old") is None and await backend.get_run("new") is not None
+    assert await backend.list_events("old") == []
+
+
+async def test_mongodb_indexes_are_idempotent_and_carry_the_retention(backend: Store) -> None:
+    if not isinstance(backend, MongoStore):
+        pytest.skip("MongoDB only")
+    await backend.save_run(record("x", datetime.now(UTC)))
+    again = MongoStore(backend.url, retention_days=3, client=backend.client)
+    await again.save_run(record("y", datetime.now(UTC)))  # creates indexes once more
+    for name in ("runs", "run_events"):
+        info = await backend.db[name].index_information()
+        ttl = [i for i in info.values() if "expireAfterSeconds" in i]
+        assert len(ttl) == 1 and ttl[0]["key"] == [("expires_from", 1)]
+    runs = await backend.db["runs"].index_information()
+    assert any(i["key"][:2] == [("workflow_id", 1), ("created_at", -1)] for i in runs.values())
+
+
+async def test_runs_checkpoint_and_resume_on_the_backend(backend: Store, tmp_path: Path) -> None:
+    settings = load_settings(store=f"sqlite:///{tmp_path / 'unused.db'}")
+    doc = {"id": "cp", "nodes": [t("a", "{{ inputs.n }}"), t("b", "{{ 10 / inputs.d }}")],
+           "edges": chain("a", "b")}
+    failed = await execute_workflow_async(doc, {"n": 1, "d": 0}, execution_id="cp1",
+                                          store=backend, settings=settings)
+    assert failed.status == "failed"
+    ok = await execute_workflow_async(doc, {"n": 1, "d": 5}, execution_id="cp2",
+                                      store=backend, settings=settings)
+    assert ok.status == "succeeded" and ok.output == 2.0
+    assert (await backend.get_run("cp2")) == ok
+    with pytest.raises(Exception, match="already succeeded"):
+        await resume_workflow("cp2", store=backend, settings=settings)
+    events = await backend.list_events("cp2")
+    assert events[0]["event"] == "run.started" and events[-1]["event"] == "run.finished"
