@@ -15,7 +15,7 @@ from graphs.loops import MAX_FOREACH_ITEMS, WAVE_MIN, Body, foreach_steps, while
 from graphs.plan import NodePlan, plan_nodes
 from graphs.spec import WorkflowSpec
 from graphs.state import FlowState
-from graphs.steps import GraphScope, Step, simple_step
+from graphs.steps import GraphScope, SimpleStep, Step
 from nodes.context import RunContext
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
@@ -61,7 +61,7 @@ def _build(spec: WorkflowSpec, expressions: Expressions,
             steps = while_steps(graph, plan, body)
             retry_node = f"{plan.id}.body" if body.single else None
         else:
-            steps = {plan.id: simple_step(graph, plan)}
+            steps = {plan.id: SimpleStep(graph, plan)}
             retry_node = plan.id
         for name, step in steps.items():
             policy = None

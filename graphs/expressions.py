@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
@@ -219,13 +220,17 @@ def _describe(exc: BaseException) -> str:
 _SANDBOX = Sandbox()
 
 
+@lru_cache(maxsize=4096)
 def syntax_problem(text: str, *, expression: bool = False) -> str | None:
-    """Why `text` does not parse as a template (or bare expression), or None."""
+    """Why `text` does not parse as a template (or bare expression), or None. Parsing
+    only: code generation waits for the compiler, once per workflow."""
+    if expression and any(mark in text for mark in ("{{", "}}", "{%", "%}")):
+        if single_expression(text) is None:
+            return "an expression is bare Jinja, without {{ }} or {% %} blocks"
+        text = single_expression(text) or ""
     try:
         if expression:
-            _SANDBOX.compile_expression(text, undefined_to_none=False)
-        elif (inner := single_expression(text)) is not None:
-            _SANDBOX.compile_expression(inner, undefined_to_none=False)
+            _SANDBOX.parse("{{ (" + text + "\n) }}")
         else:
             _SANDBOX.parse(text)
     except TemplateSyntaxError as exc:

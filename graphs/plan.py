@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from graphs.spec import NodeSpec, WorkflowSpec
+from graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
 from nodes.base import NodeType
 from nodes.registry import get_node_type
 
@@ -35,12 +35,17 @@ class NodePlan:
 
 def plan_nodes(spec: WorkflowSpec) -> dict[str, NodePlan]:
     plans: dict[str, NodePlan] = {}
+    incoming: dict[str, list[EdgeSpec]] = {}
+    leaving: dict[str, list[EdgeSpec]] = {}
+    for edge in spec.edges:
+        incoming.setdefault(edge.target, []).append(edge)
+        leaving.setdefault(edge.source, []).append(edge)
     for node in spec.nodes:
         kind = get_node_type(node.type)
         if kind is None:  # load_workflow() refuses these; a hand-built spec may not
             raise KeyError(node.type)
-        in_edges = tuple((e.source, e.port) for e in spec.edges if e.target == node.id)
-        outgoing = [e for e in spec.edges if e.source == node.id]
+        in_edges = tuple((e.source, e.port) for e in incoming.get(node.id, []))
+        outgoing = leaving.get(node.id, [])
         plans[node.id] = NodePlan(
             node=node,
             kind=kind,

@@ -88,12 +88,22 @@ def settled(plan: NodePlan, output: Any, meta: dict[str, Any]) -> Command[Any]:
                    goto=list(plan.targets))
 
 
-def simple_step(graph: GraphScope, plan: NodePlan) -> Step:
-    """A node that runs in one step: every type but the loops."""
-    durable_start = plan.node.type == "delay"
+class SimpleStep:
+    """A node that runs in one step: every type but the loops.
 
-    async def step(state: FlowState, config: RunnableConfig,
-                   runtime: Runtime[RunContext]) -> Command[Any] | None:
+    A class rather than a closure: LangGraph disassembles closures at compile time to look
+    for subgraphs, which cost a millisecond a node on large workflows.
+    """
+
+    def __init__(self, graph: GraphScope, plan: NodePlan) -> None:
+        self.graph = graph
+        self.plan = plan
+        self.durable_start = plan.node.type == "delay"
+        self.__name__ = f"step_{plan.id}"
+
+    async def __call__(self, state: FlowState, config: RunnableConfig,
+                       runtime: Runtime[RunContext]) -> Command[Any] | None:
+        plan = self.plan
         metas = state.get("nodes") or {}
         if plan.id in metas:
             return None
@@ -104,13 +114,10 @@ def simple_step(graph: GraphScope, plan: NodePlan) -> Step:
         if verdict == "skip":
             return skip(plan, state, run)
         progress = (state.get("progress") or {}).get(plan.id)
-        if durable_start and progress is None:
+        if self.durable_start and progress is None:
             # Checkpoint the start before waiting, so a resumed delay waits only the rest.
             return Command(update={"progress": {plan.id: {
                 "first_started_at": run.services.clock()}}}, goto=plan.id)
-        ctx = node_context(graph, plan, state, run, config, taken)
+        ctx = node_context(self.graph, plan, state, run, config, taken)
         outcome = await execute(plan, ctx)
         return settled(plan, outcome.output, outcome.meta)
-
-    step.__name__ = f"step_{plan.id}"
-    return step
