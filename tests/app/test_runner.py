@@ -173,3 +173,20 @@ async def test_delay_checkpoints_its_start_before_waiting(run: Runner,
     with sqlite3.connect(settings.sqlite_path) as db:
         count = db.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 'napper'")
         assert count.fetchone()[0] >= 2  # the input, then the step that stored the deadline
+
+
+async def test_big_outputs_are_cut_in_the_record_and_whole_in_the_checkpoint(
+        run: Runner, settings: Settings) -> None:
+    doc = {"nodes": [t("big", "{{ 'x' * 300000 }}"), t("size", "{{ big | length }}")],
+           "edges": chain("big", "size")}
+    record = await run(doc, execution_id="bigout")
+    cut = record.node_states["big"].output
+    assert cut["truncated"] is True and cut["size_bytes"] == 300_002
+    assert len(cut["preview"]) == 65_536
+    assert record.output == 300_000  # the next node saw the whole value
+    from app.stores.sqlite_saver import GroupCommitSqliteSaver
+    assert settings.sqlite_path is not None
+    async with GroupCommitSqliteSaver.open(str(settings.sqlite_path)) as saver:
+        snapshot = await saver.aget_tuple({"configurable": {"thread_id": "bigout"}})
+    assert snapshot is not None
+    assert len(snapshot.checkpoint["channel_values"]["outputs"]["big"]) == 300_000
