@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -260,6 +261,35 @@ def runs_list(
                       f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
                       r.created_at.isoformat(timespec="seconds"))
     out.print(table)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"at": self.formatTime(record), "level": record.levelname.lower(),
+                           "logger": record.name, "message": record.getMessage(),
+                           "correlation_id": getattr(record, "correlation_id", None)})
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port")] = 8000) -> None:
+    """Serve the HTTP API (documented at /docs)."""
+    import uvicorn
+
+    from app.api.main import create_app
+    from app.api.middleware import log_record_factory
+
+    try:
+        settings = load_settings()
+    except WorkflowError as exc:
+        raise fail(str(exc), 2) from None
+    logging.setLogRecordFactory(log_record_factory(logging.getLogRecordFactory()))
+    handler = logging.StreamHandler()
+    if not sys.stderr.isatty():  # structured logs for collectors, readable ones for people
+        handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
+                access_log=False)
 
 
 def main() -> None:

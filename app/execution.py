@@ -21,6 +21,7 @@ from nodes.context import RunContext, Services
 
 EventCallback = Callable[[dict[str, Any]], None]
 FLUSH_INTERVAL_S = 0.25
+HEARTBEAT_S = 1.0  # a running record is rewritten at least this often; see stale_runs()
 
 
 class LiveRecord:
@@ -48,18 +49,23 @@ class LiveRecord:
         if self.on_event is not None:
             self.on_event(event)
 
-    async def flush(self) -> None:
-        if not self.dirty:
+    async def flush(self, *, heartbeat: bool = False) -> None:
+        if not self.dirty and not heartbeat:
             return
         self.dirty = False
+        self.record.updated_at = utcnow()
         events, self.pending = self.pending, []
         await self.store.append_events(self.record.execution_id, events)
         await self.store.save_run(self.record)
 
     async def watch(self, run_task: asyncio.Task[Any]) -> None:
+        beat = time.monotonic()
         while not run_task.done():
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            await self.flush()
+            due = time.monotonic() - beat > HEARTBEAT_S
+            if due:
+                beat = time.monotonic()
+            await self.flush(heartbeat=due)
             by = await self.store.cancel_requested(self.record.execution_id)
             if by is not None and self.cancelled_by is None:
                 self.cancelled_by = by
@@ -97,6 +103,13 @@ def settle_unfinished(record: RunRecord, spec: WorkflowSpec, live: LiveRecord,
             states[node.id] = NodeState(status="cancelled", finished_at=now)
 
 
+def initial_input(record: RunRecord) -> dict[str, Any]:
+    started = record.started_at or utcnow()
+    return {"inputs": record.inputs, "run": {"id": record.execution_id,
+                                             "workflow_id": record.workflow_id,
+                                             "started_at": started.isoformat()}}
+
+
 async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: Services,
                 live: LiveRecord, graph_input: Any) -> None:
     """Run (or continue) the graph of `record` to its end or to a pause."""
@@ -106,8 +119,11 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
                               "max_concurrency": spec.settings.max_concurrency}
     record.status, record.finished_at, record.waiting_for = "running", None, []
     live.emit({"event": "run.started"})
+    await live.flush()  # readers see `running` at once
     async with store.checkpointer() as saver:
         graph = compile_workflow(spec, saver, expressions=expressions)
+        if graph_input is None and await saver.aget_tuple(config) is None:
+            graph_input = initial_input(record)  # stopped before its first checkpoint
         run_task = asyncio.create_task(graph.ainvoke(graph_input, config, context=ctx,
                                                      durability="sync"))
         watcher = asyncio.create_task(live.watch(run_task))

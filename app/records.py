@@ -58,6 +58,7 @@ class RunRecord(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     output: Any = None
     created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime | None = None  # the executing process's heartbeat
     started_at: datetime | None = None
     finished_at: datetime | None = None
     node_states: dict[str, NodeState] = Field(default_factory=dict)

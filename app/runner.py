@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from jsonschema import Draft202012Validator
 from langgraph.types import Command
 
-from app.execution import EventCallback, LiveRecord, drive
+from app.execution import EventCallback, LiveRecord, drive, initial_input
 from app.records import RunRecord, utcnow
 from app.services import open_services
 from app.settings import Settings, load_settings
@@ -25,6 +25,7 @@ from nodes.context import Services
 MAX_INPUT_BYTES = 256 * 1024
 T = TypeVar("T")
 _MISSING: Any = object()
+MISSING = _MISSING  # "no answer given", as opposed to an answer of null
 _retention_done: set[str] = set()
 
 
@@ -91,6 +92,39 @@ def _with_subflows(services: Services, store: Store) -> Services:
     return services
 
 
+async def prepare_run(
+    store: Store, document: Any, inputs: dict[str, Any] | None = None, *,
+    execution_id: str | None = None, correlation_id: str | None = None,
+    parent_execution_id: str | None = None, status: str = "running",
+) -> tuple[WorkflowSpec, RunRecord]:
+    """Validate, pin the workflow version and store the run's first record. Raises
+    SpecError or InputError before anything is stored."""
+    spec = load_workflow(document)
+    inputs = dict(inputs or {})
+    check_inputs(spec, inputs)
+    canonical = spec.model_dump(mode="json", exclude_none=True)
+    workflow_id = workflow_id_of(spec, canonical)
+    stored = await store.put_workflow(workflow_id, canonical)
+    execution_id = execution_id or uuid.uuid4().hex
+    if await store.get_run(execution_id) is not None:
+        raise WorkflowError(f"execution `{execution_id}` already exists; "
+                            "use `flowloom resume` to continue it")
+    record = RunRecord(execution_id=execution_id, workflow_id=workflow_id,
+                       workflow_version=stored.version, status=status,  # type: ignore[arg-type]
+                       inputs=inputs, correlation_id=correlation_id,
+                       parent_execution_id=parent_execution_id)
+    await store.save_run(record)
+    return spec, record
+
+
+async def start_prepared(store: Store, services: Services, spec: WorkflowSpec,
+                         record: RunRecord, on_event: EventCallback | None = None
+                         ) -> RunRecord:
+    """Run a prepared (queued) record from its first node."""
+    record.started_at = utcnow()
+    return await _execute(store, services, spec, record, initial_input(record), on_event)
+
+
 async def execute_workflow_async(
     document: Any,
     inputs: dict[str, Any] | None = None,
@@ -108,29 +142,15 @@ async def execute_workflow_async(
     Raises SpecError for an invalid document and InputError for inputs that do not fit
     `inputs_schema`, before anything is stored or run.
     """
-    spec = load_workflow(document)
-    inputs = dict(inputs or {})
-    check_inputs(spec, inputs)
     async with _resources(settings, store, services) as (store, services):
-        canonical = spec.model_dump(mode="json", exclude_none=True)
-        workflow_id = workflow_id_of(spec, canonical)
-        stored = await store.put_workflow(workflow_id, canonical)
-        execution_id = execution_id or uuid.uuid4().hex
-        if await store.get_run(execution_id) is not None:
-            raise WorkflowError(f"execution `{execution_id}` already exists; "
-                                "use `flowloom resume` to continue it")
-        record = RunRecord(execution_id=execution_id, workflow_id=workflow_id,
-                           workflow_version=stored.version, status="running", inputs=inputs,
-                           started_at=utcnow(), correlation_id=correlation_id,
-                           parent_execution_id=parent_execution_id)
-        await store.save_run(record)
-        graph_input = {"inputs": inputs, "run": {
-            "id": execution_id, "workflow_id": workflow_id,
-            "started_at": record.started_at.isoformat() if record.started_at else None}}
-        return await _execute(store, services, spec, record, graph_input, on_event)
+        spec, record = await prepare_run(store, document, inputs, execution_id=execution_id,
+                                         correlation_id=correlation_id,
+                                         parent_execution_id=parent_execution_id)
+        return await start_prepared(store, services, spec, record, on_event)
 
 
-def _answer(record: RunRecord, value: Any, node_id: str | None) -> Command[Any]:
+def check_answer(record: RunRecord, value: Any, node_id: str | None) -> Command[Any]:
+    """The resume command for a waiting run; raises when the answer cannot be taken."""
     pending = record.waiting_for
     if node_id is not None:
         chosen = [p for p in pending if p.get("node_id") == node_id]
@@ -180,7 +200,7 @@ async def resume_workflow(
             raise NotResumable(f"workflow `{record.workflow_id}` version "
                                f"{record.workflow_version} of this run is gone")
         spec = load_workflow(stored.document)
-        graph_input = _answer(record, value, node_id) if record.status == "waiting" else None
+        graph_input = check_answer(record, value, node_id) if record.status == "waiting" else None
         record.errors = []
         record.node_states = {k: v for k, v in record.node_states.items()
                               if v.status not in ("cancelled", "waiting")
@@ -227,5 +247,14 @@ def run_workflow(document: Any, inputs: dict[str, Any] | None = None,
     return run_sync(execute_workflow_async(document, inputs, **options))
 
 
-__all__ = ["Callable", "NotResumable", "cancel_workflow", "execute_workflow_async",
-           "resume_workflow", "run_sync", "run_workflow"]
+__all__ = [
+    "MISSING",
+    "Callable",
+    "NotResumable",
+    "cancel_workflow",
+    "check_answer",
+    "execute_workflow_async",
+    "resume_workflow",
+    "run_sync",
+    "run_workflow",
+]

@@ -91,6 +91,15 @@ class Store(Protocol):
     async def cancel_requested(self, execution_id: str) -> str | None:
         """Who asked to cancel this run, if anyone did."""
 
+    async def stale_runs(self, before: datetime) -> list[RunRecord]:
+        """Queued or running runs whose record was last written before `before`: their
+        process is gone (a live one writes at least every few seconds)."""
+
+    async def claim_idempotency_key(self, key: str, request_hash: str,
+                                    execution_id: str) -> tuple[str, str] | None:
+        """Tie `key` to a request and its run, atomically; when the key is already taken,
+        return the (request_hash, execution_id) it is tied to instead."""
+
     async def delete_runs_before(self, cutoff: datetime) -> int:
         """Retention: delete runs created before `cutoff`, with their events and
         checkpoints; returns how many runs went."""

@@ -140,7 +140,8 @@ class MongoStore:
         db = await self._setup()
         await db.runs.update_one(
             {"_id": record.execution_id},
-            {"$set": {"status": record.status, "record": record.model_dump(mode="json")},
+            {"$set": {"status": record.status, "record": record.model_dump(mode="json"),
+                      "updated_at": _ms(record.updated_at or record.created_at)},
              "$setOnInsert": {"workflow_id": record.workflow_id,
                               "created_at": _ms(record.created_at),
                               "expires_from": _ms(record.created_at)}},
@@ -207,6 +208,26 @@ class MongoStore:
         doc = await db.runs.find_one({"_id": execution_id}, {"cancel_requested_by": 1})
         return doc.get("cancel_requested_by") if doc else None
 
+    async def stale_runs(self, before: datetime) -> list[RunRecord]:
+        db = await self._setup()
+        docs = await db.runs.find({"status": {"$in": ["queued", "running"]},
+                                   "updated_at": {"$lt": _ms(before)}}).sort(
+            "created_at", ASCENDING).to_list(None)
+        return [RunRecord.model_validate(d["record"]) for d in docs]
+
+    async def claim_idempotency_key(self, key: str, request_hash: str,
+                                    execution_id: str) -> tuple[str, str] | None:
+        db = await self._setup()
+        now = _ms(datetime.now(UTC))
+        try:
+            await db.idempotency_keys.insert_one({"_id": key, "request_hash": request_hash,
+                                                  "execution_id": execution_id,
+                                                  "expires_from": now})
+            return None
+        except DuplicateKeyError:
+            doc = await db.idempotency_keys.find_one({"_id": key})
+            return (doc["request_hash"], doc["execution_id"]) if doc else None
+
     async def delete_runs_before(self, cutoff: datetime) -> int:
         """The TTL index does this on its own; this is for an explicit purge."""
         db = await self._setup()
@@ -214,6 +235,7 @@ class MongoStore:
             {"created_at": {"$lt": _ms(cutoff)}}, {"_id": 1}).to_list(None)]
         if ids:
             await db.run_events.delete_many({"execution_id": {"$in": ids}})
+            await db.idempotency_keys.delete_many({"execution_id": {"$in": ids}})
             await db[CHECKPOINTS].delete_many({"thread_id": {"$in": ids}})
             await db[WRITES].delete_many({"thread_id": {"$in": ids}})
             await db.runs.delete_many({"_id": {"$in": ids}})

@@ -32,11 +32,16 @@ CREATE TABLE IF NOT EXISTS workflows (
 CREATE TABLE IF NOT EXISTS runs (
     execution_id TEXT PRIMARY KEY, workflow_id TEXT, workflow_version INTEGER,
     status TEXT NOT NULL, created_at TEXT NOT NULL, cancel_requested_by TEXT,
-    record TEXT NOT NULL);
+    updated_at TEXT, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_id, created_at DESC,
                                                     execution_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at DESC, execution_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at DESC, execution_id DESC);
+CREATE INDEX IF NOT EXISTS runs_unfinished ON runs (status, updated_at)
+    WHERE status IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, execution_id TEXT NOT NULL,
+    created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS run_events (
     execution_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
     PRIMARY KEY (execution_id, seq));
@@ -58,6 +63,7 @@ class SqliteStore:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = await aiosqlite.connect(self.path)
+                await _migrate(conn)
                 await conn.executescript(_SCHEMA)
                 await conn.execute("PRAGMA synchronous=NORMAL")
                 await conn.commit()
@@ -129,10 +135,12 @@ class SqliteStore:
         db = await self._db()
         await db.execute(
             "INSERT INTO runs (execution_id, workflow_id, workflow_version, status, created_at, "
-            "record) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(execution_id) DO UPDATE SET "
-            "status = excluded.status, record = excluded.record",
+            "updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(execution_id) DO "
+            "UPDATE SET status = excluded.status, updated_at = excluded.updated_at, "
+            "record = excluded.record",
             (record.execution_id, record.workflow_id, record.workflow_version, record.status,
-             _at(record.created_at), record.model_dump_json()))
+             _at(record.created_at), _at(record.updated_at or record.created_at),
+             record.model_dump_json()))
         await db.commit()
 
     async def get_run(self, execution_id: str) -> RunRecord | None:
@@ -200,12 +208,32 @@ class SqliteStore:
             row = await cursor.fetchone()
         return row[0] if row else None
 
+    async def stale_runs(self, before: datetime) -> list[RunRecord]:
+        db = await self._db()
+        async with db.execute("SELECT record FROM runs WHERE status IN ('queued', 'running') "
+                              "AND updated_at < ? ORDER BY created_at", (_at(before),)) as cur:
+            return [RunRecord.model_validate_json(row[0]) for row in await cur.fetchall()]
+
+    async def claim_idempotency_key(self, key: str, request_hash: str,
+                                    execution_id: str) -> tuple[str, str] | None:
+        db = await self._db()
+        cursor = await db.execute("INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?)",
+                                  (key, request_hash, execution_id, _at(datetime.now(UTC))))
+        await db.commit()
+        if cursor.rowcount:
+            return None
+        async with db.execute("SELECT request_hash, execution_id FROM idempotency_keys "
+                              "WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else None
+
     async def delete_runs_before(self, cutoff: datetime) -> int:
         db = await self._db()
         async with db.execute("SELECT execution_id FROM runs WHERE created_at < ?",
                               (_at(cutoff),)) as cursor:
             ids = [row[0] for row in await cursor.fetchall()]
         for table, column in (("run_events", "execution_id"), ("runs", "execution_id"),
+                              ("idempotency_keys", "execution_id"),
                               ("checkpoints", "thread_id"), ("writes", "thread_id")):
             try:
                 await db.executemany(f"DELETE FROM {table} WHERE {column} = ?",
@@ -220,6 +248,14 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         async with GroupCommitSqliteSaver.open(str(self.path)) as saver:
             yield saver
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    """Columns added after a store file was first made."""
+    async with conn.execute("PRAGMA table_info(runs)") as cursor:
+        columns = {row[1] for row in await cursor.fetchall()}
+    if columns and "updated_at" not in columns:
+        await conn.execute("ALTER TABLE runs ADD COLUMN updated_at TEXT")
 
 
 def _workflow(row: Any) -> StoredWorkflow:

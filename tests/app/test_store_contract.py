@@ -178,3 +178,20 @@ async def test_runs_checkpoint_and_resume_on_the_backend(backend: Store, tmp_pat
         await resume_workflow("cp2", store=backend, settings=settings)
     events = await backend.list_events("cp2")
     assert events[0]["event"] == "run.started" and events[-1]["event"] == "run.finished"
+
+
+async def test_idempotency_keys_are_claimed_once(backend: Store) -> None:
+    assert await backend.claim_idempotency_key("k1", "hash-a", "run-a") is None
+    assert await backend.claim_idempotency_key("k1", "hash-b", "run-b") == ("hash-a", "run-a")
+    assert await backend.claim_idempotency_key("k2", "hash-b", "run-b") is None
+
+
+async def test_stale_runs_are_the_unfinished_ones_nobody_updates(backend: Store) -> None:
+    now = datetime.now(UTC)
+    old = now - timedelta(seconds=30)
+    await backend.save_run(record("stuck", old, status="running", updated_at=old))
+    await backend.save_run(record("queued", old, status="queued", updated_at=old))
+    await backend.save_run(record("alive", old, status="running", updated_at=now))
+    await backend.save_run(record("done", old, status="succeeded", updated_at=old))
+    stale = await backend.stale_runs(now - timedelta(seconds=10))
+    assert sorted(r.execution_id for r in stale) == ["queued", "stuck"]

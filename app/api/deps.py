@@ -1,0 +1,28 @@
+"""Dependencies of the routes, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.api.manager import RunManager
+from app.settings import Settings
+from app.stores.base import Store
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def _manager(request: Request) -> RunManager:
+    return request.app.state.manager  # type: ignore[no-any-return]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+ManagerDep = Annotated[RunManager, Depends(_manager)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

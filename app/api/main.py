@@ -1,0 +1,49 @@
+"""The FastAPI app: wiring only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import errors
+from app.api.manager import RunManager
+from app.api.middleware import FlowloomMiddleware
+from app.api.routes import executions, health, workflows
+from app.services import open_services
+from app.settings import Settings, load_settings
+from app.stores import open_store
+
+log = logging.getLogger("flowloom.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            store = open_store(settings)
+            stack.push_async_callback(store.close)
+            services = await stack.enter_async_context(open_services(settings))
+            manager = RunManager(store, services, settings.workers, settings.stale_after_s)
+            stack.push_async_callback(manager.close)
+            app.state.settings, app.state.store, app.state.manager = settings, store, manager
+            recovered = await manager.recover()
+            if recovered:
+                log.info("recovered %d run(s) left unfinished by a stopped process", recovered)
+            watcher = asyncio.create_task(manager.keep_recovering())
+            stack.callback(watcher.cancel)
+            yield
+
+    app = FastAPI(title="Flowloom", version="0.1.0", lifespan=lifespan,
+                  description="Run JSON workflow DAGs, durably.")
+    errors.install(app)
+    for router in (workflows.router, executions.router, health.router):
+        app.include_router(router)
+    keys = [k.strip() for k in (settings.api_keys or "").split(",") if k.strip()]
+    app.add_middleware(FlowloomMiddleware, api_keys=keys)
+    return app

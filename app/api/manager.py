@@ -1,0 +1,100 @@
+"""Runs executed inside the API process, on a bounded pool, when no distributed queue is
+configured; and the recovery of runs whose process stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from app.records import RunRecord, utcnow
+from app.runner import resume_workflow, start_prepared
+from app.stores.base import Store
+from graphs import load_workflow
+from nodes.context import Services
+
+log = logging.getLogger("flowloom.api")
+RECOVER_EVERY_S = 2.0
+
+
+class RunManager:
+    def __init__(self, store: Store, services: Services, workers: int,
+                 stale_after_s: float = 10.0) -> None:
+        self.stale_after = timedelta(seconds=stale_after_s)
+        self.store = store
+        self.services = services
+        self.workers = workers
+        self.slots = asyncio.Semaphore(workers)
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+
+    def submit(self, execution_id: str, work: Callable[[], Awaitable[RunRecord]]
+               ) -> asyncio.Task[Any]:
+        async def guarded() -> RunRecord:
+            async with self.slots:
+                return await work()
+
+        task = asyncio.create_task(guarded(), name=f"run {execution_id}")
+        self.tasks[execution_id] = task
+        task.add_done_callback(lambda t: self._done(execution_id, t))
+        return task
+
+    def _done(self, execution_id: str, task: asyncio.Task[Any]) -> None:
+        if self.tasks.get(execution_id) is task:
+            del self.tasks[execution_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("run %s stopped with an error: %s", execution_id, task.exception())
+
+    async def wait(self, task: asyncio.Task[Any], wait_s: float) -> bool:
+        """Whether the run finished (or paused) within `wait_s`; it goes on either way."""
+        done, _ = await asyncio.wait({task}, timeout=wait_s)
+        return bool(done)
+
+    def start(self, record: RunRecord) -> asyncio.Task[Any]:
+        async def work() -> RunRecord:
+            stored = await self.store.get_workflow(record.workflow_id or "",
+                                                   record.workflow_version,
+                                                   include_deleted=True)
+            if stored is None:
+                raise LookupError(f"workflow of run {record.execution_id} is gone")
+            spec = load_workflow(stored.document)
+            return await start_prepared(self.store, self.services, spec, record)
+        return self.submit(record.execution_id, work)
+
+    def resume(self, execution_id: str, **kwargs: Any) -> asyncio.Task[Any]:
+        return self.submit(execution_id, lambda: resume_workflow(
+            execution_id, store=self.store, services=self.services, **kwargs))
+
+    async def recover(self) -> int:
+        """Start the queued runs and resume the running ones whose process is gone, so
+        that no run is left stuck in `running`."""
+        stale = await self.store.stale_runs(utcnow() - self.stale_after)
+        for record in stale:
+            if record.execution_id in self.tasks:
+                continue
+            log.info("recovering run %s (%s)", record.execution_id, record.status)
+            if record.status == "queued":
+                self.start(record)
+            else:
+                self.resume(record.execution_id)
+        return len(stale)
+
+    async def keep_recovering(self) -> None:
+        """A run whose process died shows up stale a few heartbeats later: keep looking."""
+        while True:
+            await asyncio.sleep(RECOVER_EVERY_S)
+            try:
+                await self.recover()
+            except Exception:  # a store hiccup must not end the loop
+                log.exception("recovering unfinished runs failed")
+
+    async def close(self) -> None:
+        # Runs cut off here keep their checkpoints and are resumed at the next start.
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task

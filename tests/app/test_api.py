@@ -1,0 +1,269 @@
+"""The HTTP API over httpx against the ASGI app, on a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.api.main import create_app
+from app.settings import load_settings
+from tests.conftest import REPO, SPEC_DIR, chain, delay, t
+
+Client = httpx.AsyncClient
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Callable[..., FastAPI]:
+    def make(**overrides: Any) -> FastAPI:
+        return create_app(load_settings(store=f"sqlite:///{tmp_path / 'api.db'}", **overrides))
+    return make
+
+
+async def _client(app: FastAPI) -> AsyncIterator[Client]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield client
+
+
+@pytest.fixture
+async def api(make_app: Callable[..., FastAPI]) -> AsyncIterator[Client]:
+    async for client in _client(make_app()):
+        yield client
+
+
+HELLO = json.loads((REPO / "examples" / "hello.json").read_text())
+
+
+def is_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    return dict(body)
+
+
+async def wait_for(api: Client, execution_id: str, *statuses: str) -> dict[str, Any]:
+    for _ in range(100):
+        record = (await api.get(f"/executions/{execution_id}")).json()
+        if record["status"] in statuses:
+            return dict(record)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run stayed {record['status']}")
+
+
+async def test_workflow_crud_versions_graph_and_delete(api: Client) -> None:
+    created = await api.post("/workflows", json=HELLO)
+    assert created.status_code == 201 and created.json() == {"id": "hello", "version": 1}
+    assert created.headers["location"] == "/workflows/hello"
+    assert (await api.post("/workflows", json=HELLO)).status_code == 409
+    changed = {**HELLO, "description": "v2"}
+    assert (await api.put("/workflows/hello", json=changed)).json()["version"] == 2
+    assert (await api.get("/workflows/hello")).json()["description"] == "v2"
+    old = (await api.get("/workflows/hello", params={"version": 1})).json()
+    assert old["description"] == HELLO["description"] and old["version"] == 1
+    listed = (await api.get("/workflows")).json()
+    assert [(w["id"], w["version"]) for w in listed["items"]] == [("hello", 2)]
+    graph = await api.get("/workflows/hello/graph")
+    assert graph.text.startswith("flowchart TD") and "n_start --> n_greet" in graph.text
+    ran = (await api.post("/workflows/hello/execute", json={"inputs": {"name": "Ada"}})).json()
+    assert (await api.delete("/workflows/hello")).status_code == 204
+    is_problem(await api.get("/workflows/hello"), 404)
+    is_problem(await api.delete("/workflows/hello"), 404)
+    history = (await api.get("/workflows/hello/executions")).json()
+    assert [r["execution_id"] for r in history["items"]] == [ran["execution_id"]]
+
+
+async def test_create_any_dialect_and_assign_an_id(api: Client) -> None:
+    doc = json.loads((SPEC_DIR / "dialect-examples" / "dialect3-steps.json").read_text())
+    del doc["id"]
+    doc["name"] = "My Steps"
+    created = (await api.post("/workflows", json=doc)).json()
+    assert created["id"].startswith("my-steps-")
+    stored = (await api.get(f"/workflows/{created['id']}")).json()
+    assert {n["type"] for n in stored["nodes"]} == {"transform", "ai", "end"}
+
+
+async def test_invalid_workflow_is_422_with_json_paths(api: Client) -> None:
+    bad = {"nodes": [{"id": "a", "type": "nah"}, {"id": "a", "type": "start"}]}
+    body = is_problem(await api.post("/workflows", json=bad), 422)
+    assert [p["path"] for p in body["problems"]] == ["$.nodes[0].type", "$.nodes[1].id"]
+    report = (await api.post("/workflows/validate", json=bad)).json()
+    assert report["valid"] is False and len(report["problems"]) == 2
+    assert (await api.post("/workflows/validate", json=HELLO)).json() == {
+        "valid": True, "problems": []}
+
+
+async def test_sync_execute_answers_200_with_the_run(api: Client) -> None:
+    await api.post("/workflows", json=HELLO)
+    response = await api.post("/workflows/hello/execute", json={"inputs": {"name": "Bo"}})
+    assert response.status_code == 200
+    record = response.json()
+    assert record["status"] == "succeeded" and record["workflow_version"] == 1
+    assert record["output"] == {"greeting": "Hello, Bo!", "length": 2}
+    assert (await api.get(f"/executions/{record['execution_id']}")).json() == record
+
+
+async def test_sync_execute_past_wait_s_answers_202_and_goes_on(api: Client) -> None:
+    doc = {"nodes": [delay("nap", 0.6), t("after", "done")], "edges": chain("nap", "after")}
+    response = await api.post("/execute", json={"workflow": doc, "wait_s": 0.1})
+    assert response.status_code == 202 and response.json()["status"] == "running"
+    finished = await wait_for(api, response.json()["execution_id"], "succeeded")
+    assert finished["output"] == "done"
+
+
+@pytest.mark.parametrize("body", [{"mode": "async"}, {"async_execution": True}])
+async def test_async_execute_queues_and_finishes(api: Client, body: dict[str, Any]) -> None:
+    response = await api.post("/execute", json={"workflow": HELLO, **body})
+    assert response.status_code == 202
+    queued = response.json()
+    assert queued["status"] == "queued"
+    assert response.headers["location"] == f"/executions/{queued['execution_id']}"
+    record = await wait_for(api, queued["execution_id"], "succeeded")
+    assert record["output"]["greeting"] == "Hello, world!"
+
+
+async def test_idempotency_key(api: Client) -> None:
+    headers = {"Idempotency-Key": "order-7"}
+    first = await api.post("/execute", json={"workflow": HELLO, "inputs": {"name": "A"}},
+                           headers=headers)
+    again = await api.post("/execute", json={"workflow": HELLO, "inputs": {"name": "A"}},
+                           headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json()["execution_id"] == first.json()["execution_id"]
+    other = await api.post("/execute", json={"workflow": HELLO, "inputs": {"name": "B"}},
+                           headers=headers)
+    assert "another request body" in is_problem(other, 422)["detail"]
+    assert len((await api.get("/executions")).json()["items"]) == 1
+
+
+async def test_history_filters_and_cursor(api: Client) -> None:
+    ids = []
+    for name in ("a", "b", "c"):
+        ids.append((await api.post("/execute", json={
+            "workflow": HELLO, "inputs": {"name": name}})).json()["execution_id"])
+    failing = {"nodes": [t("x", "{{ nope }}")]}
+    failed = (await api.post("/execute", json={"workflow": failing})).json()["execution_id"]
+    page = (await api.get("/executions", params={"limit": 2})).json()
+    assert [r["execution_id"] for r in page["items"]] == [failed, ids[2]]
+    rest = (await api.get("/executions", params={"limit": 2, "cursor": page["next_cursor"]}))
+    assert [r["execution_id"] for r in rest.json()["items"]] == [ids[1], ids[0]]
+    assert rest.json()["next_cursor"] is None
+    only = (await api.get("/executions", params={"status": "failed"})).json()
+    assert [r["execution_id"] for r in only["items"]] == [failed]
+    is_problem(await api.get("/executions", params={"status": "bogus"}), 422)
+    is_problem(await api.get("/executions", params={"cursor": "!!"}), 503)
+
+
+async def test_approval_resume_and_bad_answer(api: Client) -> None:
+    doc = {"nodes": [{"id": "ok", "type": "approval", "config": {
+        "prompt": "Ship it?", "schema": {"type": "boolean"}}}, t("after", "{{ ok }}")],
+        "edges": chain("ok", "after")}
+    waiting = (await api.post("/execute", json={"workflow": doc})).json()
+    assert waiting["status"] == "waiting"
+    assert waiting["waiting_for"][0]["prompt"] == "Ship it?"
+    run_id = waiting["execution_id"]
+    bad = is_problem(await api.post(f"/executions/{run_id}/resume", json={"value": "yes"}), 422)
+    assert "answer to `ok`" in bad["detail"]
+    assert (await api.get(f"/executions/{run_id}")).json()["status"] == "waiting"
+    done = await api.post(f"/executions/{run_id}/resume", json={"value": True})
+    assert done.status_code == 200 and done.json()["output"] is True
+    again = is_problem(await api.post(f"/executions/{run_id}/resume", json={}), 409)
+    assert "already succeeded" in again["detail"]
+    is_problem(await api.post("/executions/nope/resume", json={}), 404)
+
+
+async def test_cancel_a_running_run_within_two_seconds(api: Client) -> None:
+    doc = {"nodes": [delay("long", 30), t("after", 1)], "edges": chain("long", "after")}
+    run_id = (await api.post("/execute", json={"workflow": doc, "mode": "async"})
+              ).json()["execution_id"]
+    await wait_for(api, run_id, "running")
+    await asyncio.sleep(0.3)
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    response = await api.post(f"/executions/{run_id}/cancel", json={"by": "carol"})
+    record = response.json()
+    assert loop.time() - asked < 2
+    assert response.status_code == 200 and record["status"] == "cancelled"
+    assert record["cancelled_by"] == "carol"
+    assert record["node_states"]["long"]["status"] == "cancelled"
+    assert record["node_states"]["after"]["status"] == "cancelled"
+    is_problem(await api.post(f"/executions/{run_id}/cancel"), 409)
+
+
+async def test_inputs_and_body_limits(api: Client) -> None:
+    typed = {**HELLO, "id": None, "inputs_schema": {
+        "type": "object", "properties": {"name": {"type": "string"}}}}
+    del typed["id"]
+    body = is_problem(await api.post("/execute", json={"workflow": typed,
+                                                        "inputs": {"name": 5}}), 422)
+    assert body["problems"] == [{"path": "$.name", "message": "5 is not of type 'string'"}]
+    big_inputs = {"blob": "x" * 300_000}
+    is_problem(await api.post("/execute", json={"workflow": HELLO, "inputs": big_inputs}), 422)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        yield b'{"workflow": {"nodes": [], "pad": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}}'
+    too_big = await api.post("/execute", content=chunks(),
+                             headers={"content-type": "application/json"})
+    assert "limit is 1,048,576 bytes" in is_problem(too_big, 413)["detail"]
+    is_problem(await api.post("/execute", content=b"{nope",
+                              headers={"content-type": "application/json"}), 422)
+    is_problem(await api.get("/executions/unknown"), 404)
+
+
+async def test_api_keys(make_app: Callable[..., FastAPI]) -> None:
+    async for api in _client(make_app(api_keys="k1, k2")):
+        assert (await api.get("/health")).status_code == 200
+        assert (await api.get("/openapi.json")).status_code == 200
+        denied = await api.get("/workflows")
+        body = is_problem(denied, 401)
+        assert body["detail"] == "a valid API key is required"
+        is_problem(await api.get("/workflows", headers={"Authorization": "Bearer nope"}), 401)
+        is_problem(await api.get("/workflows", headers={"Authorization": "Basic k1"}), 401)
+        ok = await api.get("/workflows", headers={"Authorization": "Bearer k2"})
+        assert ok.status_code == 200
+
+
+async def test_correlation_id_is_echoed_generated_and_kept_on_the_run(api: Client) -> None:
+    response = await api.post("/execute", json={"workflow": HELLO},
+                              headers={"X-Correlation-ID": "trace-123"})
+    assert response.headers["x-correlation-id"] == "trace-123"
+    assert response.json()["correlation_id"] == "trace-123"
+    generated = (await api.get("/health")).headers["x-correlation-id"]
+    assert len(generated) == 32
+    assert is_problem(await api.get("/executions/x"), 404) and True
+
+
+async def test_events_replay_for_a_late_subscriber_and_last_event_id(api: Client) -> None:
+    doc = {"nodes": [t("a", 1), t("b", 2)], "edges": chain("a", "b")}
+    run_id = (await api.post("/execute", json={"workflow": doc})).json()["execution_id"]
+    stream = await api.get(f"/executions/{run_id}/events")
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    events = [line.split(": ", 1)[1] for line in stream.text.splitlines()
+              if line.startswith("event: ")]
+    assert events[0] == "run.started" and events[-1] == "run.finished"
+    assert events[1:3] == ["node.started", "node.succeeded"]
+    data = [json.loads(line[6:]) for line in stream.text.splitlines()
+            if line.startswith("data: ")]
+    assert data[1]["node_id"] == "a" and data[1]["attempt"] == 1 and data[1]["at"]
+    resumed = await api.get(f"/executions/{run_id}/events", headers={"Last-Event-ID": "3"})
+    ids = [int(line[4:]) for line in resumed.text.splitlines() if line.startswith("id: ")]
+    assert ids == list(range(4, len(events) + 1))
+
+
+async def test_health_reports_each_service(api: Client) -> None:
+    body = (await api.get("/health")).json()
+    assert body["status"] == "ok"
+    assert body["services"]["store"] == {"ok": True, "backend": "sqlite"}
+    assert body["services"]["queue"]["mode"] == "in-process"
+    assert body["services"]["redis"] == {"ok": True, "configured": False}
