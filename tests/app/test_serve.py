@@ -1,0 +1,112 @@
+"""`flowloom serve` as a real process: live SSE delivery, and runs that survive a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+class Server:
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'serve.db'}",
+                    "FLOWLOOM_STALE_AFTER_S": "3"}
+        self.cwd = tmp_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port",
+                                      str(self.port)], env=self.env, cwd=self.cwd,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("flowloom serve did not come up")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    started = Server(tmp_path).start()
+    yield started
+    started.kill()
+
+
+def slow_workflow(seconds: float) -> dict[str, Any]:
+    return {"nodes": [{"id": "a", "type": "transform", "config": {"output": 1}},
+                      {"id": "nap", "type": "delay", "config": {"seconds": seconds}},
+                      {"id": "b", "type": "transform", "config": {"output": "{{ a + 1 }}"}}],
+            "edges": [{"source": "a", "target": "nap"}, {"source": "nap", "target": "b"}]}
+
+
+def test_sse_delivers_events_live_and_closes_after_run_finished(server: Server) -> None:
+    run = httpx.post(f"{server.url}/execute", json={"workflow": slow_workflow(1.0),
+                                                    "mode": "async"}).json()
+    seen: list[tuple[str, float]] = []
+    with httpx.stream("GET", f"{server.url}/executions/{run['execution_id']}/events",
+                      timeout=10) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                seen.append((line[7:], time.monotonic()))
+    names = [name for name, _ in seen]
+    assert names[-1] == "run.finished"
+    assert names.count("node.succeeded") == 3
+    nap_started = next(at for name, at in seen if name == "node.started")
+    assert seen[-1][1] - nap_started > 0.5  # events arrived as they happened, not at the end
+
+
+def test_killed_server_restarts_and_its_runs_finish(server: Server, tmp_path: Path) -> None:
+    ids = [httpx.post(f"{server.url}/execute", json={"workflow": slow_workflow(2.0),
+                                                     "mode": "async"}).json()["execution_id"]
+           for _ in range(3)]
+    time.sleep(0.8)
+    statuses = {httpx.get(f"{server.url}/executions/{i}").json()["status"] for i in ids}
+    assert statuses == {"running"}
+    server.kill()
+    server.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        records = [httpx.get(f"{server.url}/executions/{i}").json() for i in ids]
+        if all(r["status"] == "succeeded" for r in records):
+            break
+        time.sleep(0.3)
+    assert [r["status"] for r in records] == ["succeeded"] * 3
+    assert all(r["output"] == 2 for r in records)
+    assert all(r["node_states"]["a"]["attempts"] == 1 for r in records)
+
+
+def test_api_keys_and_problem_documents_over_the_wire(tmp_path: Path) -> None:
+    secured = Server(tmp_path)
+    secured.env["FLOWLOOM_API_KEYS"] = "s3cret"
+    secured.start()
+    try:
+        denied = httpx.get(f"{secured.url}/executions")
+        assert denied.status_code == 401
+        assert denied.headers["content-type"] == "application/problem+json"
+        ok = httpx.get(f"{secured.url}/executions", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and json.loads(ok.text)["items"] == []
+    finally:
+        secured.kill()
