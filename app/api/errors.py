@@ -7,12 +7,41 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from app.runner import NotResumable
+from app.stores.base import InvalidCursor
 from graphs.errors import InputError, SpecError, StoreError, WorkflowError
 
 PROBLEM = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem document; validation problems carry JSON paths."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    problems: list[dict[str, str]] | None = None
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem_response("Malformed request"),
+    401: _problem_response("Missing or wrong API key"),
+    404: _problem_response("Not found"),
+    409: _problem_response("Conflict with the current state"),
+    413: _problem_response("Request body too large"),
+    422: _problem_response("Invalid request, workflow, inputs or answer"),
+    503: _problem_response("A backing service is unavailable"),
+}
 
 
 class TooLarge(Exception):
@@ -54,6 +83,8 @@ def to_problem(exc: Exception) -> JSONResponse:
     if isinstance(exc, NotResumable):
         status = 404 if str(exc).startswith("no run") else 409
         return problem(status, "Not found" if status == 404 else "Conflict", str(exc))
+    if isinstance(exc, InvalidCursor):
+        return problem(422, "Invalid cursor", str(exc))
     if isinstance(exc, StoreError):
         return problem(503, "Store unavailable", str(exc))
     if isinstance(exc, WorkflowError):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -18,6 +19,21 @@ from app.settings import Settings, load_settings
 from app.stores import open_store
 
 log = logging.getLogger("flowloom.api")
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Put the Problem schema into the OpenAPI document the error responses refer to."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                errors.Problem.model_json_schema())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,7 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Run JSON workflow DAGs, durably.")
     errors.install(app)
     for router in (workflows.router, executions.router, health.router):
-        app.include_router(router)
+        app.include_router(router, responses=errors.PROBLEM_RESPONSES)
+    _document_problems(app)
     keys = [k.strip() for k in (settings.api_keys or "").split(",") if k.strip()]
     app.add_middleware(FlowloomMiddleware, api_keys=keys)
     return app

@@ -13,7 +13,11 @@ from typing import Any, Protocol
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from app.records import RunRecord
-from graphs.errors import StoreError
+from graphs.errors import WorkflowError
+
+
+class InvalidCursor(WorkflowError):
+    """A history cursor that this store did not hand out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         at, execution_id = json.loads(raw)
         return datetime.fromisoformat(at), str(execution_id)
     except (ValueError, TypeError) as exc:
-        raise StoreError(f"invalid cursor `{cursor}`") from exc
+        raise InvalidCursor(f"invalid cursor `{cursor[:80]}`: pass back a `next_cursor` as "
+                            "it was given") from exc
 
 
 def same_document(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -32,7 +32,8 @@ async def test_record_has_the_shape_of_http_api(run: Runner) -> None:
                          "output", "created_at", "started_at", "finished_at", "node_states",
                          "logs", "errors", "correlation_id",
                          # beyond http-api.md: approvals, subworkflow links, cancel
-                         "waiting_for", "parent_execution_id", "cancelled_by", "cancelled_at"}
+                         "waiting_for", "parent_execution_id", "cancelled_by", "cancelled_at",
+                         "updated_at"}
     assert data["workflow_id"] == "shape" and data["workflow_version"] == 1
     assert data["correlation_id"] == "corr-1"
     state = data["node_states"]["a"]

@@ -66,7 +66,7 @@ async def create_workflow(store: StoreDep, response: Response,
 
 @router.get("", response_model=WorkflowPage)
 async def list_workflows(store: StoreDep, limit: int = Query(50, ge=1, le=200),
-                         offset: int = Query(0, ge=0)) -> WorkflowPage:
+                         offset: int = Query(0, ge=0, le=10**9)) -> WorkflowPage:
     found = await store.list_workflows(limit=limit + 1, offset=offset)
     items = [WorkflowSummary(id=w.id, name=w.document.get("name"), version=w.version,
                              updated_at=w.created_at.isoformat()) for w in found[:limit]]
@@ -82,7 +82,7 @@ async def validate(document: dict[str, Any] = Document) -> Validation:
 
 @router.get("/{workflow_id}")
 async def get_workflow(workflow_id: str, store: StoreDep,
-                       version: int | None = Query(None, ge=1)) -> dict[str, Any]:
+                       version: int | None = Query(None, ge=1, le=2**31 - 1)) -> dict[str, Any]:
     stored = await store.get_workflow(workflow_id, version)
     if stored is None:
         which = f" version {version}" if version else ""
@@ -107,7 +107,7 @@ async def delete_workflow(workflow_id: str, store: StoreDep) -> Response:
 
 @router.get("/{workflow_id}/graph", response_class=PlainTextResponse)
 async def graph(workflow_id: str, store: StoreDep,
-                version: int | None = Query(None, ge=1)) -> str:
+                version: int | None = Query(None, ge=1, le=2**31 - 1)) -> str:
     stored = await store.get_workflow(workflow_id, version)
     if stored is None:
         raise ApiError(404, "Not found", f"no workflow `{workflow_id}`")
