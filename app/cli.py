@@ -292,6 +292,21 @@ def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
                 access_log=False)
 
 
+@app.command()
+def worker() -> None:
+    """Run queued workflows from FLOWLOOM_QUEUE_URL (start as many as you like)."""
+    from app.queue import make_worker
+
+    try:
+        settings = load_settings()
+        if not settings.queue_url:
+            raise fail("FLOWLOOM_QUEUE_URL is not set: there is no queue to work on", 2)
+    except WorkflowError as exc:
+        raise fail(str(exc), 2) from None
+    logging.basicConfig(level=logging.INFO, force=True)
+    make_worker(settings).run()
+
+
 def main() -> None:
     try:
         app()

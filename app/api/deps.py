@@ -15,7 +15,7 @@ def _store(request: Request) -> Store:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-def _manager(request: Request) -> RunManager:
+def _manager(request: Request) -> RunManager:  # or a QueueManager, of the same face
     return request.app.state.manager  # type: ignore[no-any-return]
 
 

@@ -14,6 +14,7 @@ from app.api import errors
 from app.api.manager import RunManager
 from app.api.middleware import FlowloomMiddleware
 from app.api.routes import executions, health, workflows
+from app.queue import QueueManager
 from app.services import open_services
 from app.settings import Settings, load_settings
 from app.stores import open_store
@@ -45,7 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store = open_store(settings)
             stack.push_async_callback(store.close)
             services = await stack.enter_async_context(open_services(settings))
-            manager = RunManager(store, services, settings.workers, settings.stale_after_s)
+            manager: RunManager | QueueManager
+            if settings.queue_url:
+                manager = QueueManager(store, services, settings.queue_url,
+                                       settings.stale_after_s)
+                await manager.connect()
+            else:
+                manager = RunManager(store, services, settings.workers, settings.stale_after_s)
             stack.push_async_callback(manager.close)
             app.state.settings, app.state.store, app.state.manager = settings, store, manager
             recovered = await manager.recover()

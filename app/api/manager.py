@@ -47,7 +47,8 @@ class RunManager:
         if not task.cancelled() and task.exception() is not None:
             log.error("run %s stopped with an error: %s", execution_id, task.exception())
 
-    async def wait(self, task: asyncio.Task[Any], wait_s: float) -> bool:
+    async def wait(self, task: asyncio.Task[Any], wait_s: float,
+                   execution_id: str | None = None) -> bool:
         """Whether the run finished (or paused) within `wait_s`; it goes on either way."""
         done, _ = await asyncio.wait({task}, timeout=wait_s)
         return bool(done)

@@ -79,7 +79,7 @@ async def _answer_with(manager: ManagerDep, store: Store, task: asyncio.Task[Any
     if is_async:
         return JSONResponse(Queued(execution_id=execution_id, status="queued").model_dump(),
                             status_code=202, headers={"Location": f"/executions/{execution_id}"})
-    done = await manager.wait(task, wait_s)
+    done = await manager.wait(task, wait_s, execution_id)
     record = await _record(store, execution_id)
     return _run_response(record, 200 if done and record.status != "running" else 202)
 
@@ -186,7 +186,7 @@ async def cancel(execution_id: str, store: StoreDep, manager: ManagerDep,
     record = await cancel_workflow(execution_id, by=(body or CancelBody()).by, store=store)
     task = manager.tasks.get(execution_id)
     if task is not None:
-        await manager.wait(task, 2.0)  # the run notices within a quarter second
+        await manager.wait(task, 2.0, execution_id)  # it notices within a quarter second
         record = await _record(store, execution_id)
     response.status_code = 200 if record.status == "cancelled" else 202
     return record

@@ -28,8 +28,15 @@ async def health(store: StoreDep, manager: ManagerDep, settings: SettingsDep) ->
             services["redis"] = {"ok": False, "error": type(exc).__name__}
     else:
         services["redis"] = {"ok": True, "configured": False}
-    services["queue"] = {"ok": True, "mode": "in-process", "workers": manager.workers,
-                         "running": len(manager.tasks)}
+    if settings.queue_url:
+        try:
+            await manager.pool.ping()  # type: ignore[attr-defined]
+            services["queue"] = {"ok": True, "mode": "arq"}
+        except Exception as exc:
+            services["queue"] = {"ok": False, "mode": "arq", "error": type(exc).__name__}
+    else:
+        services["queue"] = {"ok": True, "mode": "in-process", "workers": manager.workers,
+                             "running": len(manager.tasks)}
     ok = all(s["ok"] for s in services.values())
     return JSONResponse({"status": "ok" if ok else "degraded", "services": services},
                         status_code=200 if services["store"]["ok"] else 503)

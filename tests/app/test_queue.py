@@ -1,0 +1,118 @@
+"""Scale-out: the API enqueues on arq (real Redis), `flowloom worker` processes run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.api.main import create_app
+from app.settings import load_settings
+from tests.conftest import chain, delay, t
+
+pytestmark = pytest.mark.slow
+
+
+class Workers:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env, self.cwd = env, cwd
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=self.env,
+                                cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def queue_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    return {"store": f"sqlite:///{tmp_path / 'queue.db'}", "queue_url": redis_url,
+            "stale_after_s": "3"}
+
+
+@pytest.fixture
+def workers(queue_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    env = {**os.environ, **{f"FLOWLOOM_{k.upper()}": v for k, v in queue_env.items()}}
+    pool = Workers(env, tmp_path)
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+async def api(queue_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(load_settings(**queue_env))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield client
+
+
+async def until(api: httpx.AsyncClient, run_id: str, status: str, seconds: float = 30) -> dict:
+    for _ in range(int(seconds / 0.1)):
+        record = (await api.get(f"/executions/{run_id}")).json()
+        if record["status"] == status:
+            return dict(record)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"run {run_id} is {record['status']}, not {status}")
+
+
+async def test_worker_processes_run_queued_executions(api: httpx.AsyncClient,
+                                                      workers: Workers) -> None:
+    workers.start()
+    health = (await api.get("/health")).json()
+    assert health["services"]["queue"] == {"ok": True, "mode": "arq"}
+    doc = {"nodes": [t("a", "{{ inputs.n * 2 }}"), t("b", "{{ a + 1 }}")],
+           "edges": chain("a", "b")}
+    queued = await api.post("/execute", json={"workflow": doc, "inputs": {"n": 4},
+                                              "mode": "async"})
+    assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    record = await until(api, queued.json()["execution_id"], "succeeded")
+    assert record["output"] == 9
+    synced = await api.post("/execute", json={"workflow": doc, "inputs": {"n": 1},
+                                              "wait_s": 20})
+    assert synced.status_code == 200 and synced.json()["output"] == 3
+
+
+async def test_a_killed_worker_s_run_is_finished_by_another(api: httpx.AsyncClient,
+                                                            workers: Workers) -> None:
+    first = workers.start()
+    doc = {"nodes": [t("a", 1), delay("nap", 2), t("b", "{{ a + 1 }}")],
+           "edges": chain("a", "nap", "b")}
+    run_id = (await api.post("/execute", json={"workflow": doc, "mode": "async"})
+              ).json()["execution_id"]
+    await until(api, run_id, "running")
+    await asyncio.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    workers.start()
+    record = await until(api, run_id, "succeeded", seconds=40)
+    assert record["output"] == 2
+    assert record["node_states"]["a"]["attempts"] == 1
+
+
+async def test_approval_answered_through_the_queue(api: httpx.AsyncClient,
+                                                   workers: Workers) -> None:
+    workers.start()
+    doc = {"nodes": [{"id": "ok", "type": "approval", "config": {"prompt": "go?"}},
+                     t("after", "{{ ok }}")], "edges": chain("ok", "after")}
+    run_id = (await api.post("/execute", json={"workflow": doc, "mode": "async"})
+              ).json()["execution_id"]
+    await until(api, run_id, "waiting")
+    resumed = await api.post(f"/executions/{run_id}/resume", json={"value": "yes",
+                                                                   "wait_s": 20})
+    assert resumed.status_code == 200 and resumed.json()["output"] == "yes"
