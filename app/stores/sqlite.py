@@ -3,6 +3,7 @@ checkpoints. Nothing to run beside the process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,9 @@ CREATE TABLE IF NOT EXISTS run_events (
 """
 
 
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process on the same file
+
+
 def _at(value: datetime) -> str:
     """A sortable UTC timestamp: text order is time order."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -57,22 +61,45 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
+        self._saver: GroupCommitSqliteSaver | None = None
+        self._lock = asyncio.Lock()
+        self._opening = asyncio.Lock()
 
     async def _db(self) -> aiosqlite.Connection:
-        if self._conn is None:
+        if self._conn is not None:
+            return self._conn
+        async with self._opening:  # many first callers at once must share one connection
+            if self._conn is not None:
+                return self._conn
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = await aiosqlite.connect(self.path)
+                # Autocommit: each statement is its own transaction, so none stays open
+                # across an await; multi-statement writes use _transaction().
+                conn = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_S,
+                                               isolation_level=None)
                 await _migrate(conn)
                 await conn.executescript(_SCHEMA)
-                await conn.execute("PRAGMA synchronous=NORMAL")
-                await conn.commit()
+                await GroupCommitSqliteSaver.tune(conn)
             except (OSError, aiosqlite.Error) as exc:
                 raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from None
             self._conn = conn
-        return self._conn
+            return conn
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One atomic write of several statements; takes the write lock up front."""
+        db = await self._db()
+        async with self._lock:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
 
     async def close(self) -> None:
+        self._saver = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -81,23 +108,23 @@ class SqliteStore:
 
     async def put_workflow(self, workflow_id: str, document: dict[str, Any],
                            *, new_version: bool = False) -> StoredWorkflow:
-        db = await self._db()
-        latest = await self.get_workflow(workflow_id, include_deleted=True)
-        if latest is not None and not new_version and same_document(latest.document, document):
-            if await self.get_workflow(workflow_id) is None:  # undelete on re-create
-                await db.execute("UPDATE workflows SET deleted = 0 WHERE id = ?",
-                                 (workflow_id,))
-                await db.commit()
-            return latest
-        version = max(int(document.get("version") or 1), latest.version + 1 if latest else 1)
-        stored = StoredWorkflow(workflow_id, version, {**document, "id": workflow_id,
-                                                       "version": version}, datetime.now(UTC))
-        await db.execute("UPDATE workflows SET deleted = 0 WHERE id = ?", (workflow_id,))
-        await db.execute("INSERT INTO workflows VALUES (?, ?, ?, ?, 0)",
-                         (workflow_id, version, json.dumps(stored.document),
-                          _at(stored.created_at)))
-        await db.commit()
-        return stored
+        async with self._transaction() as db:
+            row = await _first(db, "SELECT * FROM workflows WHERE id = ? "
+                                   "ORDER BY version DESC LIMIT 1", (workflow_id,))
+            latest = _workflow(row) if row else None
+            await db.execute("UPDATE workflows SET deleted = 0 WHERE id = ?", (workflow_id,))
+            if latest is not None and not new_version and same_document(latest.document,
+                                                                        document):
+                return latest  # re-storing the latest version also undeletes it
+            version = max(int(document.get("version") or 1),
+                          latest.version + 1 if latest else 1)
+            stored = StoredWorkflow(workflow_id, version, {**document, "id": workflow_id,
+                                                           "version": version},
+                                    datetime.now(UTC))
+            await db.execute("INSERT INTO workflows VALUES (?, ?, ?, ?, 0)",
+                             (workflow_id, version, json.dumps(stored.document),
+                              _at(stored.created_at)))
+            return stored
 
     async def get_workflow(self, workflow_id: str, version: int | None = None, *,
                            include_deleted: bool = False) -> StoredWorkflow | None:
@@ -109,8 +136,7 @@ class SqliteStore:
         else:
             sql = f"SELECT * FROM workflows WHERE id = ? AND version = ?{live}"
             args = (workflow_id, version)
-        async with db.execute(sql, args) as cursor:
-            row = await cursor.fetchone()
+        row = await _first(db, sql, args)
         return _workflow(row) if row else None
 
     async def list_workflows(self, *, limit: int = 50, offset: int = 0) -> list[StoredWorkflow]:
@@ -118,36 +144,33 @@ class SqliteStore:
         sql = ("SELECT w.* FROM workflows w JOIN (SELECT id, MAX(version) AS v FROM workflows "
                "WHERE deleted = 0 GROUP BY id) latest ON w.id = latest.id AND w.version = "
                "latest.v ORDER BY w.id LIMIT ? OFFSET ?")
-        async with db.execute(sql, (limit, offset)) as cursor:
-            return [_workflow(row) for row in await cursor.fetchall()]
+        return [_workflow(row) for row in await db.execute_fetchall(sql, (limit, offset))]
 
     async def delete_workflow(self, workflow_id: str) -> bool:
         # Versions stay, marked deleted, so the run history can still show what ran.
         db = await self._db()
-        cursor = await db.execute("UPDATE workflows SET deleted = 1 WHERE id = ? AND deleted = 0",
-                                  (workflow_id,))
-        await db.commit()
-        return (cursor.rowcount or 0) > 0
+        async with self._lock:  # one writer at a time on this connection
+            cursor = await db.execute("UPDATE workflows SET deleted = 1 "
+                                      "WHERE id = ? AND deleted = 0", (workflow_id,))
+            return (cursor.rowcount or 0) > 0
 
     # --- runs ----------------------------------------------------------------------
 
     async def save_run(self, record: RunRecord) -> None:
         db = await self._db()
-        await db.execute(
-            "INSERT INTO runs (execution_id, workflow_id, workflow_version, status, created_at, "
-            "updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(execution_id) DO "
-            "UPDATE SET status = excluded.status, updated_at = excluded.updated_at, "
-            "record = excluded.record",
-            (record.execution_id, record.workflow_id, record.workflow_version, record.status,
-             _at(record.created_at), _at(record.updated_at or record.created_at),
-             record.model_dump_json()))
-        await db.commit()
+        async with self._lock:  # one writer at a time on this connection
+            await db.execute(
+                "INSERT INTO runs (execution_id, workflow_id, workflow_version, status, "
+                "created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(execution_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at, "
+                "record = excluded.record",
+                (record.execution_id, record.workflow_id, record.workflow_version, record.status,
+                 _at(record.created_at), _at(record.updated_at or record.created_at),
+                 record.model_dump_json()))
 
     async def get_run(self, execution_id: str) -> RunRecord | None:
         db = await self._db()
-        async with db.execute("SELECT record FROM runs WHERE execution_id = ?",
-                              (execution_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await _first(db, "SELECT record FROM runs WHERE execution_id = ?", (execution_id,))
         return RunRecord.model_validate_json(row[0]) if row else None
 
     async def list_runs(self, query: RunQuery) -> RunPage:
@@ -172,8 +195,7 @@ class SqliteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, execution_id DESC LIMIT ?"
-        async with db.execute(sql, (*args, query.limit + 1)) as cursor:
-            rows = list(await cursor.fetchall())
+        rows = list(await db.execute_fetchall(sql, (*args, query.limit + 1)))
         runs = [RunRecord.model_validate_json(r[0]) for r in rows[: query.limit]]
         more = len(rows) > query.limit
         last = runs[-1] if runs else None
@@ -184,78 +206,86 @@ class SqliteStore:
         if not events:
             return
         db = await self._db()
-        await db.executemany("INSERT OR IGNORE INTO run_events VALUES (?, ?, ?)",
-                             [(execution_id, e["seq"], json.dumps(e, default=str))
-                              for e in events])
-        await db.commit()
+        async with self._lock:  # one writer at a time on this connection
+            await db.executemany("INSERT OR IGNORE INTO run_events VALUES (?, ?, ?)",
+                                 [(execution_id, e["seq"], json.dumps(e, default=str))
+                                  for e in events])
 
     async def list_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
         db = await self._db()
-        async with db.execute("SELECT event FROM run_events WHERE execution_id = ? AND seq > ? "
-                              "ORDER BY seq", (execution_id, after)) as cursor:
-            return [json.loads(row[0]) for row in await cursor.fetchall()]
+        rows = await db.execute_fetchall("SELECT event FROM run_events WHERE execution_id = ? "
+                                         "AND seq > ? ORDER BY seq", (execution_id, after))
+        return [json.loads(row[0]) for row in rows]
 
     async def request_cancel(self, execution_id: str, by: str) -> None:
         db = await self._db()
-        await db.execute("UPDATE runs SET cancel_requested_by = ? WHERE execution_id = ?",
-                         (by, execution_id))
-        await db.commit()
+        async with self._lock:  # one writer at a time on this connection
+            await db.execute("UPDATE runs SET cancel_requested_by = ? WHERE execution_id = ?",
+                             (by, execution_id))
 
     async def cancel_requested(self, execution_id: str) -> str | None:
         db = await self._db()
-        async with db.execute("SELECT cancel_requested_by FROM runs WHERE execution_id = ?",
-                              (execution_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await _first(db, "SELECT cancel_requested_by FROM runs WHERE execution_id = ?",
+                           (execution_id,))
         return row[0] if row else None
 
     async def stale_runs(self, before: datetime) -> list[RunRecord]:
         db = await self._db()
-        async with db.execute("SELECT record FROM runs WHERE status IN ('queued', 'running') "
-                              "AND updated_at < ? ORDER BY created_at", (_at(before),)) as cur:
-            return [RunRecord.model_validate_json(row[0]) for row in await cur.fetchall()]
+        rows = await db.execute_fetchall("SELECT record FROM runs WHERE status IN ('queued', "
+                                         "'running') AND updated_at < ? ORDER BY created_at",
+                                         (_at(before),))
+        return [RunRecord.model_validate_json(row[0]) for row in rows]
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
                                     execution_id: str) -> tuple[str, str] | None:
         db = await self._db()
-        cursor = await db.execute("INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?)",
-                                  (key, request_hash, execution_id, _at(datetime.now(UTC))))
-        await db.commit()
-        if cursor.rowcount:
-            return None
-        async with db.execute("SELECT request_hash, execution_id FROM idempotency_keys "
-                              "WHERE key = ?", (key,)) as cur:
-            row = await cur.fetchone()
-        return (row[0], row[1]) if row else None
+        async with self._lock:  # one writer at a time on this connection
+            cursor = await db.execute("INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?)",
+                                      (key, request_hash, execution_id, _at(datetime.now(UTC))))
+            if cursor.rowcount:
+                return None
+            row = await _first(db, "SELECT request_hash, execution_id FROM idempotency_keys "
+                               "WHERE key = ?", (key,))
+            return (row[0], row[1]) if row else None
 
     async def delete_runs_before(self, cutoff: datetime) -> int:
-        db = await self._db()
-        async with db.execute("SELECT execution_id FROM runs WHERE created_at < ?",
-                              (_at(cutoff),)) as cursor:
-            ids = [row[0] for row in await cursor.fetchall()]
-        for table, column in (("run_events", "execution_id"), ("runs", "execution_id"),
-                              ("idempotency_keys", "execution_id"),
-                              ("checkpoints", "thread_id"), ("writes", "thread_id")):
-            try:
-                await db.executemany(f"DELETE FROM {table} WHERE {column} = ?",
-                                     [(i,) for i in ids])
-            except aiosqlite.OperationalError:  # no checkpoint tables before the first run
-                continue
-        await db.commit()
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall("SELECT execution_id FROM runs WHERE created_at < ?",
+                                             (_at(cutoff),))
+            ids = [(row[0],) for row in rows]
+            for table, column in (("run_events", "execution_id"), ("runs", "execution_id"),
+                                  ("idempotency_keys", "execution_id"),
+                                  ("checkpoints", "thread_id"), ("writes", "thread_id")):
+                try:
+                    await db.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
+                except aiosqlite.OperationalError:  # no checkpoint tables before a first run
+                    continue
         return len(ids)
 
     @asynccontextmanager
     async def checkpointer(self) -> AsyncIterator[GroupCommitSqliteSaver]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        async with GroupCommitSqliteSaver.open(str(self.path)) as saver:
-            yield saver
+        """One saver, on one connection, for every run of this process: SQLite takes one
+        writer at a time, and group commit then batches the writes of concurrent runs."""
+        if self._saver is None:
+            # The store's own connection and write lock: one writer in the process, so
+            # no two connections ever wait on each other's locks.
+            saver = GroupCommitSqliteSaver(await self._db())
+            saver.lock = self._lock
+            self._saver = saver
+        yield self._saver
 
 
 async def _migrate(conn: aiosqlite.Connection) -> None:
     """Columns added after a store file was first made."""
-    async with conn.execute("PRAGMA table_info(runs)") as cursor:
-        columns = {row[1] for row in await cursor.fetchall()}
+    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(runs)")}
     if columns and "updated_at" not in columns:
         await conn.execute("ALTER TABLE runs ADD COLUMN updated_at TEXT")
+
+
+async def _first(db: aiosqlite.Connection, sql: str, args: tuple[Any, ...]) -> Any:
+    # Fetch everything in one call: a SELECT left half-read across an await would hold a
+    # read snapshot, and a later write on this connection would fail as "locked".
+    return next(iter(await db.execute_fetchall(sql, args)), None)
 
 
 def _workflow(row: Any) -> StoredWorkflow:

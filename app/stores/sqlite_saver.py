@@ -53,9 +53,17 @@ class GroupCommitSqliteSaver(AsyncSqliteSaver):
             batch, self._queue = self._queue, []
             try:
                 async with self.lock:
-                    for query, rows, _ in batch:
-                        await self.conn.executemany(query, rows)
-                    await self.conn.commit()
+                    explicit = self.conn.isolation_level is None  # an autocommit connection
+                    if explicit:
+                        await self.conn.execute("BEGIN")
+                    try:
+                        for query, rows, _ in batch:
+                            await self.conn.executemany(query, rows)
+                    except BaseException:
+                        if explicit:
+                            await self.conn.execute("ROLLBACK")
+                        raise
+                    await self.conn.execute("COMMIT") if explicit else await self.conn.commit()
             except BaseException as exc:  # every waiter learns of the failure
                 for _, _, done in batch:
                     if not done.done():
@@ -67,12 +75,16 @@ class GroupCommitSqliteSaver(AsyncSqliteSaver):
                 if not done.done():
                     done.set_result(None)
 
+    @staticmethod
+    async def tune(conn: aiosqlite.Connection) -> None:
+        # WAL with synchronous=NORMAL: a commit survives the process being killed (what
+        # resume is for); only an OS crash or power cut can lose the last commits.
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+
     @classmethod
     @asynccontextmanager
     async def open(cls, path: str) -> AsyncIterator[GroupCommitSqliteSaver]:
         async with aiosqlite.connect(path) as conn:
-            # WAL with synchronous=NORMAL: a commit survives the process being killed (what
-            # resume is for); only an OS crash or power cut can lose the last commits.
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            await cls.tune(conn)
             yield cls(conn)
