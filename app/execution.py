@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -105,15 +106,34 @@ def settle_unfinished(record: RunRecord, spec: WorkflowSpec, live: LiveRecord,
 
 def initial_input(record: RunRecord) -> dict[str, Any]:
     started = record.started_at or utcnow()
+    record.started_at = started
     return {"inputs": record.inputs, "run": {"id": record.execution_id,
                                              "workflow_id": record.workflow_id,
                                              "started_at": started.isoformat()}}
 
 
+_GRAPHS: OrderedDict[tuple[Any, ...], tuple[Any, Expressions]] = OrderedDict()
+GRAPH_CACHE_SIZE = 128
+
+
+def compiled_graph(spec: WorkflowSpec, record: RunRecord, saver: Any) -> tuple[Any, Expressions]:
+    """A workflow version compiles once per process and saver: compiled graphs hold no
+    run state (that lives in the checkpointer and the runtime context)."""
+    key = (record.workflow_id, record.workflow_version, id(saver))
+    hit = _GRAPHS.get(key)
+    if hit is None:
+        expressions = Expressions()
+        hit = _GRAPHS[key] = (compile_workflow(spec, saver, expressions=expressions),
+                              expressions)
+        while len(_GRAPHS) > GRAPH_CACHE_SIZE:
+            _GRAPHS.popitem(last=False)
+    _GRAPHS.move_to_end(key)
+    return hit
+
+
 async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: Services,
                 live: LiveRecord, graph_input: Any) -> None:
     """Run (or continue) the graph of `record` to its end or to a pause."""
-    expressions = Expressions()
     ctx = RunContext(record.execution_id, record.workflow_id, services, live.emit)
     config: RunnableConfig = {"configurable": {"thread_id": record.execution_id},
                               "max_concurrency": spec.settings.max_concurrency}
@@ -121,7 +141,7 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
     live.emit({"event": "run.started"})
     await live.flush()  # readers see `running` at once
     async with store.checkpointer() as saver:
-        graph = compile_workflow(spec, saver, expressions=expressions)
+        graph, expressions = compiled_graph(spec, record, saver)
         if graph_input is None and await saver.aget_tuple(config) is None:
             graph_input = initial_input(record)  # stopped before its first checkpoint
         run_task = asyncio.create_task(graph.ainvoke(graph_input, config, context=ctx,

@@ -78,7 +78,8 @@ async def _resources(settings: Settings | None, store: Store | None,
 
 async def _execute(store: Store, services: Services, spec: WorkflowSpec, record: RunRecord,
                    graph_input: Any, on_event: EventCallback | None) -> RunRecord:
-    events = await store.list_events(record.execution_id)
+    # A run that never started has no events yet; a resumed one continues their numbering.
+    events = await store.list_events(record.execution_id) if record.started_at else []
     live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event)
     services = _with_subflows(services, store)
     await drive(spec, record, store, services, live, graph_input)
@@ -105,8 +106,9 @@ async def prepare_run(
     canonical = spec.model_dump(mode="json", exclude_none=True)
     workflow_id = workflow_id_of(spec, canonical)
     stored = await store.put_workflow(workflow_id, canonical)
+    fresh = execution_id is None  # a new uuid cannot exist yet: skip the look-up
     execution_id = execution_id or uuid.uuid4().hex
-    if await store.get_run(execution_id) is not None:
+    if not fresh and await store.get_run(execution_id) is not None:
         raise WorkflowError(f"execution `{execution_id}` already exists; "
                             "use `flowloom resume` to continue it")
     record = RunRecord(execution_id=execution_id, workflow_id=workflow_id,
@@ -121,8 +123,9 @@ async def start_prepared(store: Store, services: Services, spec: WorkflowSpec,
                          record: RunRecord, on_event: EventCallback | None = None
                          ) -> RunRecord:
     """Run a prepared (queued) record from its first node."""
+    graph_input = initial_input(record)
     record.started_at = utcnow()
-    return await _execute(store, services, spec, record, initial_input(record), on_event)
+    return await _execute(store, services, spec, record, graph_input, on_event)
 
 
 async def execute_workflow_async(

@@ -64,6 +64,7 @@ class SqliteStore:
         self._saver: GroupCommitSqliteSaver | None = None
         self._lock = asyncio.Lock()
         self._opening = asyncio.Lock()
+        self._latest: dict[str, StoredWorkflow] = {}
 
     async def _db(self) -> aiosqlite.Connection:
         if self._conn is not None:
@@ -108,6 +109,15 @@ class SqliteStore:
 
     async def put_workflow(self, workflow_id: str, document: dict[str, Any],
                            *, new_version: bool = False) -> StoredWorkflow:
+        known = self._latest.get(workflow_id)
+        if known is not None and not new_version and same_document(known.document, document):
+            return known  # stored by this process, unchanged: spare the transaction
+        stored = await self._put_workflow(workflow_id, document, new_version)
+        self._latest[workflow_id] = stored
+        return stored
+
+    async def _put_workflow(self, workflow_id: str, document: dict[str, Any],
+                            new_version: bool) -> StoredWorkflow:
         async with self._transaction() as db:
             row = await _first(db, "SELECT * FROM workflows WHERE id = ? "
                                    "ORDER BY version DESC LIMIT 1", (workflow_id,))
@@ -147,6 +157,7 @@ class SqliteStore:
         return [_workflow(row) for row in await db.execute_fetchall(sql, (limit, offset))]
 
     async def delete_workflow(self, workflow_id: str) -> bool:
+        self._latest.pop(workflow_id, None)
         # Versions stay, marked deleted, so the run history can still show what ran.
         db = await self._db()
         async with self._lock:  # one writer at a time on this connection
@@ -162,8 +173,8 @@ class SqliteStore:
             await db.execute(
                 "INSERT INTO runs (execution_id, workflow_id, workflow_version, status, "
                 "created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(execution_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at, "
-                "record = excluded.record",
+                "ON CONFLICT(execution_id) DO UPDATE SET status = excluded.status, "
+                "updated_at = excluded.updated_at, record = excluded.record",
                 (record.execution_id, record.workflow_id, record.workflow_version, record.status,
                  _at(record.created_at), _at(record.updated_at or record.created_at),
                  record.model_dump_json()))
