@@ -15,6 +15,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, func
 
+from app.api.manager import recover_forever
 from app.records import RunRecord, utcnow
 from app.runner import MISSING, resume_workflow, start_prepared
 from app.services import open_services
@@ -27,7 +28,6 @@ from nodes.context import Services
 QUEUE_NAME = "flowloom:queue"
 JOB_TIMEOUT = timedelta(days=7)  # a run's own timeout_s applies inside; this is a backstop
 POLL_S = 0.1
-RECOVER_EVERY_S = 2.0
 log = logging.getLogger("flowloom.queue")
 
 
@@ -103,12 +103,7 @@ class QueueManager:
         return len(stale)
 
     async def keep_recovering(self) -> None:
-        while True:
-            await asyncio.sleep(RECOVER_EVERY_S)
-            try:
-                await self.recover()
-            except Exception:
-                log.exception("recovering unfinished runs failed")
+        await recover_forever(self.recover)
 
     async def close(self) -> None:
         if self.pool is not None:

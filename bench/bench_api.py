@@ -23,6 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.table import print_table
 from tests.servers import free_port
 
 WORKFLOW = {
@@ -98,10 +99,7 @@ def main() -> None:
         ("  p99 latency", f"{queued['p99']:.1f} ms", ""),
         ("  non-2xx answers", str(queued["errors"]), "0"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'result':>10}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>10}  {target}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

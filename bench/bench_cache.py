@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.runner import run_sync
 from app.services import open_services
 from app.settings import load_settings
+from bench.table import print_table
 from graphs.expressions import Expressions
 from nodes.ai import Ai, AiConfig
 from nodes.context import NodeContext, RunContext, Scope, Services
@@ -92,10 +93,7 @@ def main() -> None:
     finally:
         if redis is not None:
             redis.kill()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'result':>10}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>10}  {target}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import argparse
 import gc
 import resource
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -22,8 +23,11 @@ from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import START, StateGraph
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+
 from app.runner import run_sync
 from app.stores.sqlite_saver import GroupCommitSqliteSaver
+from bench.table import print_table
 from graphs import compile_workflow, load_workflow
 from graphs.state import merge
 from nodes.context import RunContext
@@ -123,10 +127,7 @@ def main() -> None:
         (f"foreach over {args.items:,} items, one-node body", f"{fan_s:.2f} s", "< 5 s"),
         ("  peak RSS growth during that foreach", f"{fan_mb:.0f} MB", "< 1024 MB"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'result':>10}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>10}  {target}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

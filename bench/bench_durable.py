@@ -31,6 +31,7 @@ from app.stores.base import RunQuery
 from app.stores.sqlite import SqliteStore
 from app.stores.sqlite_saver import GroupCommitSqliteSaver
 from bench.bench_core import chain_document
+from bench.table import print_table
 from graphs import compile_workflow, load_workflow
 from graphs.errors import NodeError
 from nodes.base import NodeType
@@ -127,10 +128,7 @@ def main() -> None:
          "< 1 s"),
         ("  nodes run again by that resume", str(reran), "1"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'result':>10}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>10}  {target}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

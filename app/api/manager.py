@@ -20,6 +20,16 @@ log = logging.getLogger("flowloom.api")
 RECOVER_EVERY_S = 2.0
 
 
+async def recover_forever(recover: Callable[[], Awaitable[int]]) -> None:
+    """A run whose process died shows up stale a few heartbeats later: keep looking."""
+    while True:
+        await asyncio.sleep(RECOVER_EVERY_S)
+        try:
+            await recover()
+        except Exception:  # a store hiccup must not end the loop
+            log.exception("recovering unfinished runs failed")
+
+
 class RunManager:
     def __init__(self, store: Store, services: Services, workers: int,
                  stale_after_s: float = 10.0) -> None:
@@ -83,13 +93,7 @@ class RunManager:
         return len(stale)
 
     async def keep_recovering(self) -> None:
-        """A run whose process died shows up stale a few heartbeats later: keep looking."""
-        while True:
-            await asyncio.sleep(RECOVER_EVERY_S)
-            try:
-                await self.recover()
-            except Exception:  # a store hiccup must not end the loop
-                log.exception("recovering unfinished runs failed")
+        await recover_forever(self.recover)
 
     async def close(self) -> None:
         # Runs cut off here keep their checkpoints and are resumed at the next start.
