@@ -252,12 +252,13 @@ def run_workflow(document: Any, inputs: dict[str, Any] | None = None,
 
 __all__ = [
     "MISSING",
-    "Callable",
     "NotResumable",
     "cancel_workflow",
     "check_answer",
     "execute_workflow_async",
+    "prepare_run",
     "resume_workflow",
     "run_sync",
     "run_workflow",
+    "start_prepared",
 ]
