@@ -31,7 +31,8 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 EXIT_STATUS = {"succeeded": 0, "failed": 1, "cancelled": 1, "waiting": 3}
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
-                "skipped": "dim", "running": "cyan", "retrying": "magenta", "waiting": "blue"}
+                "skipped": "dim", "running": "cyan", "retrying": "magenta", "waiting": "blue",
+                "queued": "default"}
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -113,25 +114,26 @@ class Progress:
     def _table(self) -> Table:
         table = Table(box=None, show_header=False)
         for node_id, (status, note) in self.states.items():
-            table.add_row(node_id, f"[{STATUS_STYLE.get(status, '')}]{status}[/]", note)
+            table.add_row(node_id, f"[{STATUS_STYLE.get(status, 'default')}]{status}[/]", note)
         return table
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind, node_id = event["event"], event.get("node_id")
         if node_id and kind.startswith("node."):
             note = f"attempt {event['attempt']}" if event.get("attempt", 1) > 1 else ""
-            self.states[node_id] = (kind.removeprefix("node."), note)
+            status = kind.removeprefix("node.")
+            self.states[node_id] = ("running" if status == "started" else status, note)
             self.live.update(self._table())
 
 
 def _summary(record: RunRecord) -> None:
-    style = STATUS_STYLE.get(record.status, "")
+    style = STATUS_STYLE.get(record.status, "default")
     out.print(f"run {record.execution_id}: [{style}]{record.status}[/]")
     table = Table(box=None, show_header=True, header_style="bold")
     for col in ("node", "status", "attempts", "ms", "error"):
         table.add_column(col)
     for node_id, state in record.node_states.items():
-        table.add_row(node_id, f"[{STATUS_STYLE.get(state.status, '')}]{state.status}[/]",
+        table.add_row(node_id, f"[{STATUS_STYLE.get(state.status, 'default')}]{state.status}[/]",
                       str(state.attempts or ""), f"{state.latency_ms or ''}",
                       (state.error or {}).get("message", ""))
     out.print(table)
@@ -258,7 +260,7 @@ def runs_list(
         table.add_column(col)
     for r in records:
         table.add_row(r.execution_id, r.workflow_id or "", str(r.workflow_version or ""),
-                      f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+                      f"[{STATUS_STYLE.get(r.status, 'default')}]{r.status}[/]",
                       r.created_at.isoformat(timespec="seconds"))
     out.print(table)
 

@@ -121,3 +121,33 @@ def test_bad_setting_stops_with_one_line(cli, tmp_path: Path) -> None:  # type: 
                             env=env, cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith("flowloom: FLOWLOOM_STORE: Value error, must start with")
+
+
+def test_run_shows_live_node_progress_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+    import select
+
+    doc = tmp_path / "slow.json"
+    doc.write_text(json.dumps({"nodes": [
+        {"id": "first", "type": "transform", "config": {"output": 1}},
+        {"id": "napping", "type": "delay", "config": {"seconds": 1.5}}],
+        "edges": [{"source": "first", "target": "napping"}]}))
+    env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'tty.db'}",
+           "COLUMNS": "100", "TERM": "xterm"}
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(doc)], env=env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    while proc.poll() is None or select.select([main], [], [], 0.2)[0]:
+        if select.select([main], [], [], 0.2)[0]:
+            try:
+                seen += os.read(main, 65536)
+            except OSError:
+                break
+    os.close(main)
+    out, _ = proc.communicate(timeout=30)
+    screen = seen.decode(errors="replace")
+    assert proc.returncode == 0
+    assert "napping" in screen and "running" in screen  # drawn while the delay ran
+    assert "succeeded" in out.decode()  # the summary still goes to stdout
