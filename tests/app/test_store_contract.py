@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -17,6 +18,10 @@ from app.settings import load_settings
 from app.stores.base import RunQuery, Store
 from app.stores.mongo import MongoStore
 from app.stores.sqlite import SqliteStore
+from graphs.errors import NodeError
+from nodes.base import NodeType
+from nodes.context import NodeContext
+from nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import chain, t
 
 BACKENDS = [
@@ -195,3 +200,36 @@ async def test_stale_runs_are_the_unfinished_ones_nobody_updates(backend: Store)
     await backend.save_run(record("done", old, status="succeeded", updated_at=old))
     stale = await backend.stale_runs(now - timedelta(seconds=10))
     assert sorted(r.execution_id for r in stale) == ["queued", "stuck"]
+
+
+class _FailsOnce(NodeType):
+    """Fails the first time per execution, as a transient fault would."""
+
+    name = "test_fails_once"
+    seen: ClassVar[set[str]] = set()
+
+    async def run(self, config: object, ctx: NodeContext) -> object:
+        if ctx.run.execution_id not in self.seen:
+            self.seen.add(ctx.run.execution_id)
+            raise NodeError("transient fault")
+        return "recovered"
+
+
+async def test_failed_run_resumes_on_the_backend(backend: Store, tmp_path: Path) -> None:
+    _FailsOnce.seen.clear()
+    register_node_type(_FailsOnce())
+    try:
+        settings = load_settings(store=f"sqlite:///{tmp_path / 'unused.db'}")
+        doc = {"id": "again", "nodes": [t("a", 1), {"id": "b", "type": "test_fails_once"},
+                                        t("c", "{{ b }}!")], "edges": chain("a", "b", "c")}
+        started: list[str] = []
+        failed = await execute_workflow_async(doc, execution_id="rs1", store=backend,
+                                              settings=settings)
+        assert failed.status == "failed" and failed.node_states["c"].status == "failed"
+        done = await resume_workflow("rs1", store=backend, settings=settings,
+                                     on_event=lambda e: started.append(e.get("node_id", ""))
+                                     if e["event"] == "node.started" else None)
+        assert done.status == "succeeded" and done.output == "recovered!"
+        assert started == ["b", "c"]  # `a` finished before the failure: not run again
+    finally:
+        NODE_TYPES.pop("test_fails_once")
