@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from graphs.state import workflow_output
 from nodes.context import RunContext, Services
 
 EventCallback = Callable[[dict[str, Any]], None]
+log = logging.getLogger("flowloom.run")
 FLUSH_INTERVAL_S = 0.25
 HEARTBEAT_S = 1.0  # a running record is rewritten at least this often; see stale_runs()
 
@@ -138,6 +140,8 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
     config: RunnableConfig = {"configurable": {"thread_id": record.execution_id},
                               "max_concurrency": spec.settings.max_concurrency}
     record.status, record.finished_at, record.waiting_for = "running", None, []
+    log.info("run %s of %s v%s started", record.execution_id, record.workflow_id,
+             record.workflow_version)
     live.emit({"event": "run.started"})
     await live.flush()  # readers see `running` at once
     async with store.checkpointer() as saver:
@@ -181,6 +185,7 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
                 await watcher
     if record.status != "waiting":
         record.finished_at = utcnow()
+    log.info("run %s %s", record.execution_id, record.status)
     if record.finished:
         live.emit({"event": "run.finished", "status": record.status})
     await live.flush()

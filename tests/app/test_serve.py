@@ -110,3 +110,21 @@ def test_api_keys_and_problem_documents_over_the_wire(tmp_path: Path) -> None:
         assert ok.status_code == 200 and json.loads(ok.text)["items"] == []
     finally:
         secured.kill()
+
+
+def test_log_lines_are_json_and_carry_the_correlation_id(tmp_path: Path) -> None:
+    server = Server(tmp_path).start()
+    try:
+        response = httpx.post(f"{server.url}/execute", json={"workflow": slow_workflow(0.1)},
+                              headers={"X-Correlation-ID": "trace-77"})
+        assert response.status_code == 200
+        run_id = response.json()["execution_id"]
+    finally:
+        server.kill()
+    assert server.proc is not None and server.proc.stderr is not None
+    lines = [json.loads(line) for line in server.proc.stderr.read().decode().splitlines()
+             if line.startswith("{")]
+    mine = [line for line in lines if run_id in line["message"]]
+    assert [line["message"].split()[-1] for line in mine] == ["started", "succeeded"]
+    assert {line["correlation_id"] for line in mine} == {"trace-77"}
+    assert all(line["level"] == "info" and line["logger"] == "flowloom.run" for line in mine)
