@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from app.api.main import create_app
 from app.settings import load_settings
-from tests.conftest import REPO, SPEC_DIR, chain, delay, t
+from tests.conftest import REPO, chain, delay, t
 
 Client = httpx.AsyncClient
 
@@ -82,7 +82,8 @@ async def test_workflow_crud_versions_graph_and_delete(api: Client) -> None:
 
 
 async def test_create_any_dialect_and_assign_an_id(api: Client) -> None:
-    doc = json.loads((SPEC_DIR / "dialect-examples" / "dialect3-steps.json").read_text())
+    doc = json.loads((REPO / "tests" / "graphs" / "dialect_examples" / "dialect3-steps.json"
+                      ).read_text())
     del doc["id"]
     doc["name"] = "My Steps"
     created = (await api.post("/workflows", json=doc)).json()

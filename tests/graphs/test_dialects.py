@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from tests.conftest import SPEC_DIR
 from tests.servers import FlakyServer, ModelStub, SmtpServer
 from tests.service_fixtures import ServiceRunner
 
-EXAMPLES = SPEC_DIR / "dialect-examples"
+# A copy of ../shared/spec/dialect-examples, so a clone of this repository alone tests too.
+EXAMPLES = Path(__file__).parent / "dialect_examples"
 
 
 def example(name: str) -> dict[str, Any]:
@@ -33,6 +35,16 @@ def test_each_example_is_detected_and_converts_to_a_valid_workflow(name: str,
     spec = load_workflow(doc)
     assert {n.type for n in spec.nodes} <= {"start", "action", "http", "ai", "transform",
                                             "end", "email"}
+
+
+def test_the_copies_match_the_spec_when_it_is_beside_the_repository() -> None:
+    spec_examples = SPEC_DIR / "dialect-examples"
+    if not spec_examples.is_dir():
+        pytest.skip("../shared/spec is not beside this clone")
+    for copy in EXAMPLES.glob("*.json"):
+        assert copy.read_text() == (spec_examples / copy.name).read_text(), copy.name
+    assert {p.name for p in spec_examples.glob("*.json")} == {
+        p.name for p in EXAMPLES.glob("*.json")}
 
 
 def test_canonical_documents_are_left_alone() -> None:
