@@ -23,7 +23,6 @@ from graphs.steps import (
     node_path,
     settled,
     skip,
-    task_key,
 )
 from nodes.context import RunContext
 
@@ -232,4 +231,4 @@ def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step
     return {plan.id: check, body_node: run_body}
 
 
-__all__ = ["Body", "foreach_steps", "task_key", "while_steps"]
+__all__ = ["Body", "foreach_steps", "while_steps"]
