@@ -269,3 +269,20 @@ async def test_health_reports_each_service(api: Client) -> None:
     assert body["services"]["store"] == {"ok": True, "backend": "sqlite"}
     assert body["services"]["queue"]["mode"] == "in-process"
     assert body["services"]["redis"] == {"ok": True, "configured": False}
+
+
+async def test_workflow_listing_pages_and_request_limits(api: Client) -> None:
+    for name in ("a-flow", "b-flow", "c-flow"):
+        assert (await api.post("/workflows", json={**HELLO, "id": name})).status_code == 201
+    first = (await api.get("/workflows", params={"limit": 2})).json()
+    assert [w["id"] for w in first["items"]] == ["a-flow", "b-flow"]
+    rest = (await api.get("/workflows", params={"limit": 2, "offset": first["next_offset"]}))
+    assert [w["id"] for w in rest.json()["items"]] == ["c-flow"]
+    assert rest.json()["next_offset"] is None
+    same = await api.put("/workflows/a-flow", json={**HELLO, "id": "a-flow"})
+    assert same.json() == {"id": "a-flow", "version": 1}  # identical: no new version
+    is_problem(await api.post("/workflows/nope/execute", json={}), 404)
+    too_long = await api.post("/workflows/a-flow/execute", json={"wait_s": 301})
+    assert is_problem(too_long, 422)["problems"][0]["path"] == "$.wait_s"
+    bad_mode = await api.post("/workflows/a-flow/execute", json={"mode": "later"})
+    assert is_problem(bad_mode, 422)["problems"][0]["path"] == "$.mode"
