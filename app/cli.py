@@ -274,7 +274,10 @@ class JsonFormatter(logging.Formatter):
 
 @app.command()
 def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-          port: Annotated[int, typer.Option("--port")] = 8000) -> None:
+          port: Annotated[int, typer.Option("--port")] = 8000,
+          processes: Annotated[int, typer.Option(
+              "--processes", min=1, max=64, help="Server processes sharing the port.")] = 1,
+          ) -> None:
     """Serve the HTTP API (documented at /docs)."""
     import uvicorn
 
@@ -290,8 +293,12 @@ def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     if not sys.stderr.isatty():  # structured logs for collectors, readable ones for people
         handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
-                access_log=False)
+    if processes > 1:  # each process builds its own app from the same environment
+        uvicorn.run("app.api.main:create_app", factory=True, host=host, port=port,
+                    workers=processes, log_config=None, access_log=False)
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
+                    access_log=False)
 
 
 @app.command()

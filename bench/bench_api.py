@@ -60,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench_api needs wrk on the PATH (apt-get install wrk)")
@@ -69,7 +70,8 @@ def main() -> None:
         env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{folder / 'api.db'}",
                "FLOWLOOM_WORKERS": "64"}
         server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port",
-                                   str(port)], env=env, cwd=folder,
+                                   str(port), "--processes", str(args.processes)],
+                                  env=env, cwd=folder,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:

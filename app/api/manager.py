@@ -85,6 +85,9 @@ class RunManager:
         for record in stale:
             if record.execution_id in self.tasks:
                 continue
+            seen = record.updated_at or record.created_at
+            if not await self.store.claim_stale_run(record.execution_id, seen):
+                continue  # another process of this deployment took it
             log.info("recovering run %s (%s)", record.execution_id, record.status)
             if record.status == "queued":
                 self.start(record)

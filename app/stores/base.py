@@ -100,6 +100,10 @@ class Store(Protocol):
         """Queued or running runs whose record was last written before `before`: their
         process is gone (a live one writes at least every few seconds)."""
 
+    async def claim_stale_run(self, execution_id: str, seen_updated_at: datetime) -> bool:
+        """Take over an orphaned run: true for exactly one of several processes that saw
+        it stale at `seen_updated_at` (its record is touched, so it is no longer stale)."""
+
     async def claim_idempotency_key(self, key: str, request_hash: str,
                                     execution_id: str) -> tuple[str, str] | None:
         """Tie `key` to a request and its run, atomically; when the key is already taken,

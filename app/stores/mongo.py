@@ -215,6 +215,13 @@ class MongoStore:
             "created_at", ASCENDING).to_list(None)
         return [RunRecord.model_validate(d["record"]) for d in docs]
 
+    async def claim_stale_run(self, execution_id: str, seen_updated_at: datetime) -> bool:
+        db = await self._setup()
+        result = await db.runs.update_one(
+            {"_id": execution_id, "updated_at": _ms(seen_updated_at)},
+            {"$set": {"updated_at": _ms(datetime.now(UTC))}})
+        return bool(result.modified_count)
+
     async def claim_idempotency_key(self, key: str, request_hash: str,
                                     execution_id: str) -> tuple[str, str] | None:
         db = await self._setup()

@@ -247,6 +247,14 @@ class SqliteStore:
                                          (_at(before),))
         return [RunRecord.model_validate_json(row[0]) for row in rows]
 
+    async def claim_stale_run(self, execution_id: str, seen_updated_at: datetime) -> bool:
+        db = await self._db()
+        async with self._lock:
+            cursor = await db.execute(
+                "UPDATE runs SET updated_at = ? WHERE execution_id = ? AND updated_at = ?",
+                (_at(datetime.now(UTC)), execution_id, _at(seen_updated_at)))
+            return (cursor.rowcount or 0) == 1
+
     async def claim_idempotency_key(self, key: str, request_hash: str,
                                     execution_id: str) -> tuple[str, str] | None:
         db = await self._db()

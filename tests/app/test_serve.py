@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import free_port
+from tests.servers import FlakyServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +29,10 @@ class Server:
         self.cwd = tmp_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Server:
+    def start(self, processes: int = 1) -> Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port",
-                                      str(self.port)], env=self.env, cwd=self.cwd,
+                                      str(self.port), "--processes", str(processes)],
+                                     env=self.env, cwd=self.cwd, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -44,7 +45,7 @@ class Server:
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)  # with any worker processes
             self.proc.wait(timeout=10)
 
 
@@ -128,3 +129,36 @@ def test_log_lines_are_json_and_carry_the_correlation_id(tmp_path: Path) -> None
     assert [line["message"].split()[-1] for line in mine] == ["started", "succeeded"]
     assert {line["correlation_id"] for line in mine} == {"trace-77"}
     assert all(line["level"] == "info" and line["logger"] == "flowloom.run" for line in mine)
+
+
+def test_several_server_processes_share_the_store_and_recover_runs_once(
+        tmp_path: Path, web: tuple[FlakyServer, str]) -> None:
+    hits, base = web
+    server = Server(tmp_path)
+    server.env["FLOWLOOM_HTTP_ALLOW_PRIVATE"] = "true"
+    server.start(processes=2)
+
+    def workflow(key: str) -> dict[str, Any]:
+        doc = slow_workflow(2.0)
+        doc["nodes"][2] = {"id": "b", "type": "http", "config": {
+            "method": "POST", "url": f"{base}/echo?key={key}"}}
+        return doc
+
+    try:
+        ids = [httpx.post(f"{server.url}/execute", json={
+            "workflow": workflow(f"multi{i}"), "mode": "async"}).json()["execution_id"]
+            for i in range(4)]
+        time.sleep(0.8)
+        server.kill()
+        server.start(processes=2)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            records = [httpx.get(f"{server.url}/executions/{i}").json() for i in ids]
+            if all(r["status"] == "succeeded" for r in records):
+                break
+            time.sleep(0.3)
+        assert [r["status"] for r in records] == ["succeeded"] * 4
+        # every call made once: by the killed processes, or by whichever took the run over
+        assert [len(hits.hits[f"multi{i}"]) for i in range(4)] == [1, 1, 1, 1]
+    finally:
+        server.kill()

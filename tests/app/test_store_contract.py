@@ -233,3 +233,13 @@ async def test_failed_run_resumes_on_the_backend(backend: Store, tmp_path: Path)
         assert started == ["b", "c"]  # `a` finished before the failure: not run again
     finally:
         NODE_TYPES.pop("test_fails_once")
+
+
+async def test_a_stale_run_is_claimed_once(backend: Store) -> None:
+    old = datetime.now(UTC) - timedelta(seconds=30)
+    await backend.save_run(record("orphan", old, status="running", updated_at=old))
+    [seen] = await backend.stale_runs(datetime.now(UTC) - timedelta(seconds=10))
+    assert seen.updated_at is not None
+    assert await backend.claim_stale_run("orphan", seen.updated_at) is True
+    assert await backend.claim_stale_run("orphan", seen.updated_at) is False
+    assert await backend.stale_runs(datetime.now(UTC) - timedelta(seconds=10)) == []
