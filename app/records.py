@@ -146,9 +146,7 @@ class RecordBuilder:
         elif kind == "node.waiting":
             self.active.discard(node_id)
             if state is not None:
-                state.status = "waiting"
-            request = event.get("request") or {}
-            self.record.waiting_for.append({"node_id": node_id, **request})
+                state.status = "waiting"  # the runner fills `waiting_for` from the checkpoint
         elif kind == "node.skipped":
             states[node_id] = NodeState(status="skipped", finished_at=at)
         elif kind == "node.cancelled":

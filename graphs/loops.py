@@ -13,16 +13,16 @@ from langgraph.types import Command, Send
 
 from graphs.errors import NodeError
 from graphs.execute import NodeFailed, RetryableFailure, execute, settle_failure
-from graphs.plan import NodePlan, readiness
+from graphs.plan import NodePlan
 from graphs.state import FlowState, node_meta, workflow_output
 from graphs.steps import (
     GraphScope,
     Step,
+    gate,
     make_scope,
     node_context,
     node_path,
     settled,
-    skip,
 )
 from nodes.context import RunContext
 
@@ -84,15 +84,12 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
 
     async def fan_out(state: FlowState, config: RunnableConfig,
                       runtime: Runtime[RunContext]) -> Command[Any] | None:
-        metas = state.get("nodes") or {}
-        if plan.id in metas or plan.id in (state.get("progress") or {}):
-            return None
-        verdict, taken = readiness(plan, metas)
-        if verdict == "wait":
-            return None
+        if plan.id in (state.get("progress") or {}):
+            return None  # fanned out already
         run = runtime.context
-        if verdict == "skip":
-            return skip(plan, state, run)
+        taken = gate(plan, state, run)
+        if not isinstance(taken, list):
+            return taken
         ctx = node_context(graph, plan, state, run, config, taken)
         started = run.services.clock()
         run.emit({"event": "node.started", "node_id": ctx.path, "attempt": 1, "at": started})
@@ -173,17 +170,14 @@ def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step
 
     async def check(state: FlowState, config: RunnableConfig,
                     runtime: Runtime[RunContext]) -> Command[Any] | None:
-        metas = state.get("nodes") or {}
-        if plan.id in metas:
-            return None
         run = runtime.context
         progress = (state.get("progress") or {}).get(plan.id)
+        if plan.id in (state.get("nodes") or {}):
+            return None
         if progress is None:
-            verdict, _ = readiness(plan, metas)
-            if verdict == "wait":
-                return None
-            if verdict == "skip":
-                return skip(plan, state, run)
+            arrived = gate(plan, state, run)
+            if not isinstance(arrived, list):
+                return arrived
             progress = {"iteration": 0, "last": None, "started_at": run.services.clock()}
             run.emit({"event": "node.started", "node_id": node_path(state, plan.id),
                       "attempt": 1, "at": progress["started_at"]})

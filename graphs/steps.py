@@ -80,6 +80,21 @@ def skip(plan: NodePlan, state: FlowState, run: RunContext) -> Command[Any]:
                    goto=list(plan.targets))
 
 
+def gate(plan: NodePlan, state: FlowState, run: RunContext) -> Command[Any] | list[str] | None:
+    """Whether a triggered node goes ahead: None when not this time (it settled already, or
+    an incoming edge is still open), the skip when no taken edge reached it, else the
+    sources whose edges were taken."""
+    metas = state.get("nodes") or {}
+    if plan.id in metas:
+        return None
+    verdict, taken = readiness(plan, metas)
+    if verdict == "wait":
+        return None
+    if verdict == "skip":
+        return skip(plan, state, run)
+    return taken
+
+
 def settled(plan: NodePlan, output: Any, meta: dict[str, Any]) -> Command[Any]:
     # The state keeps only what routing needs; timings and attempts travel in events
     # to the run record, so every checkpoint stays small.
@@ -103,16 +118,10 @@ class SimpleStep:
 
     async def __call__(self, state: FlowState, config: RunnableConfig,
                        runtime: Runtime[RunContext]) -> Command[Any] | None:
-        plan = self.plan
-        metas = state.get("nodes") or {}
-        if plan.id in metas:
-            return None
-        verdict, taken = readiness(plan, metas)
-        if verdict == "wait":
-            return None
-        run = runtime.context
-        if verdict == "skip":
-            return skip(plan, state, run)
+        plan, run = self.plan, runtime.context
+        taken = gate(plan, state, run)
+        if not isinstance(taken, list):
+            return taken
         progress = (state.get("progress") or {}).get(plan.id)
         if self.durable_start and progress is None:
             # Checkpoint the start before waiting, so a resumed delay waits only the rest.
