@@ -120,7 +120,8 @@ GRAPH_CACHE_SIZE = 128
 
 def compiled_graph(spec: WorkflowSpec, record: RunRecord, saver: Any) -> tuple[Any, Expressions]:
     """A workflow version compiles once per process and saver: compiled graphs hold no
-    run state (that lives in the checkpointer and the runtime context)."""
+    run state (that lives in the checkpointer and the runtime context). The cached graph
+    holds its saver, so the saver's id cannot be reused while the entry lives."""
     key = (record.workflow_id, record.workflow_version, id(saver))
     hit = _GRAPHS.get(key)
     if hit is None:

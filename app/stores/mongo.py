@@ -51,6 +51,8 @@ class MongoStore:
         self._sync_client_factory = sync_client_factory or (
             lambda: MongoClient(url, tz_aware=True))
         self._ready = False
+        self._saver: MongoDBSaver | None = None
+        self._saver_client: Any = None
 
     async def _setup(self) -> Any:
         if self._ready:
@@ -83,6 +85,9 @@ class MongoStore:
                 "keyPattern": {"expires_from": 1}, "expireAfterSeconds": self.retention_s}})
 
     async def close(self) -> None:
+        if self._saver_client is not None:
+            self._saver_client.close()
+            self._saver_client = self._saver = None
         await self.client.close()
 
     # --- workflows -----------------------------------------------------------------
@@ -250,13 +255,14 @@ class MongoStore:
 
     @asynccontextmanager
     async def checkpointer(self) -> AsyncIterator[MongoDBSaver]:
-        client = self._sync_client_factory()
-        try:
-            yield MongoDBSaver(client, db_name=self.db_name,
-                               checkpoint_collection_name=CHECKPOINTS,
-                               writes_collection_name=WRITES, ttl=self.retention_s)
-        finally:
-            client.close()
+        """One saver (and client pool) for every run of this store, as on SQLite: compiled
+        graphs are cached per saver, and a client per run would cost a connection each."""
+        if self._saver is None:
+            self._saver_client = self._sync_client_factory()
+            self._saver = MongoDBSaver(self._saver_client, db_name=self.db_name,
+                                       checkpoint_collection_name=CHECKPOINTS,
+                                       writes_collection_name=WRITES, ttl=self.retention_s)
+        yield self._saver
 
 
 def _workflow(doc: dict[str, Any]) -> StoredWorkflow:
