@@ -123,8 +123,7 @@ async def start_prepared(store: Store, services: Services, spec: WorkflowSpec,
                          record: RunRecord, on_event: EventCallback | None = None
                          ) -> RunRecord:
     """Run a prepared (queued) record from its first node."""
-    graph_input = initial_input(record)
-    record.started_at = utcnow()
+    graph_input = initial_input(record)  # also stamps record.started_at, once
     return await _execute(store, services, spec, record, graph_input, on_event)
 
 

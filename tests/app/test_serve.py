@@ -56,6 +56,16 @@ def server(tmp_path: Path) -> Iterator[Server]:
     started.kill()
 
 
+def settled_records(server: Server, ids: list[str], seconds: float = 40) -> list[Any]:
+    """The runs' records once all succeeded, or as they are when time is up."""
+    deadline = time.monotonic() + seconds
+    while True:
+        records = [httpx.get(f"{server.url}/executions/{i}").json() for i in ids]
+        if all(r["status"] == "succeeded" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.3)
+
+
 def slow_workflow(seconds: float) -> dict[str, Any]:
     return {"nodes": [{"id": "a", "type": "transform", "config": {"output": 1}},
                       {"id": "nap", "type": "delay", "config": {"seconds": seconds}},
@@ -88,12 +98,7 @@ def test_killed_server_restarts_and_its_runs_finish(server: Server, tmp_path: Pa
     assert statuses == {"running"}
     server.kill()
     server.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        records = [httpx.get(f"{server.url}/executions/{i}").json() for i in ids]
-        if all(r["status"] == "succeeded" for r in records):
-            break
-        time.sleep(0.3)
+    records = settled_records(server, ids)
     assert [r["status"] for r in records] == ["succeeded"] * 3
     assert all(r["output"] == 2 for r in records)
     assert all(r["node_states"]["a"]["attempts"] == 1 for r in records)
@@ -151,12 +156,7 @@ def test_several_server_processes_share_the_store_and_recover_runs_once(
         time.sleep(0.8)
         server.kill()
         server.start(processes=2)
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            records = [httpx.get(f"{server.url}/executions/{i}").json() for i in ids]
-            if all(r["status"] == "succeeded" for r in records):
-                break
-            time.sleep(0.3)
+        records = settled_records(server, ids)
         assert [r["status"] for r in records] == ["succeeded"] * 4
         # every call made once: by the killed processes, or by whichever took the run over
         assert [len(hits.hits[f"multi{i}"]) for i in range(4)] == [1, 1, 1, 1]

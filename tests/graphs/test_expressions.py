@@ -153,3 +153,12 @@ async def test_not_yet_run_node_is_null(run: Runner) -> None:
     nodes = [t("early", "{{ outputs.late is none }}"), t("late", 1)]
     record = await run({"nodes": nodes, "edges": chain("early", "late")})
     assert record.node_states["early"].output is True
+
+
+async def test_run_names_in_a_real_run(run: Runner) -> None:
+    nodes = [t("who", {"id": "{{ run.id }}", "workflow": "{{ run.workflow_id }}",
+                       "started": "{{ run.started_at }}"})]
+    record = await run({"id": "named", "nodes": nodes}, execution_id="run-9")
+    assert record.output["id"] == "run-9" and record.output["workflow"] == "named"
+    assert record.started_at is not None
+    assert record.output["started"] == record.started_at.isoformat()

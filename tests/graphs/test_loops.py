@@ -127,3 +127,12 @@ async def test_nested_loops(run: Runner) -> None:
              "edges": chain("row", "cols")}
     record = await run({"nodes": [foreach("rows", "['a', 'b']", outer)]})
     assert record.output == [["a1", "a2"], ["b1", "b2"]]
+
+
+async def test_workflow_max_concurrency_also_caps_foreach_items(run: Runner) -> None:
+    body = {"nodes": [delay("nap", 0.05)]}
+    record = await run({"nodes": [foreach("each", "range(8) | list", body, max_concurrency=8)],
+                        "settings": {"max_concurrency": 2}})
+    assert record.status == "succeeded"
+    item_events = [e for e in run.events if str(e.get("node_id", "")).startswith("each[")]
+    assert peak_running(item_events) == 2
