@@ -58,8 +58,7 @@ class LiveRecord:
         self.dirty = False
         self.record.updated_at = utcnow()
         events, self.pending = self.pending, []
-        await self.store.append_events(self.record.execution_id, events)
-        await self.store.save_run(self.record)
+        await self.store.save_run_with_events(self.record, events)
 
     async def watch(self, run_task: asyncio.Task[Any]) -> None:
         beat = time.monotonic()

@@ -3,7 +3,7 @@
     python bench/bench_core.py [--runs 5]
 
 1. A 100-node transform chain through Flowloom vs the same chain written by hand in
-   LangGraph, both on Flowloom's SQLite saver (AsyncSqliteSaver with group commit) and
+   LangGraph, both on Flowloom's SQLite saver (SqliteSaver run inline, with group commit) and
    durability="sync"; median of N interleaved runs.
 2. A foreach over 10,000 items with a one-node body: time and peak memory (RSS).
 """
@@ -26,7 +26,7 @@ from langgraph.graph import START, StateGraph
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
 from app.runner import run_sync
-from app.stores.sqlite_saver import GroupCommitSqliteSaver
+from app.stores.sqlite_saver import InlineSqliteSaver
 from bench.table import print_table
 from graphs import compile_workflow, load_workflow
 from graphs.state import merge
@@ -47,7 +47,7 @@ class HandState(TypedDict, total=False):
     outputs: Annotated[dict[str, Any], merge]
 
 
-def hand_written_chain(n: int, saver: GroupCommitSqliteSaver) -> Any:
+def hand_written_chain(n: int, saver: InlineSqliteSaver) -> Any:
     builder = StateGraph(HandState)
 
     def make(i: int) -> Any:
@@ -78,7 +78,7 @@ def rss_mb() -> float:
 
 
 async def bench_chain(runs: int, folder: Path) -> tuple[float, float]:
-    async with GroupCommitSqliteSaver.open(str(folder / "chain.db")) as saver:
+    async with InlineSqliteSaver.open(str(folder / "chain.db")) as saver:
         flow = compile_workflow(load_workflow(chain_document(CHAIN)), saver)
         hand = hand_written_chain(CHAIN, saver)
         ctx = RunContext("bench")
@@ -100,7 +100,7 @@ async def bench_foreach(items: int, folder: Path) -> tuple[float, float]:
         "settings": {"max_concurrency": 64}}
     gc.collect()
     before = rss_mb()
-    async with GroupCommitSqliteSaver.open(str(folder / "fan.db")) as saver:
+    async with InlineSqliteSaver.open(str(folder / "fan.db")) as saver:
         graph = compile_workflow(load_workflow(doc), saver)
         start = time.perf_counter()
         state = await graph.ainvoke({"inputs": {}, "run": {}},

@@ -29,7 +29,7 @@ from app.runner import execute_workflow_async, resume_workflow, run_sync
 from app.settings import load_settings
 from app.stores.base import RunQuery
 from app.stores.sqlite import SqliteStore
-from app.stores.sqlite_saver import GroupCommitSqliteSaver
+from app.stores.sqlite_saver import InlineSqliteSaver
 from bench.bench_core import chain_document
 from bench.table import print_table
 from graphs import compile_workflow, load_workflow
@@ -54,7 +54,7 @@ async def durable_step(folder: Path, runs: int = 7) -> tuple[float, float]:
         return statistics.median(times[1:])
 
     memory = await median_ms(InMemorySaver())
-    async with GroupCommitSqliteSaver.open(str(folder / "steps.db")) as saver:
+    async with InlineSqliteSaver.open(str(folder / "steps.db")) as saver:
         durable = await median_ms(saver)
     return durable, memory
 
@@ -72,7 +72,6 @@ async def listing(folder: Path, total: int = 100_000) -> float:
                      record.model_dump_json()))
     await db.executemany("INSERT INTO runs (execution_id, workflow_id, workflow_version, status, "
                          "created_at, record) VALUES (?, ?, ?, ?, ?, ?)", rows)
-    await db.commit()
     times = []
     for _ in range(21):
         start = time.perf_counter()

@@ -89,6 +89,10 @@ class Store(Protocol):
     async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
         """Append to the run's event log; each event carries its `seq`."""
 
+    async def save_run_with_events(self, record: RunRecord,
+                                   events: list[dict[str, Any]]) -> None:
+        """`append_events` then `save_run`, in one transaction where the backend can."""
+
     async def list_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]: ...
 
     async def request_cancel(self, execution_id: str, by: str) -> None: ...

@@ -183,6 +183,12 @@ class MongoStore:
         last = docs[query.limit - 1] if len(docs) > query.limit else None
         return RunPage(runs, encode_cursor(last["created_at"], last["_id"]) if last else None)
 
+    async def save_run_with_events(self, record: RunRecord,
+                                   events: list[dict[str, Any]]) -> None:
+        # Events first: a reader that sees the record's progress finds its events too.
+        await self.append_events(record.execution_id, events)
+        await self.save_run(record)
+
     async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
         if not events:
             return

@@ -3,15 +3,13 @@ checkpoints. Nothing to run beside the process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import aiosqlite
 
 from app.records import RunRecord
 from app.stores.base import (
@@ -22,7 +20,8 @@ from app.stores.base import (
     encode_cursor,
     same_document,
 )
-from app.stores.sqlite_saver import GroupCommitSqliteSaver
+from app.stores.sqlite_db import SqliteDb
+from app.stores.sqlite_saver import InlineSqliteSaver
 from graphs.errors import StoreError
 
 _SCHEMA = """
@@ -49,9 +48,6 @@ CREATE TABLE IF NOT EXISTS run_events (
 """
 
 
-BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process on the same file
-
-
 def _at(value: datetime) -> str:
     """A sortable UTC timestamp: text order is time order."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -60,50 +56,34 @@ def _at(value: datetime) -> str:
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn: aiosqlite.Connection | None = None
-        self._saver: GroupCommitSqliteSaver | None = None
-        self._lock = asyncio.Lock()
-        self._opening = asyncio.Lock()
+        self._db_: SqliteDb | None = None
+        self._saver: InlineSqliteSaver | None = None
         self._latest: dict[str, StoredWorkflow] = {}
 
-    async def _db(self) -> aiosqlite.Connection:
-        if self._conn is not None:
-            return self._conn
-        async with self._opening:  # many first callers at once must share one connection
-            if self._conn is not None:
-                return self._conn
+    async def _db(self) -> SqliteDb:
+        if self._db_ is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                # Autocommit: each statement is its own transaction, so none stays open
-                # across an await; multi-statement writes use _transaction().
-                conn = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_S,
-                                               isolation_level=None)
-                await _migrate(conn)
-                await conn.executescript(_SCHEMA)
-                await GroupCommitSqliteSaver.tune(conn)
-            except (OSError, aiosqlite.Error) as exc:
+            except OSError as exc:
                 raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from None
-            self._conn = conn
-            return conn
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One atomic write of several statements; takes the write lock up front."""
-        db = await self._db()
-        async with self._lock:
-            await db.execute("BEGIN IMMEDIATE")
+            db = await SqliteDb.open(self.path)
             try:
-                yield db
+                await db.call(_migrate)
+                await db.call(lambda conn: conn.executescript(_SCHEMA))
             except BaseException:
-                await db.execute("ROLLBACK")
+                db.close()
                 raise
-            await db.execute("COMMIT")
+            if self._db_ is not None:  # another caller opened it while this one waited
+                db.close()
+            else:
+                self._db_ = db
+        return self._db_
 
     async def close(self) -> None:
         self._saver = None
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        if self._db_ is not None:
+            self._db_.close()
+            self._db_ = None
 
     # --- workflows -----------------------------------------------------------------
 
@@ -112,29 +92,11 @@ class SqliteStore:
         known = self._latest.get(workflow_id)
         if known is not None and not new_version and same_document(known.document, document):
             return known  # stored by this process, unchanged: spare the transaction
-        stored = await self._put_workflow(workflow_id, document, new_version)
+        db = await self._db()
+        stored = await db.write(lambda conn: _put_workflow(conn, workflow_id, document,
+                                                           new_version))
         self._latest[workflow_id] = stored
         return stored
-
-    async def _put_workflow(self, workflow_id: str, document: dict[str, Any],
-                            new_version: bool) -> StoredWorkflow:
-        async with self._transaction() as db:
-            row = await _first(db, "SELECT * FROM workflows WHERE id = ? "
-                                   "ORDER BY version DESC LIMIT 1", (workflow_id,))
-            latest = _workflow(row) if row else None
-            await db.execute("UPDATE workflows SET deleted = 0 WHERE id = ?", (workflow_id,))
-            if latest is not None and not new_version and same_document(latest.document,
-                                                                        document):
-                return latest  # re-storing the latest version also undeletes it
-            version = max(int(document.get("version") or 1),
-                          latest.version + 1 if latest else 1)
-            stored = StoredWorkflow(workflow_id, version, {**document, "id": workflow_id,
-                                                           "version": version},
-                                    datetime.now(UTC))
-            await db.execute("INSERT INTO workflows VALUES (?, ?, ?, ?, 0)",
-                             (workflow_id, version, json.dumps(stored.document),
-                              _at(stored.created_at)))
-            return stored
 
     async def get_workflow(self, workflow_id: str, version: int | None = None, *,
                            include_deleted: bool = False) -> StoredWorkflow | None:
@@ -146,7 +108,7 @@ class SqliteStore:
         else:
             sql = f"SELECT * FROM workflows WHERE id = ? AND version = ?{live}"
             args = (workflow_id, version)
-        row = await _first(db, sql, args)
+        row = await db.first(sql, args)
         return _workflow(row) if row else None
 
     async def list_workflows(self, *, limit: int = 50, offset: int = 0) -> list[StoredWorkflow]:
@@ -154,34 +116,38 @@ class SqliteStore:
         sql = ("SELECT w.* FROM workflows w JOIN (SELECT id, MAX(version) AS v FROM workflows "
                "WHERE deleted = 0 GROUP BY id) latest ON w.id = latest.id AND w.version = "
                "latest.v ORDER BY w.id LIMIT ? OFFSET ?")
-        return [_workflow(row) for row in await db.execute_fetchall(sql, (limit, offset))]
+        return [_workflow(row) for row in await db.fetchall(sql, (limit, offset))]
 
     async def delete_workflow(self, workflow_id: str) -> bool:
         self._latest.pop(workflow_id, None)
         # Versions stay, marked deleted, so the run history can still show what ran.
         db = await self._db()
-        async with self._lock:  # one writer at a time on this connection
-            cursor = await db.execute("UPDATE workflows SET deleted = 1 "
-                                      "WHERE id = ? AND deleted = 0", (workflow_id,))
-            return (cursor.rowcount or 0) > 0
+        changed = await db.execute("UPDATE workflows SET deleted = 1 "
+                                   "WHERE id = ? AND deleted = 0", (workflow_id,))
+        return changed > 0
 
     # --- runs ----------------------------------------------------------------------
 
     async def save_run(self, record: RunRecord) -> None:
         db = await self._db()
-        async with self._lock:  # one writer at a time on this connection
-            await db.execute(
-                "INSERT INTO runs (execution_id, workflow_id, workflow_version, status, "
-                "created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(execution_id) DO UPDATE SET status = excluded.status, "
-                "updated_at = excluded.updated_at, record = excluded.record",
-                (record.execution_id, record.workflow_id, record.workflow_version, record.status,
-                 _at(record.created_at), _at(record.updated_at or record.created_at),
-                 record.model_dump_json()))
+        row = _run_row(record)
+        await db.execute(_SAVE_RUN, row)
+
+    async def save_run_with_events(self, record: RunRecord,
+                                   events: list[dict[str, Any]]) -> None:
+        """The record and its new events in one transaction (one commit per flush)."""
+        db = await self._db()
+        row, event_rows = _run_row(record), _event_rows(record.execution_id, events)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(_APPEND_EVENT, event_rows)
+            conn.execute(_SAVE_RUN, row)
+
+        await db.write(write)
 
     async def get_run(self, execution_id: str) -> RunRecord | None:
         db = await self._db()
-        row = await _first(db, "SELECT record FROM runs WHERE execution_id = ?", (execution_id,))
+        row = await db.first("SELECT record FROM runs WHERE execution_id = ?", (execution_id,))
         return RunRecord.model_validate_json(row[0]) if row else None
 
     async def list_runs(self, query: RunQuery) -> RunPage:
@@ -206,7 +172,7 @@ class SqliteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, execution_id DESC LIMIT ?"
-        rows = list(await db.execute_fetchall(sql, (*args, query.limit + 1)))
+        rows = await db.fetchall(sql, (*args, query.limit + 1))
         runs = [RunRecord.model_validate_json(r[0]) for r in rows[: query.limit]]
         more = len(rows) > query.limit
         last = runs[-1] if runs else None
@@ -214,97 +180,121 @@ class SqliteStore:
                        if more and last else None)
 
     async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
-        if not events:
-            return
-        db = await self._db()
-        async with self._lock:  # one writer at a time on this connection
-            await db.executemany("INSERT OR IGNORE INTO run_events VALUES (?, ?, ?)",
-                                 [(execution_id, e["seq"], json.dumps(e, default=str))
-                                  for e in events])
+        if events:
+            db = await self._db()
+            await db.executemany(_APPEND_EVENT, _event_rows(execution_id, events))
 
     async def list_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
         db = await self._db()
-        rows = await db.execute_fetchall("SELECT event FROM run_events WHERE execution_id = ? "
-                                         "AND seq > ? ORDER BY seq", (execution_id, after))
+        rows = await db.fetchall("SELECT event FROM run_events WHERE execution_id = ? "
+                                 "AND seq > ? ORDER BY seq", (execution_id, after))
         return [json.loads(row[0]) for row in rows]
 
     async def request_cancel(self, execution_id: str, by: str) -> None:
         db = await self._db()
-        async with self._lock:  # one writer at a time on this connection
-            await db.execute("UPDATE runs SET cancel_requested_by = ? WHERE execution_id = ?",
-                             (by, execution_id))
+        await db.execute("UPDATE runs SET cancel_requested_by = ? WHERE execution_id = ?",
+                         (by, execution_id))
 
     async def cancel_requested(self, execution_id: str) -> str | None:
         db = await self._db()
-        row = await _first(db, "SELECT cancel_requested_by FROM runs WHERE execution_id = ?",
-                           (execution_id,))
+        row = await db.first("SELECT cancel_requested_by FROM runs WHERE execution_id = ?",
+                             (execution_id,))
         return row[0] if row else None
 
     async def stale_runs(self, before: datetime) -> list[RunRecord]:
         db = await self._db()
-        rows = await db.execute_fetchall("SELECT record FROM runs WHERE status IN ('queued', "
-                                         "'running') AND updated_at < ? ORDER BY created_at",
-                                         (_at(before),))
+        rows = await db.fetchall("SELECT record FROM runs WHERE status IN ('queued', "
+                                 "'running') AND updated_at < ? ORDER BY created_at",
+                                 (_at(before),))
         return [RunRecord.model_validate_json(row[0]) for row in rows]
 
     async def claim_stale_run(self, execution_id: str, seen_updated_at: datetime) -> bool:
         db = await self._db()
-        async with self._lock:
-            cursor = await db.execute(
-                "UPDATE runs SET updated_at = ? WHERE execution_id = ? AND updated_at = ?",
-                (_at(datetime.now(UTC)), execution_id, _at(seen_updated_at)))
-            return (cursor.rowcount or 0) == 1
+        changed = await db.execute(
+            "UPDATE runs SET updated_at = ? WHERE execution_id = ? AND updated_at = ?",
+            (_at(datetime.now(UTC)), execution_id, _at(seen_updated_at)))
+        return changed == 1
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
                                     execution_id: str) -> tuple[str, str] | None:
         db = await self._db()
-        async with self._lock:  # one writer at a time on this connection
-            cursor = await db.execute("INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?)",
-                                      (key, request_hash, execution_id, _at(datetime.now(UTC))))
-            if cursor.rowcount:
+
+        def claim(conn: sqlite3.Connection) -> tuple[str, str] | None:
+            if conn.execute("INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?)",
+                            (key, request_hash, execution_id,
+                             _at(datetime.now(UTC)))).rowcount:
                 return None
-            row = await _first(db, "SELECT request_hash, execution_id FROM idempotency_keys "
-                               "WHERE key = ?", (key,))
+            row = conn.execute("SELECT request_hash, execution_id FROM idempotency_keys "
+                               "WHERE key = ?", (key,)).fetchone()
             return (row[0], row[1]) if row else None
 
+        return await db.write(claim)
+
     async def delete_runs_before(self, cutoff: datetime) -> int:
-        async with self._transaction() as db:
-            rows = await db.execute_fetchall("SELECT execution_id FROM runs WHERE created_at < ?",
-                                             (_at(cutoff),))
-            ids = [(row[0],) for row in rows]
+        db = await self._db()
+
+        def delete(conn: sqlite3.Connection) -> int:
+            ids = [(row[0],) for row in conn.execute(
+                "SELECT execution_id FROM runs WHERE created_at < ?", (_at(cutoff),))]
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
             for table, column in (("run_events", "execution_id"), ("runs", "execution_id"),
                                   ("idempotency_keys", "execution_id"),
                                   ("checkpoints", "thread_id"), ("writes", "thread_id")):
-                try:
-                    await db.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
-                except aiosqlite.OperationalError:  # no checkpoint tables before a first run
-                    continue
-        return len(ids)
+                if table in tables:  # no checkpoint tables before a first run
+                    conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
+            return len(ids)
+
+        return await db.write(delete)
 
     @asynccontextmanager
-    async def checkpointer(self) -> AsyncIterator[GroupCommitSqliteSaver]:
-        """One saver, on one connection, for every run of this process: SQLite takes one
-        writer at a time, and group commit then batches the writes of concurrent runs."""
+    async def checkpointer(self) -> AsyncIterator[InlineSqliteSaver]:
+        """One saver, on the store's own connection, for every run of this process:
+        SQLite takes one writer at a time, and group commit then batches the writes of
+        concurrent runs."""
         if self._saver is None:
-            # The store's own connection and write lock: one writer in the process, so
-            # no two connections ever wait on each other's locks.
-            saver = GroupCommitSqliteSaver(await self._db())
-            saver.lock = self._lock
-            self._saver = saver
+            self._saver = InlineSqliteSaver(await self._db())
         yield self._saver
 
 
-async def _migrate(conn: aiosqlite.Connection) -> None:
+_SAVE_RUN = ("INSERT INTO runs (execution_id, workflow_id, workflow_version, status, "
+             "created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?) "
+             "ON CONFLICT(execution_id) DO UPDATE SET status = excluded.status, "
+             "updated_at = excluded.updated_at, record = excluded.record")
+_APPEND_EVENT = "INSERT OR IGNORE INTO run_events VALUES (?, ?, ?)"
+
+
+def _run_row(record: RunRecord) -> tuple[Any, ...]:
+    return (record.execution_id, record.workflow_id, record.workflow_version, record.status,
+            _at(record.created_at), _at(record.updated_at or record.created_at),
+            record.model_dump_json())
+
+
+def _event_rows(execution_id: str, events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(execution_id, e["seq"], json.dumps(e, default=str)) for e in events]
+
+
+def _put_workflow(conn: sqlite3.Connection, workflow_id: str, document: dict[str, Any],
+                  new_version: bool) -> StoredWorkflow:
+    row = conn.execute("SELECT * FROM workflows WHERE id = ? ORDER BY version DESC LIMIT 1",
+                       (workflow_id,)).fetchone()
+    latest = _workflow(row) if row else None
+    conn.execute("UPDATE workflows SET deleted = 0 WHERE id = ?", (workflow_id,))
+    if latest is not None and not new_version and same_document(latest.document, document):
+        return latest  # re-storing the latest version also undeletes it
+    version = max(int(document.get("version") or 1), latest.version + 1 if latest else 1)
+    stored = StoredWorkflow(workflow_id, version, {**document, "id": workflow_id,
+                                                   "version": version}, datetime.now(UTC))
+    conn.execute("INSERT INTO workflows VALUES (?, ?, ?, ?, 0)",
+                 (workflow_id, version, json.dumps(stored.document), _at(stored.created_at)))
+    return stored
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
     """Columns added after a store file was first made."""
-    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(runs)")}
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
     if columns and "updated_at" not in columns:
-        await conn.execute("ALTER TABLE runs ADD COLUMN updated_at TEXT")
-
-
-async def _first(db: aiosqlite.Connection, sql: str, args: tuple[Any, ...]) -> Any:
-    # Fetch everything in one call: a SELECT left half-read across an await would hold a
-    # read snapshot, and a later write on this connection would fail as "locked".
-    return next(iter(await db.execute_fetchall(sql, args)), None)
+        conn.execute("ALTER TABLE runs ADD COLUMN updated_at TEXT")
 
 
 def _workflow(row: Any) -> StoredWorkflow:

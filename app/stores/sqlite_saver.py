@@ -1,37 +1,102 @@
-"""AsyncSqliteSaver with group commit of task writes.
+"""LangGraph's SqliteSaver, driven inline from the event loop, with group commit.
 
-LangGraph saves each finished task's writes on its own (`aput_writes`), and the stock
-saver commits each in its own transaction: a fan-out of 10,000 items means 10,000
-commits queued one by one on aiosqlite's single thread. Here concurrent calls share one
-transaction: a call returns only once its rows are committed, so durability is the same,
-but one commit (and one fsync) serves every call that arrived while the last was running.
+The stock AsyncSqliteSaver sends every statement through aiosqlite's thread; here the
+sync SqliteSaver's own queries run on the loop's thread (see sqlite_db.py for why), so
+the table layout, queries and serialization stay LangGraph's.
+
+LangGraph saves each finished task's writes on its own (`aput_writes`). Writes arriving
+in the same loop iteration share one transaction: a fan-out of 10,000 items is not
+10,000 commits. A call returns only once its rows are committed, so durability is the
+same as one commit per call.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-import aiosqlite
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import WRITES_IDX_MAP
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from app.stores.sqlite_db import SqliteDb, in_transaction
 
 _INSERT = ("INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, "
            "channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _REPLACE = f"INSERT OR REPLACE {_INSERT}"
 _IGNORE = f"INSERT OR IGNORE {_INSERT}"
 
-_Pending = tuple[str, list[tuple[Any, ...]], "asyncio.Future[None]"]
 
+class InlineSqliteSaver(SqliteSaver):
+    def __init__(self, db: SqliteDb, **kwargs: Any) -> None:
+        super().__init__(db.conn, **kwargs)
+        self.db = db
+        self._pending: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._flush: asyncio.Task[None] | None = None
 
-class GroupCommitSqliteSaver(AsyncSqliteSaver):
-    def __init__(self, conn: aiosqlite.Connection, **kwargs: Any) -> None:
-        super().__init__(conn, **kwargs)
-        self._queue: list[_Pending] = []
-        self._writer: asyncio.Task[None] | None = None
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: str) -> AsyncIterator[InlineSqliteSaver]:
+        """A saver on its own connection (the store shares its connection instead)."""
+        db = await SqliteDb.open(path)
+        try:
+            yield cls(db)
+        finally:
+            db.close()
+
+    @contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        # The parent commits even after an error and guards with a thread lock; here a
+        # write is BEGIN IMMEDIATE .. COMMIT or rolled back, and the loop is the guard.
+        self.setup()
+        cur = self.conn.cursor()
+        try:
+            if transaction:
+                cur.execute("BEGIN IMMEDIATE")
+            yield cur
+            if transaction:
+                cur.execute("COMMIT")
+        except BaseException:
+            if transaction and self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self.db.call(lambda _: self.get_tuple(config))
+
+    async def alist(self, config: RunnableConfig | None, *,
+                    filter: dict[str, Any] | None = None,
+                    before: RunnableConfig | None = None,
+                    limit: int | None = None) -> AsyncIterator[CheckpointTuple]:
+        found = await self.db.call(lambda _: list(
+            self.list(config, filter=filter, before=before, limit=limit)))
+        for item in found:
+            yield item
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,
+                   metadata: CheckpointMetadata, new_versions: ChannelVersions
+                   ) -> RunnableConfig:
+        return await self.db.call(lambda _: self.put(config, checkpoint, metadata,
+                                                      new_versions))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self.db.call(lambda _: self.delete_thread(thread_id))
+
+    async def aget_delta_channel_history(self, *, config: RunnableConfig,
+                                         channels: Sequence[str]) -> Mapping[str, Any]:
+        return await self.db.call(lambda _: self.get_delta_channel_history(
+            config=config, channels=channels))
 
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
                           task_id: str, task_path: str = "") -> None:
@@ -41,50 +106,21 @@ class GroupCommitSqliteSaver(AsyncSqliteSaver):
                  task_id, task_path, WRITES_IDX_MAP.get(channel, idx), channel,
                  *self.serde.dumps_typed(value))
                 for idx, (channel, value) in enumerate(writes)]
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((query, rows, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
-        await done
+        self._pending.append((query, rows))
+        if self._flush is None:  # the first writer of this loop iteration opens a batch
+            self._flush = asyncio.create_task(self._commit_pending())
+        # A cancelled caller must not cancel the commit the others wait on.
+        await asyncio.shield(self._flush)
 
-    async def _drain(self) -> None:
-        await self.setup()
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                async with self.lock:
-                    explicit = self.conn.isolation_level is None  # an autocommit connection
-                    if explicit:
-                        await self.conn.execute("BEGIN")
-                    try:
-                        for query, rows, _ in batch:
-                            await self.conn.executemany(query, rows)
-                    except BaseException:
-                        if explicit:
-                            await self.conn.execute("ROLLBACK")
-                        raise
-                    await self.conn.execute("COMMIT") if explicit else await self.conn.commit()
-            except BaseException as exc:  # every waiter learns of the failure
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for _, _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+    async def _commit_pending(self) -> None:
+        batch, self._pending, self._flush = self._pending, [], None
 
-    @staticmethod
-    async def tune(conn: aiosqlite.Connection) -> None:
-        # WAL with synchronous=NORMAL: a commit survives the process being killed (what
-        # resume is for); only an OS crash or power cut can lose the last commits.
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
+        def insert(conn: sqlite3.Connection) -> None:
+            for query, rows in batch:
+                conn.executemany(query, rows)
 
-    @classmethod
-    @asynccontextmanager
-    async def open(cls, path: str) -> AsyncIterator[GroupCommitSqliteSaver]:
-        async with aiosqlite.connect(path) as conn:
-            await cls.tune(conn)
-            yield cls(conn)
+        def commit(conn: sqlite3.Connection) -> None:
+            self.setup()  # outside the transaction: its script commits
+            in_transaction(conn, insert)
+
+        await self.db.call(commit)

@@ -185,9 +185,9 @@ async def test_big_outputs_are_cut_in_the_record_and_whole_in_the_checkpoint(
     assert cut["truncated"] is True and cut["size_bytes"] == 300_002
     assert len(cut["preview"]) == 65_536
     assert record.output == 300_000  # the next node saw the whole value
-    from app.stores.sqlite_saver import GroupCommitSqliteSaver
+    from app.stores.sqlite_saver import InlineSqliteSaver
     assert settings.sqlite_path is not None
-    async with GroupCommitSqliteSaver.open(str(settings.sqlite_path)) as saver:
+    async with InlineSqliteSaver.open(str(settings.sqlite_path)) as saver:
         snapshot = await saver.aget_tuple({"configurable": {"thread_id": "bigout"}})
     assert snapshot is not None
     assert len(snapshot.checkpoint["channel_values"]["outputs"]["big"]) == 300_000

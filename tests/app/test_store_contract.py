@@ -135,6 +135,17 @@ async def test_event_log_appends_in_order_and_ignores_replays(backend: Store) ->
     assert await backend.list_events("other") == []
 
 
+async def test_record_and_its_events_are_saved_together(backend: Store) -> None:
+    run = record("together", datetime.now(UTC), status="running")
+    events = [{"seq": 1, "event": "run.started"}, {"seq": 2, "event": "node.started"}]
+    await backend.save_run_with_events(run, events)
+    run.status = "succeeded"
+    await backend.save_run_with_events(run, [*events[1:], {"seq": 3, "event": "run.finished"}])
+    assert [e["seq"] for e in await backend.list_events("together")] == [1, 2, 3]
+    stored = await backend.get_run("together")
+    assert stored is not None and stored.status == "succeeded"
+
+
 async def test_cancel_request_survives_record_saves(backend: Store) -> None:
     run = record("c1", datetime.now(UTC), status="running")
     await backend.save_run(run)

@@ -1,0 +1,111 @@
+"""The SQLite checkpoint saver and connection: LangGraph's conformance suite, group
+commit, and waiting for another process's lock without blocking the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+
+from app.records import RunRecord
+from app.stores import sqlite_db
+from app.stores.sqlite import SqliteStore
+from app.stores.sqlite_saver import InlineSqliteSaver
+from graphs.errors import StoreError
+
+
+async def test_saver_passes_langgraph_conformance_suite(tmp_path: Path) -> None:
+    made = iter(range(1000))
+
+    @checkpointer_test(name="InlineSqliteSaver")
+    async def saver() -> AsyncIterator[InlineSqliteSaver]:
+        async with InlineSqliteSaver.open(str(tmp_path / f"c{next(made)}.db")) as fresh:
+            yield fresh
+
+    report = await validate(saver)
+    assert report.passed_all_base(), report.to_dict()
+
+
+async def test_concurrent_task_writes_share_one_commit(tmp_path: Path) -> None:
+    async with InlineSqliteSaver.open(str(tmp_path / "group.db")) as saver:
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": "",
+                                   "checkpoint_id": "c1"}}
+        commits: list[str] = []
+        saver.conn.set_trace_callback(
+            lambda sql: commits.append(sql) if sql.strip() == "COMMIT" else None)
+        await asyncio.gather(*(saver.aput_writes(config, [("out", i)], f"task{i}")
+                               for i in range(200)))
+        saver.conn.set_trace_callback(None)
+        assert len(commits) == 1
+        rows = saver.conn.execute("SELECT count(*) FROM writes").fetchone()[0]
+        assert rows == 200
+
+
+async def test_a_failed_batch_fails_every_writer_and_keeps_nothing(tmp_path: Path) -> None:
+    async with InlineSqliteSaver.open(str(tmp_path / "fail.db")) as saver:
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": "",
+                                   "checkpoint_id": "c1"}}
+        await saver.aput_writes(config, [("out", 0)], "warm-up")  # creates the tables
+        saver.conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON writes "
+                           "WHEN NEW.task_id = 'bad' BEGIN SELECT RAISE(ABORT, 'no'); END")
+        results = await asyncio.gather(saver.aput_writes(config, [("out", 1)], "good"),
+                                       saver.aput_writes(config, [("out", 2)], "bad"),
+                                       return_exceptions=True)
+        assert all(isinstance(r, StoreError) and "no" in str(r) for r in results), results
+        tasks = [r[0] for r in saver.conn.execute("SELECT task_id FROM writes")]
+        assert tasks == ["warm-up"]  # the batch rolled back whole
+
+
+def _record(execution_id: str) -> RunRecord:
+    return RunRecord(execution_id=execution_id, workflow_id="w", workflow_version=1,
+                     status="running")
+
+
+async def test_a_lock_held_by_another_process_is_waited_for_without_blocking(
+        tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "busy.db")
+    await store.save_run(_record("first"))
+    other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)  # "another process"
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    beat = asyncio.create_task(ticker())
+    write = asyncio.create_task(store.save_run(_record("second")))
+    await asyncio.sleep(0.3)
+    assert not write.done()  # still waiting for the lock ...
+    assert ticks >= 20  # ... while the loop kept running everything else
+    other.execute("COMMIT")
+    await asyncio.wait_for(write, 2)
+    beat.cancel()
+    assert await store.get_run("second") is not None
+    other.close()
+    await store.close()
+
+
+async def test_a_lock_never_released_ends_in_a_clear_store_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_db, "BUSY_TIMEOUT_S", 0.2)
+    store = SqliteStore(tmp_path / "stuck.db")
+    await store.save_run(_record("first"))
+    other = sqlite3.connect(tmp_path / "stuck.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="locked by another process"):
+        await store.save_run(_record("second"))
+    assert time.monotonic() - started < 2
+    other.execute("ROLLBACK")
+    other.close()
+    stored = await store.get_run("first")  # what was stored before is untouched
+    assert stored is not None and stored.status == "running"
+    await store.close()
