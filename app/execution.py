@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from app.stores.base import Store
 from graphs.compile import compile_workflow
 from graphs.errors import NodeError
 from graphs.expressions import Expressions
+from graphs.loader import load_workflow
 from graphs.spec import WorkflowSpec
 from graphs.state import workflow_output
 from nodes.context import RunContext, Services
@@ -115,6 +117,25 @@ def initial_input(record: RunRecord) -> dict[str, Any]:
 
 _GRAPHS: OrderedDict[tuple[Any, ...], tuple[Any, Expressions]] = OrderedDict()
 GRAPH_CACHE_SIZE = 128
+_SPECS: OrderedDict[str, WorkflowSpec] = OrderedDict()
+
+
+def load_spec(document: Any) -> WorkflowSpec:
+    """`load_workflow`, remembered per document content: the same stored version runs
+    again and again, and validating it costs more than a short run's store writes.
+    Raises SpecError like `load_workflow`; a loaded spec is never changed."""
+    if isinstance(document, WorkflowSpec):
+        return document
+    if not isinstance(document, dict):  # a path or JSON text: read it afresh
+        return load_workflow(document)
+    key = json.dumps(document, sort_keys=True, default=str)
+    hit = _SPECS.get(key)
+    if hit is None:
+        hit = _SPECS[key] = load_workflow(document)
+        while len(_SPECS) > GRAPH_CACHE_SIZE:
+            _SPECS.popitem(last=False)
+    _SPECS.move_to_end(key)
+    return hit
 
 
 def compiled_graph(spec: WorkflowSpec, record: RunRecord, saver: Any) -> tuple[Any, Expressions]:

@@ -17,12 +17,12 @@ from arq.worker import Worker, func
 
 from app.api.manager import recover_forever
 from app.records import RunRecord, utcnow
-from app.runner import MISSING, resume_workflow, start_prepared
+from app.runner import MISSING, resume_workflow, spec_of, start_prepared
 from app.services import open_services
 from app.settings import Settings, load_settings
 from app.stores import open_store
 from app.stores.base import Store
-from graphs import WorkflowSpec, load_workflow
+from graphs import WorkflowSpec
 from nodes.context import Services
 
 QUEUE_NAME = "flowloom:queue"
@@ -33,15 +33,6 @@ log = logging.getLogger("flowloom.queue")
 
 def redis_settings(url: str) -> RedisSettings:
     return RedisSettings.from_dsn(url)
-
-
-async def _spec_of(store: Store, record: RunRecord) -> WorkflowSpec:
-    stored = await store.get_workflow(record.workflow_id or "", record.workflow_version,
-                                      include_deleted=True)
-    if stored is None:
-        raise LookupError(f"workflow of run {record.execution_id} is gone")
-    spec: WorkflowSpec = load_workflow(stored.document)
-    return spec
 
 
 class QueueManager:
@@ -66,7 +57,8 @@ class QueueManager:
         assert self.pool is not None, "connect() first"
         await self.pool.enqueue_job(function, execution_id, _job_id=job_id, **kwargs)
 
-    def start(self, record: RunRecord) -> asyncio.Task[Any]:
+    def start(self, record: RunRecord, spec: WorkflowSpec | None = None
+              ) -> asyncio.Task[Any]:
         return asyncio.create_task(self._enqueue("run_execution", record.execution_id,
                                                  f"flowloom:run:{record.execution_id}"))
 
@@ -119,7 +111,7 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
     if record is None or record.finished or record.status == "waiting":
         return "nothing to do"
     if record.status == "queued":
-        done = await start_prepared(store, services, await _spec_of(store, record), record)
+        done = await start_prepared(store, services, await spec_of(store, record), record)
     else:  # `running` but orphaned: continue from its checkpoint
         done = await resume_workflow(execution_id, store=store, services=services)
     return done.status

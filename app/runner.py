@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 from jsonschema import Draft202012Validator
 from langgraph.types import Command
 
-from app.execution import EventCallback, LiveRecord, drive, initial_input
+from app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
 from app.records import RunRecord, utcnow
 from app.services import open_services
 from app.settings import Settings, load_settings
 from app.stores import Store, open_store
-from graphs import InputError, WorkflowError, WorkflowSpec, load_workflow
+from graphs import InputError, WorkflowError, WorkflowSpec
 from nodes.context import Services
 
 MAX_INPUT_BYTES = 256 * 1024
@@ -100,7 +100,7 @@ async def prepare_run(
 ) -> tuple[WorkflowSpec, RunRecord]:
     """Validate, pin the workflow version and store the run's first record. Raises
     SpecError or InputError before anything is stored."""
-    spec = load_workflow(document)
+    spec = load_spec(document)
     inputs = dict(inputs or {})
     check_inputs(spec, inputs)
     canonical = spec.model_dump(mode="json", exclude_none=True)
@@ -117,6 +117,16 @@ async def prepare_run(
                        parent_execution_id=parent_execution_id)
     await store.save_run(record)
     return spec, record
+
+
+async def spec_of(store: Store, record: RunRecord) -> WorkflowSpec:
+    """The workflow version a run was pinned to."""
+    stored = await store.get_workflow(record.workflow_id or "", record.workflow_version,
+                                      include_deleted=True)
+    if stored is None:
+        raise NotResumable(f"workflow `{record.workflow_id}` version "
+                           f"{record.workflow_version} of run {record.execution_id} is gone")
+    return load_spec(stored.document)
 
 
 async def start_prepared(store: Store, services: Services, spec: WorkflowSpec,
@@ -201,7 +211,7 @@ async def resume_workflow(
         if stored is None:
             raise NotResumable(f"workflow `{record.workflow_id}` version "
                                f"{record.workflow_version} of this run is gone")
-        spec = load_workflow(stored.document)
+        spec = load_spec(stored.document)
         graph_input = check_answer(record, value, node_id) if record.status == "waiting" else None
         record.errors = []
         record.node_states = {k: v for k, v in record.node_states.items()
@@ -259,5 +269,6 @@ __all__ = [
     "resume_workflow",
     "run_sync",
     "run_workflow",
+    "spec_of",
     "start_prepared",
 ]

@@ -68,7 +68,7 @@ def main() -> None:
         folder = Path(tmp)
         port = free_port()
         env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{folder / 'api.db'}",
-               "FLOWLOOM_WORKERS": "64"}
+               "FLOWLOOM_WORKERS": os.environ.get("FLOWLOOM_WORKERS", "8")}
         server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port",
                                    str(port), "--processes", str(args.processes)],
                                   env=env, cwd=folder,

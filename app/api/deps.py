@@ -11,15 +11,15 @@ from app.settings import Settings
 from app.stores.base import Store
 
 
-def _store(request: Request) -> Store:
+async def _store(request: Request) -> Store:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-def _manager(request: Request) -> RunManager:  # or a QueueManager, of the same face
+async def _manager(request: Request) -> RunManager:  # or a QueueManager, of the same face
     return request.app.state.manager  # type: ignore[no-any-return]
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 

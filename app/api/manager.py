@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from app.records import RunRecord, utcnow
-from app.runner import resume_workflow, start_prepared
+from app.runner import resume_workflow, spec_of, start_prepared
 from app.stores.base import Store
-from graphs import load_workflow
+from graphs import WorkflowSpec
 from nodes.context import Services
 
 log = logging.getLogger("flowloom.api")
@@ -63,15 +63,11 @@ class RunManager:
         done, _ = await asyncio.wait({task}, timeout=wait_s)
         return bool(done)
 
-    def start(self, record: RunRecord) -> asyncio.Task[Any]:
+    def start(self, record: RunRecord, spec: WorkflowSpec | None = None) -> asyncio.Task[Any]:
+        """Run a queued record; `spec` is its workflow when the caller has it loaded."""
         async def work() -> RunRecord:
-            stored = await self.store.get_workflow(record.workflow_id or "",
-                                                   record.workflow_version,
-                                                   include_deleted=True)
-            if stored is None:
-                raise LookupError(f"workflow of run {record.execution_id} is gone")
-            spec = load_workflow(stored.document)
-            return await start_prepared(self.store, self.services, spec, record)
+            loaded = spec or await spec_of(self.store, record)
+            return await start_prepared(self.store, self.services, loaded, record)
         return self.submit(record.execution_id, work)
 
     def resume(self, execution_id: str, **kwargs: Any) -> asyncio.Task[Any]:

@@ -191,3 +191,16 @@ async def test_big_outputs_are_cut_in_the_record_and_whole_in_the_checkpoint(
         snapshot = await saver.aget_tuple({"configurable": {"thread_id": "bigout"}})
     assert snapshot is not None
     assert len(snapshot.checkpoint["channel_values"]["outputs"]["big"]) == 300_000
+
+
+def test_a_workflow_document_is_validated_once_per_content() -> None:
+    from app.execution import load_spec
+    doc = {"id": "memo", "nodes": [t("a", "{{ 1 }}")], "edges": []}
+    first = load_spec(doc)
+    assert load_spec({"edges": [], "nodes": [t("a", "{{ 1 }}")], "id": "memo"}) is first
+    changed = load_spec({**doc, "nodes": [t("a", "{{ 2 }}")]})
+    assert changed is not first and changed.nodes[0].config["output"] == "{{ 2 }}"
+    bad = {**doc, "edges": [{"source": "a", "target": "nowhere"}]}
+    for _ in range(2):  # a refused document is refused every time, never remembered
+        with pytest.raises(SpecError, match="nowhere"):
+            load_spec(bad)

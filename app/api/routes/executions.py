@@ -17,10 +17,10 @@ from sse_starlette.sse import EventSourceResponse
 from app.api.deps import ManagerDep, StoreDep
 from app.api.errors import ApiError
 from app.api.middleware import correlation_id
+from app.execution import load_spec
 from app.records import RunRecord
 from app.runner import MISSING, cancel_workflow, check_answer, prepare_run
 from app.stores.base import RunQuery, Store
-from graphs import load_workflow
 
 router = APIRouter(tags=["executions"])
 MAX_WAIT_S = 300.0
@@ -87,7 +87,7 @@ async def _answer_with(manager: ManagerDep, store: Store, task: asyncio.Task[Any
 async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request,
                    store: Store, manager: ManagerDep, idempotency_key: str | None
                    ) -> JSONResponse:
-    load_workflow(document)  # a bad document is 422 before any key is claimed
+    spec = load_spec(document)  # a bad document is 422 before any key is claimed
     execution_id = uuid.uuid4().hex
     if idempotency_key:
         payload = {"path": request.url.path, "document": document,
@@ -100,9 +100,9 @@ async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request
                                "this Idempotency-Key was used with another request body")
             first = await _record(store, taken[1])
             return _run_response(first, 200 if first.finished else 202)
-    _, record = await prepare_run(store, document, body.inputs, execution_id=execution_id,
+    _, record = await prepare_run(store, spec, body.inputs, execution_id=execution_id,
                                   correlation_id=correlation_id.get(), status="queued")
-    task = manager.start(record)
+    task = manager.start(record, spec)
     return await _answer_with(manager, store, task, execution_id, body.is_async, body.wait_s)
 
 
