@@ -22,6 +22,7 @@ from app.services import open_services
 from app.settings import Settings, load_settings
 from app.stores import open_store
 from app.stores.base import Store
+from app.tuning import freeze_startup_heap, thaw_heap
 from graphs import WorkflowSpec
 from nodes.context import Services
 
@@ -142,6 +143,8 @@ def make_worker(settings: Settings | None = None, **overrides: Any) -> Worker:
         stack.push_async_callback(manager.close)
         recovering = asyncio.create_task(manager.keep_recovering())
         stack.callback(recovering.cancel)
+        freeze_startup_heap()
+        stack.callback(thaw_heap)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):

@@ -18,6 +18,7 @@ from app.queue import QueueManager
 from app.services import open_services
 from app.settings import Settings, load_settings
 from app.stores import open_store
+from app.tuning import freeze_startup_heap, thaw_heap
 
 log = logging.getLogger("flowloom.api")
 
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.info("recovered %d run(s) left unfinished by a stopped process", recovered)
             watcher = asyncio.create_task(manager.keep_recovering())
             stack.callback(watcher.cancel)
+            freeze_startup_heap()
+            stack.callback(thaw_heap)
             yield
 
     app = FastAPI(title="Flowloom", version="0.1.0", lifespan=lifespan,
