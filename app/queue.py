@@ -111,6 +111,11 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
     record = await store.get_run(execution_id)
     if record is None or record.finished or record.status == "waiting":
         return "nothing to do"
+    seen = record.updated_at or record.created_at
+    if record.status == "running" and seen > utcnow() - ctx["stale_after"]:
+        return "running in a live process"  # its heartbeat is fresh: not orphaned
+    if not await store.claim_run(execution_id, record.status, seen):
+        return "taken by another worker, or cancelled"
     if record.status == "queued":
         done = await start_prepared(store, services, await spec_of(store, record), record)
     else:  # `running` but orphaned: continue from its checkpoint
@@ -136,6 +141,7 @@ def make_worker(settings: Settings | None = None, **overrides: Any) -> Worker:
         store = open_store(settings)
         stack.push_async_callback(store.close)
         ctx["store"] = store
+        ctx["stale_after"] = timedelta(seconds=settings.stale_after_s)
         ctx["services"] = await stack.enter_async_context(open_services(settings))
         manager = QueueManager(store, ctx["services"], settings.queue_url or "",
                                settings.stale_after_s)

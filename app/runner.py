@@ -234,7 +234,7 @@ async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | 
         if record.status in ("queued", "waiting"):
             now = utcnow()
             record.status, record.cancelled_by, record.cancelled_at = "cancelled", by, now
-            record.finished_at = now
+            record.finished_at = record.updated_at = now
             for state in record.node_states.values():
                 if state.status in ("waiting", "running", "retrying"):
                     state.status = "cancelled"

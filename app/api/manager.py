@@ -40,9 +40,9 @@ class RunManager:
         self.slots = asyncio.Semaphore(workers)
         self.tasks: dict[str, asyncio.Task[Any]] = {}
 
-    def submit(self, execution_id: str, work: Callable[[], Awaitable[RunRecord]]
+    def submit(self, execution_id: str, work: Callable[[], Awaitable[RunRecord | None]]
                ) -> asyncio.Task[Any]:
-        async def guarded() -> RunRecord:
+        async def guarded() -> RunRecord | None:
             async with self.slots:
                 return await work()
 
@@ -64,8 +64,15 @@ class RunManager:
         return bool(done)
 
     def start(self, record: RunRecord, spec: WorkflowSpec | None = None) -> asyncio.Task[Any]:
-        """Run a queued record; `spec` is its workflow when the caller has it loaded."""
-        async def work() -> RunRecord:
+        """Run a queued record once a slot is free; `spec` is its workflow when the caller
+        has it loaded. The run is claimed when it starts: if another process took it
+        meanwhile, or it was cancelled, this task ends with None."""
+        async def work() -> RunRecord | None:
+            seen = record.updated_at or record.created_at
+            if not await self.store.claim_run(record.execution_id, "queued", seen):
+                log.info("run %s was taken by another process or cancelled while queued",
+                         record.execution_id)
+                return None
             loaded = spec or await spec_of(self.store, record)
             return await start_prepared(self.store, self.services, loaded, record)
         return self.submit(record.execution_id, work)
@@ -81,14 +88,16 @@ class RunManager:
         for record in stale:
             if record.execution_id in self.tasks:
                 continue
+            if record.status == "queued":  # claimed when a slot frees up
+                log.info("starting run %s, queued in a stopped or busy process",
+                         record.execution_id)
+                self.start(record)
+                continue
             seen = record.updated_at or record.created_at
-            if not await self.store.claim_stale_run(record.execution_id, seen):
+            if not await self.store.claim_run(record.execution_id, record.status, seen):
                 continue  # another process of this deployment took it
             log.info("recovering run %s (%s)", record.execution_id, record.status)
-            if record.status == "queued":
-                self.start(record)
-            else:
-                self.resume(record.execution_id)
+            self.resume(record.execution_id)
         return len(stale)
 
     async def keep_recovering(self) -> None:

@@ -104,9 +104,12 @@ class Store(Protocol):
         """Queued or running runs whose record was last written before `before`: their
         process is gone (a live one writes at least every few seconds)."""
 
-    async def claim_stale_run(self, execution_id: str, seen_updated_at: datetime) -> bool:
-        """Take over an orphaned run: true for exactly one of several processes that saw
-        it stale at `seen_updated_at` (its record is touched, so it is no longer stale)."""
+    async def claim_run(self, execution_id: str, seen_status: str,
+                        seen_updated_at: datetime) -> bool:
+        """Take a run to execute it: true for exactly one of several processes that saw
+        it in `seen_status`, last written at `seen_updated_at`. Its record is touched, so
+        it is no longer stale and every later claim from the same sighting fails; a run
+        cancelled since (another status) cannot be claimed."""
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
                                     execution_id: str) -> tuple[str, str] | None:

@@ -226,10 +226,11 @@ class MongoStore:
             "created_at", ASCENDING).to_list(None)
         return [RunRecord.model_validate(d["record"]) for d in docs]
 
-    async def claim_stale_run(self, execution_id: str, seen_updated_at: datetime) -> bool:
+    async def claim_run(self, execution_id: str, seen_status: str,
+                        seen_updated_at: datetime) -> bool:
         db = await self._setup()
         result = await db.runs.update_one(
-            {"_id": execution_id, "updated_at": _ms(seen_updated_at)},
+            {"_id": execution_id, "status": seen_status, "updated_at": _ms(seen_updated_at)},
             {"$set": {"updated_at": _ms(datetime.now(UTC))}})
         return bool(result.modified_count)
 

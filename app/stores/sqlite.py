@@ -208,11 +208,13 @@ class SqliteStore:
                                  (_at(before),))
         return [RunRecord.model_validate_json(row[0]) for row in rows]
 
-    async def claim_stale_run(self, execution_id: str, seen_updated_at: datetime) -> bool:
+    async def claim_run(self, execution_id: str, seen_status: str,
+                        seen_updated_at: datetime) -> bool:
         db = await self._db()
         changed = await db.execute(
-            "UPDATE runs SET updated_at = ? WHERE execution_id = ? AND updated_at = ?",
-            (_at(datetime.now(UTC)), execution_id, _at(seen_updated_at)))
+            "UPDATE runs SET updated_at = ? WHERE execution_id = ? AND status = ? "
+            "AND updated_at = ?",
+            (_at(datetime.now(UTC)), execution_id, seen_status, _at(seen_updated_at)))
         return changed == 1
 
     async def claim_idempotency_key(self, key: str, request_hash: str,

@@ -31,3 +31,37 @@ async def test_two_managers_recover_an_orphaned_run_once(run: Runner, store: Sql
         assert len(taken) == 1
         record = await taken[0]
     assert record.status == "succeeded" and record.output == 2
+
+
+async def test_a_queued_run_is_started_by_one_manager_only(store: SqliteStore,
+                                                           settings: Settings) -> None:
+    from app.runner import prepare_run
+    doc = {"id": "once", "nodes": [t("a", 1), t("b", "{{ a + 1 }}")], "edges": chain("a", "b")}
+    _, queued = await prepare_run(store, doc, status="queued")
+    async with open_services(settings) as services:
+        # Two processes of one deployment: this one queued the run and another found it
+        # while recovering (its queue was long). Only the first to claim it runs it.
+        first = RunManager(store, services, workers=2, stale_after_s=1.0)
+        second = RunManager(store, services, workers=2, stale_after_s=1.0)
+        seen_by_second = await store.get_run(queued.execution_id)
+        assert seen_by_second is not None
+        results = await asyncio.gather(first.start(queued), second.start(seen_by_second))
+    assert sorted(r is None for r in results) == [False, True]
+    done = next(r for r in results if r is not None)
+    assert done.status == "succeeded" and done.output == 2
+    events = await store.list_events(queued.execution_id)
+    assert [e["event"] for e in events].count("run.started") == 1
+
+
+async def test_a_run_cancelled_while_queued_never_starts(store: SqliteStore,
+                                                         settings: Settings) -> None:
+    from app.runner import cancel_workflow, prepare_run
+    doc = {"id": "never", "nodes": [t("a", 1)], "edges": []}
+    _, queued = await prepare_run(store, doc, status="queued")
+    await cancel_workflow(queued.execution_id, store=store)
+    async with open_services(settings) as services:
+        manager = RunManager(store, services, workers=1)
+        assert await manager.start(queued) is None
+    after = await store.get_run(queued.execution_id)
+    assert after is not None and after.status == "cancelled" and after.node_states == {}
+    assert await store.list_events(queued.execution_id) == []

@@ -251,6 +251,18 @@ async def test_a_stale_run_is_claimed_once(backend: Store) -> None:
     await backend.save_run(record("orphan", old, status="running", updated_at=old))
     [seen] = await backend.stale_runs(datetime.now(UTC) - timedelta(seconds=10))
     assert seen.updated_at is not None
-    assert await backend.claim_stale_run("orphan", seen.updated_at) is True
-    assert await backend.claim_stale_run("orphan", seen.updated_at) is False
+    assert await backend.claim_run("orphan", "running", seen.updated_at) is True
+    assert await backend.claim_run("orphan", "running", seen.updated_at) is False
     assert await backend.stale_runs(datetime.now(UTC) - timedelta(seconds=10)) == []
+
+
+async def test_a_queued_run_cancelled_before_its_start_cannot_be_claimed(
+        backend: Store) -> None:
+    now = datetime.now(UTC)
+    queued = record("waits", now, status="queued")
+    await backend.save_run(queued)
+    await backend.save_run(queued.model_copy(update={"status": "cancelled"}))
+    assert await backend.claim_run("waits", "queued", now) is False
+    await backend.save_run(record("fresh", now, status="queued"))
+    assert await backend.claim_run("fresh", "running", now) is False  # not what was seen
+    assert await backend.claim_run("fresh", "queued", now) is True
