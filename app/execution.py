@@ -174,11 +174,11 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
         watcher = asyncio.create_task(live.watch(run_task))
         try:
             state = await asyncio.wait_for(run_task, spec.settings.timeout_s)
-            snapshot = await graph.aget_state(config)
-            if snapshot.interrupts:
+            # A pause shows in the result: no second read of the checkpoint to find it.
+            interrupts = state.get("__interrupt__") if isinstance(state, dict) else None
+            if interrupts:
                 record.status = "waiting"
-                record.waiting_for = [{**i.value, "interrupt_id": i.id}
-                                      for i in snapshot.interrupts]
+                record.waiting_for = [{**i.value, "interrupt_id": i.id} for i in interrupts]
                 live.emit({"event": "run.waiting", "waiting_for": record.waiting_for})
             else:
                 record.output = truncate_for_record(workflow_output(spec, state, expressions))

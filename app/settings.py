@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         "COMPOSIO_API_KEY", "composio_api_key"))
     smtp_url: str | None = None
     retention_days: int = Field(default=7, ge=1)
-    workers: int = Field(default=8, ge=1, le=256)  # async runs at once in the API process
+    workers: int = Field(default=16, ge=1, le=256)  # async runs at once in the API process
     stale_after_s: float = Field(default=10.0, ge=2)  # a run unwritten this long is orphaned
 
     @field_validator("store")

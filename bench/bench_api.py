@@ -1,9 +1,11 @@
 """Load on `flowloom serve` (embedded store) from wrk, a separate process on loopback.
 
-    python bench/bench_api.py [--seconds 10] [--connections 16]
+    python bench/bench_api.py [--seconds 10] [--connections 16] [--processes 1 2]
 
-Sync executions of a 5-node transform workflow, then async submissions of it. Needs
-`wrk` (Debian: apt-get install wrk). Prints a table.
+For each process count: GET /health as the baseline of the HTTP stack, sync executions
+of a 5-node transform workflow, then async submissions of it, waiting until every
+queued run has finished and checking that all succeeded. Needs `wrk` (Debian: apt-get
+install wrk). Prints a table.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,12 +46,14 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, body: dict, seconds: int, connections: int, folder: Path) -> dict:
-    script = folder / "post.lua"
-    script.write_text(LUA.format(body=json.dumps(body)))
+def run_wrk(url: str, body: dict[str, Any] | None, seconds: int, connections: int,
+            folder: Path) -> dict[str, Any]:
+    script = []
+    if body is not None:
+        (folder / "post.lua").write_text(LUA.format(body=json.dumps(body)))
+        script = ["-s", str(folder / "post.lua")]
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True, check=True
-                         ).stdout
+                          *script, url], capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     pct = {p: _ms(v, u) for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)", out)}
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -56,51 +61,91 @@ def run_wrk(url: str, body: dict, seconds: int, connections: int, folder: Path) 
             "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
+def wait_until_idle(base: str, timeout_s: float = 600) -> float:
+    """Seconds until no run is queued or running (the async runs have all finished)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        busy = [httpx.get(f"{base}/executions", params={"status": s, "limit": 1}).json()
+                ["items"] for s in ("queued", "running")]
+        if not any(busy):
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise TimeoutError(f"runs still unfinished after {timeout_s:.0f}s")
+
+
+def count_runs(base: str, status: str) -> int:
+    total, cursor = 0, None
+    while True:
+        page = httpx.get(f"{base}/executions", params={
+            "status": status, "limit": 200, **({"cursor": cursor} if cursor else {})}).json()
+        total += len(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return total
+
+
+def measure(processes: int, seconds: int, connections: int, folder: Path) -> dict[str, Any]:
+    port = free_port()
+    env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{folder / f'api{processes}.db'}"}
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port),
+                               "--processes", str(processes)], env=env, cwd=folder,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{base}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        httpx.post(f"{base}/workflows", json=WORKFLOW).raise_for_status()
+        url = f"{base}/workflows/bench/execute"
+        check = httpx.post(url, json={"inputs": {"x": 1}}).json()
+        assert check["output"] == 5, check
+        results: dict[str, Any] = {
+            "health": run_wrk(f"{base}/health", None, seconds, connections, folder),
+            "sync": run_wrk(url, {"inputs": {"x": 1}}, seconds, connections, folder),
+            "async": run_wrk(url, {"inputs": {"x": 1}, "mode": "async"}, seconds,
+                             connections, folder)}
+        results["drain_s"] = wait_until_idle(base)
+        results["failed"] = count_runs(base, "failed") + count_runs(base, "cancelled")
+        results["succeeded"] = count_runs(base, "succeeded")
+        return results
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench_api needs wrk on the PATH (apt-get install wrk)")
+    rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        port = free_port()
-        env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{folder / 'api.db'}",
-               "FLOWLOOM_WORKERS": os.environ.get("FLOWLOOM_WORKERS", "8")}
-        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port",
-                                   str(port), "--processes", str(args.processes)],
-                                  env=env, cwd=folder,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    httpx.get(f"{base}/health", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            httpx.post(f"{base}/workflows", json=WORKFLOW).raise_for_status()
-            url = f"{base}/workflows/bench/execute"
-            check = httpx.post(url, json={"inputs": {"x": 1}}).json()
-            assert check["output"] == 5, check
-            sync = run_wrk(url, {"inputs": {"x": 1}}, args.seconds, args.connections, folder)
-            queued = run_wrk(url, {"inputs": {"x": 1}, "mode": "async"}, args.seconds,
-                             args.connections, folder)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    rows = [
-        ("sync executions of a 5-node workflow", f"{sync['rate']:.0f}/s", ">= 200/s"),
-        ("  p50 latency", f"{sync['p50']:.1f} ms", ""),
-        ("  p99 latency", f"{sync['p99']:.1f} ms", "< 100 ms"),
-        ("  non-2xx answers", str(sync["errors"]), "0"),
-        ("async submissions", f"{queued['rate']:.0f}/s", ">= 1,000/s"),
-        ("  p50 latency", f"{queued['p50']:.1f} ms", ""),
-        ("  p99 latency", f"{queued['p99']:.1f} ms", ""),
-        ("  non-2xx answers", str(queued["errors"]), "0"),
-    ]
+        for processes in args.processes:
+            got = measure(processes, args.seconds, args.connections, Path(tmp))
+            sync, queued, health = got["sync"], got["async"], got["health"]
+            rows += [
+                (f"serve --processes {processes}", "", ""),
+                ("  GET /health (baseline: HTTP + store ping)", f"{health['rate']:.0f}/s", ""),
+                ("  sync executions of a 5-node workflow",
+                 f"{sync['rate']:.0f}/s ({sync['rate'] / health['rate']:.2f}x baseline)",
+                 ">= 200/s"),
+                ("    p50 / p99 latency", f"{sync['p50']:.1f} / {sync['p99']:.1f} ms",
+                 "p99 < 100 ms"),
+                ("  async submissions", f"{queued['rate']:.0f}/s", ">= 1,000/s"),
+                ("    p50 / p99 latency", f"{queued['p50']:.1f} / {queued['p99']:.1f} ms", ""),
+                ("    all queued runs finished", f"{got['drain_s']:.1f} s after the last", ""),
+                ("  runs succeeded / failed", f"{got['succeeded']:,} / {got['failed']}", "all / 0"),
+                ("  non-2xx answers", str(sync["errors"] + queued["errors"]
+                                          + health["errors"]), "0"),
+            ]
+    print(f"wrk, {args.connections} connections, {args.seconds} s per measure, "
+          f"embedded SQLite store, default pool size")
     print_table(rows)
 
 

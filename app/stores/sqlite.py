@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from app.records import RunRecord
 from app.stores.base import (
     RunPage,
@@ -273,7 +275,14 @@ def _run_row(record: RunRecord) -> tuple[Any, ...]:
 
 
 def _event_rows(execution_id: str, events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(execution_id, e["seq"], json.dumps(e, default=str)) for e in events]
+    return [(execution_id, e["seq"], _json_text(e)) for e in events]
+
+
+def _json_text(value: Any) -> str:
+    try:  # orjson: several times faster, and events are written on every step
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # what orjson refuses (integers past 64 bits): the standard way
+        return json.dumps(value, default=str)
 
 
 def _put_workflow(conn: sqlite3.Connection, workflow_id: str, document: dict[str, Any],

@@ -62,9 +62,9 @@ class RunList(BaseModel):
     next_cursor: str | None
 
 
-def _run_response(record: RunRecord, status: int) -> JSONResponse:
-    return JSONResponse(record.model_dump(mode="json"), status_code=status,
-                        headers={"Location": f"/executions/{record.execution_id}"})
+def _run_response(record: RunRecord, status: int) -> Response:
+    return Response(record.model_dump_json(), status_code=status, media_type="application/json",
+                    headers={"Location": f"/executions/{record.execution_id}"})
 
 
 async def _record(store: Store, execution_id: str) -> RunRecord:
@@ -75,18 +75,21 @@ async def _record(store: Store, execution_id: str) -> RunRecord:
 
 
 async def _answer_with(manager: ManagerDep, store: Store, task: asyncio.Task[Any],
-                       execution_id: str, is_async: bool, wait_s: float) -> JSONResponse:
+                       execution_id: str, is_async: bool, wait_s: float) -> Response:
     if is_async:
         return JSONResponse(Queued(execution_id=execution_id, status="queued").model_dump(),
                             status_code=202, headers={"Location": f"/executions/{execution_id}"})
     done = await manager.wait(task, wait_s, execution_id)
-    record = await _record(store, execution_id)
+    finished_here = done and not task.cancelled() and task.exception() is None
+    result = task.result() if finished_here else None
+    # The run's own record when it ended in this process; else what the store has.
+    record = result if isinstance(result, RunRecord) else await _record(store, execution_id)
     return _run_response(record, 200 if done and record.status != "running" else 202)
 
 
 async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request,
                    store: Store, manager: ManagerDep, idempotency_key: str | None
-                   ) -> JSONResponse:
+                   ) -> Response:
     spec = load_spec(document)  # a bad document is 422 before any key is claimed
     execution_id = uuid.uuid4().hex
     if idempotency_key:
@@ -114,7 +117,7 @@ RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post("/workflows/{workflow_id}/execute", responses=RUN_RESPONSES)
 async def execute_stored(workflow_id: str, body: ExecuteBody, request: Request,
                          store: StoreDep, manager: ManagerDep,
-                         idempotency_key: str | None = Header(None)) -> JSONResponse:
+                         idempotency_key: str | None = Header(None)) -> Response:
     stored = await store.get_workflow(workflow_id)
     if stored is None:
         raise ApiError(404, "Not found", f"no workflow `{workflow_id}`")
@@ -124,7 +127,7 @@ async def execute_stored(workflow_id: str, body: ExecuteBody, request: Request,
 @router.post("/execute", responses=RUN_RESPONSES)
 async def execute_inline(body: InlineExecuteBody, request: Request, store: StoreDep,
                          manager: ManagerDep,
-                         idempotency_key: str | None = Header(None)) -> JSONResponse:
+                         idempotency_key: str | None = Header(None)) -> Response:
     return await _execute(body.workflow, body, request, store, manager, idempotency_key)
 
 
@@ -162,7 +165,7 @@ async def history(store: StoreDep, status: RunStatusFilter | None = None,
 
 @router.post("/executions/{execution_id}/resume", responses=RUN_RESPONSES)
 async def resume(execution_id: str, body: ResumeBody, store: StoreDep,
-                 manager: ManagerDep) -> JSONResponse:
+                 manager: ManagerDep) -> Response:
     record = await _record(store, execution_id)
     if record.finished:
         raise ApiError(409, "Conflict", f"execution `{execution_id}` already {record.status}; "
