@@ -89,7 +89,10 @@ async def execute(plan: NodePlan, ctx: NodeContext) -> Outcome:
     run.emit({"event": "node.started", "node_id": ctx.path, "attempt": ctx.attempt,
               "at": started})
     try:
-        async with asyncio.timeout(plan.node.timeout_s):
+        if plan.kind.waits:
+            async with asyncio.timeout(plan.node.timeout_s):
+                output = await plan.kind.run(plan.config, ctx)
+        else:
             output = await plan.kind.run(plan.config, ctx)
     except asyncio.CancelledError:
         run.emit({"event": "node.cancelled", "node_id": ctx.path, "at": clock()})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.filters import do_center, do_format, do_indent, do_replace
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -265,12 +265,22 @@ class Expressions:
         compiled = self._compiled.get(key)
         if compiled is None:
             inner = text if expression else single_expression(text)
+            source = "{{ (" + inner + "\n) }}" if inner is not None else text
+            # Hand Jinja only the names the text reads: its context copies every name
+            # given, and a workflow's namespace holds every node's output.
+            names = tuple(meta.find_undeclared_variables(_SANDBOX.parse(source)))
+
+            def only_read(ns: Mapping[str, Any], names: tuple[str, ...] = names
+                          ) -> dict[str, Any]:
+                return {name: ns[name] for name in names if name in ns}
+
             if inner is not None:
                 evaluate = _SANDBOX.compile_expression(inner, undefined_to_none=False)
-                compiled = lambda ns, _e=evaluate: _e(**ns)  # noqa: E731
+                compiled = lambda ns, _e=evaluate: _e(**only_read(ns))  # noqa: E731
             else:
                 template = _SANDBOX.from_string(text)
-                compiled = lambda ns, _t=template: self._stream(_t.generate(**ns))  # noqa: E731
+                compiled = lambda ns, _t=template: self._stream(  # noqa: E731
+                    _t.generate(**only_read(ns)))
             self._compiled[key] = compiled
         return compiled
 

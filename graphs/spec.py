@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -77,6 +78,12 @@ class WorkflowSpec(_Open):
     nodes: list[NodeSpec]
     edges: list[EdgeSpec] = Field(default_factory=list)
     output: Any = None
+
+    @cached_property
+    def unset_outputs(self) -> dict[str, None]:
+        """Every node id, with no output yet: what expressions see before anything ran.
+        Shared: copy it, never change it."""
+        return dict.fromkeys(node.id for node in self.nodes)
 
     def node(self, node_id: str) -> NodeSpec:
         for node in self.nodes:

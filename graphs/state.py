@@ -40,6 +40,9 @@ def visible_outputs(
     """`outputs` as expressions see it: every node id present (null until it runs), the
     body's own ids shadowing the enclosing workflow's."""
     own = state.get("outputs") or {}
+    unset = spec.unset_outputs
+    if own.keys() <= unset.keys():  # always so: merged whole, at C speed, on every step
+        return {**outer, **unset, **own} if outer else {**unset, **own}
     base = dict(outer) if outer else {}
     for node in spec.nodes:
         base[node.id] = own.get(node.id)

@@ -21,6 +21,7 @@ class Approval(NodeType):
     runner checks the answer against `schema` before resuming. Output: the answer."""
 
     name = "approval"
+    waits = False
     Config = ApprovalConfig
     templates = ("prompt",)
 

@@ -28,6 +28,9 @@ class NodeType:
     branch labels the node can route (besides `error`, which every node has); None means
     any label is allowed (a switch's case names are checked by `check_ports`).
     `structural` types are expanded by the compiler instead of running as one step.
+    `waits` is False for types whose `run` only computes, never awaits: no timer is
+    armed for them (it could not fire inside synchronous work anyway; their expressions
+    have their own time budget).
     """
 
     name: ClassVar[str]
@@ -37,6 +40,7 @@ class NodeType:
     ports: ClassVar[frozenset[str]] = frozenset()
     structural: ClassVar[bool] = False
     side_effects: ClassVar[bool] = False
+    waits: ClassVar[bool] = True
 
     async def run(self, config: Any, ctx: NodeContext) -> Any:
         raise NotImplementedError(f"node type `{self.name}` does not run as a single step")

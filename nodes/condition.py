@@ -14,6 +14,7 @@ class Condition(NodeType):
     """Evaluates a boolean and routes the `true` or the `false` branch."""
 
     name = "condition"
+    waits = False
     Config = ConditionConfig
     expressions = ("expression",)
     ports = frozenset({"true", "false"})

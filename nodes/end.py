@@ -15,6 +15,7 @@ class End(NodeType):
     output, or `{source_id: output}` when several branches arrived."""
 
     name = "end"
+    waits = False
     Config = EndConfig
     templates = ("output",)
 

@@ -16,6 +16,7 @@ class Filter(NodeType):
     """Keeps the items for which `condition` (with `item` and `index` in scope) is true."""
 
     name = "filter"
+    waits = False
     Config = FilterConfig
     expressions = ("items", "condition")
 

@@ -15,6 +15,7 @@ class Join(NodeType):
     outputs `{source_id: output}` of what arrived."""
 
     name = "join"
+    waits = False
     Config = JoinConfig
 
     async def run(self, config: JoinConfig, ctx: NodeContext) -> Any:

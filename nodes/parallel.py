@@ -10,6 +10,7 @@ class Parallel(NodeType):
     """An explicit fan-out point: every plain edge leaving it runs in parallel."""
 
     name = "parallel"
+    waits = False
 
     async def run(self, config: Any, ctx: NodeContext) -> Any:
         return None

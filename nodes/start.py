@@ -10,6 +10,7 @@ class Start(NodeType):
     """An entry point; its output is the run inputs."""
 
     name = "start"
+    waits = False
 
     async def run(self, config: Any, ctx: NodeContext) -> Any:
         return dict(ctx.scope.inputs)

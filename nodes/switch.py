@@ -16,6 +16,7 @@ class Switch(NodeType):
     """Routes to the first case whose value equals the expression, else to `default`."""
 
     name = "switch"
+    waits = False
     Config = SwitchConfig
     expressions = ("expression",)
 

@@ -14,6 +14,7 @@ class Transform(NodeType):
     """Renders `output`, any JSON value whose strings are templates."""
 
     name = "transform"
+    waits = False
     Config = TransformConfig
     templates = ("output",)
 
