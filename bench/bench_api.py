@@ -132,9 +132,9 @@ def main() -> None:
             rows += [
                 (f"serve --processes {processes}", "", ""),
                 ("  GET /health (baseline: HTTP + store ping)", f"{health['rate']:.0f}/s", ""),
-                ("  sync executions of a 5-node workflow",
-                 f"{sync['rate']:.0f}/s ({sync['rate'] / health['rate']:.2f}x baseline)",
-                 ">= 200/s"),
+                ("  sync executions of a 5-node workflow", f"{sync['rate']:.0f}/s", ">= 200/s"),
+                ("    cost of one, in GET /health requests",
+                 f"{health['rate'] / sync['rate']:.0f}x", ""),
                 ("    p50 / p99 latency", f"{sync['p50']:.1f} / {sync['p99']:.1f} ms",
                  "p99 < 100 ms"),
                 ("  async submissions", f"{queued['rate']:.0f}/s", ">= 1,000/s"),
