@@ -19,6 +19,7 @@ from app.records import RunRecord, utcnow
 from app.services import open_services
 from app.settings import Settings, load_settings
 from app.stores import Store, open_store
+from app.stores.base import StoredWorkflow
 from graphs import InputError, WorkflowError, WorkflowSpec
 from nodes.context import Services
 
@@ -97,15 +98,18 @@ async def prepare_run(
     store: Store, document: Any, inputs: dict[str, Any] | None = None, *,
     execution_id: str | None = None, correlation_id: str | None = None,
     parent_execution_id: str | None = None, status: str = "running",
+    stored: StoredWorkflow | None = None,
 ) -> tuple[WorkflowSpec, RunRecord]:
     """Validate, pin the workflow version and store the run's first record. Raises
-    SpecError or InputError before anything is stored."""
+    SpecError or InputError before anything is stored. `stored`: the stored version
+    `document` was read from, which pins the run without storing it again."""
     spec = load_spec(document)
     inputs = dict(inputs or {})
     check_inputs(spec, inputs)
-    canonical = spec.model_dump(mode="json", exclude_none=True)
-    workflow_id = workflow_id_of(spec, canonical)
-    stored = await store.put_workflow(workflow_id, canonical)
+    if stored is None:
+        canonical = spec.model_dump(mode="json", exclude_none=True)
+        stored = await store.put_workflow(workflow_id_of(spec, canonical), canonical)
+    workflow_id = stored.id
     fresh = execution_id is None  # a new uuid cannot exist yet: skip the look-up
     execution_id = execution_id or uuid.uuid4().hex
     if not fresh and await store.get_run(execution_id) is not None:

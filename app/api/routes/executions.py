@@ -20,7 +20,7 @@ from app.api.middleware import correlation_id
 from app.execution import load_spec
 from app.records import RunRecord
 from app.runner import MISSING, cancel_workflow, check_answer, prepare_run
-from app.stores.base import RunQuery, Store
+from app.stores.base import RunQuery, Store, StoredWorkflow
 
 router = APIRouter(tags=["executions"])
 MAX_WAIT_S = 300.0
@@ -88,8 +88,8 @@ async def _answer_with(manager: ManagerDep, store: Store, task: asyncio.Task[Any
 
 
 async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request,
-                   store: Store, manager: ManagerDep, idempotency_key: str | None
-                   ) -> Response:
+                   store: Store, manager: ManagerDep, idempotency_key: str | None,
+                   stored: StoredWorkflow | None = None) -> Response:
     spec = load_spec(document)  # a bad document is 422 before any key is claimed
     execution_id = uuid.uuid4().hex
     if idempotency_key:
@@ -104,7 +104,8 @@ async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request
             first = await _record(store, taken[1])
             return _run_response(first, 200 if first.finished else 202)
     _, record = await prepare_run(store, spec, body.inputs, execution_id=execution_id,
-                                  correlation_id=correlation_id.get(), status="queued")
+                                  correlation_id=correlation_id.get(), status="queued",
+                                  stored=stored)
     task = manager.start(record, spec)
     return await _answer_with(manager, store, task, execution_id, body.is_async, body.wait_s)
 
@@ -121,7 +122,8 @@ async def execute_stored(workflow_id: str, body: ExecuteBody, request: Request,
     stored = await store.get_workflow(workflow_id)
     if stored is None:
         raise ApiError(404, "Not found", f"no workflow `{workflow_id}`")
-    return await _execute(stored.document, body, request, store, manager, idempotency_key)
+    return await _execute(stored.document, body, request, store, manager, idempotency_key,
+                          stored)
 
 
 @router.post("/execute", responses=RUN_RESPONSES)
