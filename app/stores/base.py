@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from app.records import RunRecord
@@ -124,3 +125,11 @@ class Store(Protocol):
         """The LangGraph checkpoint saver of this backend, open for the block."""
 
     async def close(self) -> None: ...
+
+
+def json_text(value: Any) -> str:
+    """JSON text of a record or event value, integers of any size included."""
+    try:  # orjson: several times faster, and events are written on every step
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # what orjson refuses (integers past 64 bits): the standard way
+        return json.dumps(value, default=str)

@@ -3,9 +3,10 @@ langgraph-checkpoint-mongodb's MongoDBSaver for checkpoints in the same database
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from langgraph.checkpoint.mongodb import MongoDBSaver
@@ -19,6 +20,7 @@ from app.stores.base import (
     StoredWorkflow,
     decode_cursor,
     encode_cursor,
+    json_text,
     same_document,
 )
 from graphs.errors import StoreError
@@ -145,7 +147,7 @@ class MongoStore:
         db = await self._setup()
         await db.runs.update_one(
             {"_id": record.execution_id},
-            {"$set": {"status": record.status, "record": record.model_dump(mode="json"),
+            {"$set": {"status": record.status, "record": record.model_dump_json(),
                       "updated_at": _ms(record.updated_at or record.created_at)},
              "$setOnInsert": {"workflow_id": record.workflow_id,
                               "created_at": _ms(record.created_at),
@@ -155,7 +157,7 @@ class MongoStore:
     async def get_run(self, execution_id: str) -> RunRecord | None:
         db = await self._setup()
         doc = await db.runs.find_one({"_id": execution_id})
-        return RunRecord.model_validate(doc["record"]) if doc else None
+        return _run(doc) if doc else None
 
     async def list_runs(self, query: RunQuery) -> RunPage:
         db = await self._setup()
@@ -179,7 +181,7 @@ class MongoStore:
         docs = await db.runs.find(where).sort(
             [("created_at", DESCENDING), ("_id", DESCENDING)]).limit(query.limit + 1).to_list(
             query.limit + 1)
-        runs = [RunRecord.model_validate(d["record"]) for d in docs[: query.limit]]
+        runs = [_run(d) for d in docs[: query.limit]]
         last = docs[query.limit - 1] if len(docs) > query.limit else None
         return RunPage(runs, encode_cursor(last["created_at"], last["_id"]) if last else None)
 
@@ -196,7 +198,7 @@ class MongoStore:
         run = await db.runs.find_one({"_id": execution_id}, {"created_at": 1})
         # Events expire with their run, whose creation starts the retention clock.
         expires_from = run["created_at"] if run else _ms(datetime.now(UTC))
-        docs = [{"execution_id": execution_id, "seq": e["seq"], "event": e,
+        docs = [{"execution_id": execution_id, "seq": e["seq"], "event": json_text(e),
                  "expires_from": expires_from} for e in events]
         try:
             await db.run_events.insert_many(docs, ordered=False)
@@ -208,7 +210,7 @@ class MongoStore:
         db = await self._setup()
         docs = await db.run_events.find({"execution_id": execution_id, "seq": {"$gt": after}}
                                         ).sort("seq", ASCENDING).to_list(None)
-        return [d["event"] for d in docs]
+        return [_loaded(d["event"]) for d in docs]
 
     async def request_cancel(self, execution_id: str, by: str) -> None:
         db = await self._setup()
@@ -224,14 +226,18 @@ class MongoStore:
         docs = await db.runs.find({"status": {"$in": ["queued", "running"]},
                                    "updated_at": {"$lt": _ms(before)}}).sort(
             "created_at", ASCENDING).to_list(None)
-        return [RunRecord.model_validate(d["record"]) for d in docs]
+        return [_run(d) for d in docs]
 
     async def claim_run(self, execution_id: str, seen_status: str,
                         seen_updated_at: datetime) -> bool:
         db = await self._setup()
+        seen = _ms(seen_updated_at)
+        # Later than what was seen even within the same millisecond: the record must
+        # change, or a second claimer would match too (and MongoDB counts no change).
+        claimed = max(_ms(datetime.now(UTC)), seen + timedelta(milliseconds=1))
         result = await db.runs.update_one(
-            {"_id": execution_id, "status": seen_status, "updated_at": _ms(seen_updated_at)},
-            {"$set": {"updated_at": _ms(datetime.now(UTC))}})
+            {"_id": execution_id, "status": seen_status, "updated_at": seen},
+            {"$set": {"updated_at": claimed}})
         return bool(result.modified_count)
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
@@ -277,3 +283,15 @@ def _workflow(doc: dict[str, Any]) -> StoredWorkflow:
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
     return StoredWorkflow(doc["id"], doc["version"], doc["document"], created)
+
+
+# Records and events are kept as JSON text: BSON has no integers past 64 bits, and JSON
+# numbers that large are common (ids). Documents written as BSON before still read.
+def _run(doc: dict[str, Any]) -> RunRecord:
+    raw = doc["record"]
+    return RunRecord.model_validate_json(raw) if isinstance(raw, str) else (
+        RunRecord.model_validate(raw))
+
+
+def _loaded(raw: Any) -> Any:
+    return json.loads(raw) if isinstance(raw, str) else raw

@@ -7,11 +7,9 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from app.records import RunRecord
 from app.stores.base import (
@@ -20,6 +18,7 @@ from app.stores.base import (
     StoredWorkflow,
     decode_cursor,
     encode_cursor,
+    json_text,
     same_document,
 )
 from app.stores.sqlite_db import SqliteDb
@@ -213,10 +212,14 @@ class SqliteStore:
     async def claim_run(self, execution_id: str, seen_status: str,
                         seen_updated_at: datetime) -> bool:
         db = await self._db()
+        # Later than what was seen even within the same microsecond, so that a second
+        # claimer from the same sighting never matches.
+        seen = seen_updated_at if seen_updated_at.tzinfo else seen_updated_at.replace(tzinfo=UTC)
+        claimed = max(datetime.now(UTC), seen + timedelta(microseconds=1))
         changed = await db.execute(
             "UPDATE runs SET updated_at = ? WHERE execution_id = ? AND status = ? "
             "AND updated_at = ?",
-            (_at(datetime.now(UTC)), execution_id, seen_status, _at(seen_updated_at)))
+            (_at(claimed), execution_id, seen_status, _at(seen_updated_at)))
         return changed == 1
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
@@ -275,14 +278,7 @@ def _run_row(record: RunRecord) -> tuple[Any, ...]:
 
 
 def _event_rows(execution_id: str, events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(execution_id, e["seq"], _json_text(e)) for e in events]
-
-
-def _json_text(value: Any) -> str:
-    try:  # orjson: several times faster, and events are written on every step
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:  # what orjson refuses (integers past 64 bits): the standard way
-        return json.dumps(value, default=str)
+    return [(execution_id, e["seq"], json_text(e)) for e in events]
 
 
 def _put_workflow(conn: sqlite3.Connection, workflow_id: str, document: dict[str, Any],

@@ -146,6 +146,19 @@ async def test_record_and_its_events_are_saved_together(backend: Store) -> None:
     assert stored is not None and stored.status == "succeeded"
 
 
+async def test_values_json_allows_are_stored_whole(backend: Store) -> None:
+    # JSON numbers past 64 bits are common (tweet ids, big counters); BSON has no such int.
+    big = {"id": 2**70, "negative": -(2**65), "text": "ü\u0000", "nested": [{"x": 1.5}]}
+    run = record("big", datetime.now(UTC), status="succeeded", output=big)
+    await backend.save_run_with_events(run, [{"seq": 1, "event": "node.succeeded",
+                                              "output": big}])
+    stored = await backend.get_run("big")
+    assert stored is not None and stored.output == big
+    assert (await backend.list_events("big"))[0]["output"] == big
+    page = await backend.list_runs(RunQuery(limit=5))
+    assert [r.output for r in page.runs] == [big]
+
+
 async def test_cancel_request_survives_record_saves(backend: Store) -> None:
     run = record("c1", datetime.now(UTC), status="running")
     await backend.save_run(run)
@@ -266,3 +279,14 @@ async def test_a_queued_run_cancelled_before_its_start_cannot_be_claimed(
     await backend.save_run(record("fresh", now, status="queued"))
     assert await backend.claim_run("fresh", "running", now) is False  # not what was seen
     assert await backend.claim_run("fresh", "queued", now) is True
+
+
+async def test_a_run_claimed_the_instant_it_was_written_is_claimed_once(
+        backend: Store) -> None:
+    # The process that queued a run claims it at once, often within the same
+    # millisecond: the claim must still change the record, so only one claimer wins.
+    for n in range(20):
+        now = datetime.now(UTC)
+        await backend.save_run(record(f"q{n}", now, status="queued"))
+        wins = [await backend.claim_run(f"q{n}", "queued", now) for _ in range(2)]
+        assert wins == [True, False]
