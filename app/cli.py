@@ -211,8 +211,9 @@ def resume(
     if answer is not ...:
         kwargs["value"] = answer
     try:
+        # The user resumes a `running` run because its process stopped: take it over.
         record = _with_progress(as_json, lambda on_event: resume_workflow(
-            execution_id, on_event=on_event, **kwargs))
+            execution_id, on_event=on_event, take_over=True, **kwargs))
     except InputError as exc:
         raise fail(f"bad value: {exc}; the run keeps waiting", 1) from None
     except NotResumable as exc:

@@ -8,7 +8,7 @@ import contextlib
 import json
 import logging
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq import create_pool
@@ -63,8 +63,12 @@ class QueueManager:
         return asyncio.create_task(self._enqueue("run_execution", record.execution_id,
                                                  f"flowloom:run:{record.execution_id}"))
 
-    def resume(self, execution_id: str, value: Any = MISSING, node_id: str | None = None
-               ) -> asyncio.Task[Any]:
+    def resume(self, execution_id: str, value: Any = MISSING, node_id: str | None = None,
+               claim: tuple[str, datetime] | None = None) -> asyncio.Task[Any]:
+        if claim is not None:  # an interrupted run: a worker claims and takes it over
+            stamp = claim[1].timestamp()
+            return asyncio.create_task(self._enqueue(
+                "run_execution", execution_id, f"flowloom:recover:{execution_id}:{stamp}"))
         answer = None if value is MISSING else json.dumps(value)
         job = f"flowloom:resume:{execution_id}:{utcnow().timestamp()}"
         return asyncio.create_task(self._enqueue("resume_execution", execution_id, job,
@@ -119,15 +123,17 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
     if record.status == "queued":
         done = await start_prepared(store, services, await spec_of(store, record), record)
     else:  # `running` but orphaned: continue from its checkpoint
-        done = await resume_workflow(execution_id, store=store, services=services)
+        done = await resume_workflow(execution_id, store=store, services=services,
+                                     take_over=True)
     return done.status
 
 
 async def resume_execution(ctx: dict[str, Any], execution_id: str, answer: str | None,
                            node_id: str | None) -> str:
     value = MISSING if answer is None else json.loads(answer)
+    # An answer from the API: the run waited or failed; one that runs now is left alone.
     done = await resume_workflow(execution_id, value, node_id=node_id, store=ctx["store"],
-                                 services=ctx["services"])
+                                 services=ctx["services"], take_over=False)
     return done.status
 
 

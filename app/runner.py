@@ -77,14 +77,21 @@ async def _resources(settings: Settings | None, store: Store | None,
             await store.close()
 
 
+_DRIVEN_HERE: set[str] = set()  # runs this process is executing right now
+
+
 async def _execute(store: Store, services: Services, spec: WorkflowSpec, record: RunRecord,
                    graph_input: Any, on_event: EventCallback | None) -> RunRecord:
-    # A run that never started has no events yet; a resumed one continues their numbering.
-    events = await store.list_events(record.execution_id) if record.started_at else []
-    live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event)
-    services = _with_subflows(services, store)
-    await drive(spec, record, store, services, live, graph_input)
-    return record
+    _DRIVEN_HERE.add(record.execution_id)
+    try:
+        # A run that never started has no events; a resumed one continues their numbering.
+        events = await store.list_events(record.execution_id) if record.started_at else []
+        live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event)
+        services = _with_subflows(services, store)
+        await drive(spec, record, store, services, live, graph_input)
+        return record
+    finally:
+        _DRIVEN_HERE.discard(record.execution_id)
 
 
 def _with_subflows(services: Services, store: Store) -> Services:
@@ -199,10 +206,16 @@ async def resume_workflow(
     store: Store | None = None,
     services: Services | None = None,
     on_event: EventCallback | None = None,
+    take_over: bool = True,
 ) -> RunRecord:
     """Continue a run from its last checkpoint: after a crash, a failure (only failed and
     unfinished nodes run again) or to answer an approval. A bad answer is refused and the
-    run keeps waiting; a finished run is not run again."""
+    run keeps waiting; a finished run is not run again.
+
+    The run is claimed first, so of two resumes at once one goes ahead and the other is
+    refused. A `running` run that this process is not executing is taken over: the
+    caller says its process stopped (`flowloom resume` after a crash, the recovery of a
+    stale run). Callers that cannot know pass `take_over=False` and are refused."""
     async with _resources(settings, store, services) as (store, services):
         record = await store.get_run(execution_id)
         if record is None:
@@ -217,6 +230,13 @@ async def resume_workflow(
                                f"{record.workflow_version} of this run is gone")
         spec = load_spec(stored.document)
         graph_input = check_answer(record, value, node_id) if record.status == "waiting" else None
+        if record.status == "running" and (execution_id in _DRIVEN_HERE or not take_over):
+            raise NotResumable(f"execution `{execution_id}` is running; if its process "
+                               "stops, it can be resumed then")
+        seen = record.updated_at or record.created_at
+        if not await store.claim_run(execution_id, record.status, seen):
+            raise NotResumable(f"execution `{execution_id}` was resumed or changed by "
+                               "another request meanwhile; read it again")
         record.errors = []
         record.node_states = {k: v for k, v in record.node_states.items()
                               if v.status not in ("cancelled", "waiting")

@@ -35,7 +35,8 @@ class Subflows:
             record = await self.execute(document, inputs, execution_id=child_id,
                                         parent_execution_id=parent_execution_id, **common)
         elif record.status in ("running", "queued", "failed"):  # the parent is resuming
-            record = await self.resume(child_id, **common)
+            # A `running` child ran in the parent's process, which stopped: take it over.
+            record = await self.resume(child_id, take_over=True, **common)
         if record.status != "succeeded":
             why = record.errors[0].message if record.errors else record.status
             if record.status == "waiting":

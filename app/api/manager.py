@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.records import RunRecord, utcnow
@@ -77,9 +77,19 @@ class RunManager:
             return await start_prepared(self.store, self.services, loaded, record)
         return self.submit(record.execution_id, work)
 
-    def resume(self, execution_id: str, **kwargs: Any) -> asyncio.Task[Any]:
-        return self.submit(execution_id, lambda: resume_workflow(
-            execution_id, store=self.store, services=self.services, **kwargs))
+    def resume(self, execution_id: str, claim: tuple[str, datetime] | None = None,
+               **kwargs: Any) -> asyncio.Task[Any]:
+        """Resume a run once a slot is free. `claim`: the (status, updated_at) it was seen
+        with, stale, in the store: it is claimed first, and left alone if another
+        process took it meanwhile."""
+        async def work() -> RunRecord | None:
+            if claim is not None and not await self.store.claim_run(execution_id, *claim):
+                log.info("run %s was taken by another process", execution_id)
+                return None
+            return await resume_workflow(execution_id, store=self.store,
+                                         services=self.services,
+                                         take_over=claim is not None, **kwargs)
+        return self.submit(execution_id, work)
 
     async def recover(self) -> int:
         """Start the queued runs and resume the running ones whose process is gone, so
@@ -93,11 +103,9 @@ class RunManager:
                          record.execution_id)
                 self.start(record)
                 continue
-            seen = record.updated_at or record.created_at
-            if not await self.store.claim_run(record.execution_id, record.status, seen):
-                continue  # another process of this deployment took it
             log.info("recovering run %s (%s)", record.execution_id, record.status)
-            self.resume(record.execution_id)
+            self.resume(record.execution_id,  # claimed when a slot frees up
+                        claim=(record.status, record.updated_at or record.created_at))
         return len(stale)
 
     async def keep_recovering(self) -> None:

@@ -108,9 +108,11 @@ class Store(Protocol):
     async def claim_run(self, execution_id: str, seen_status: str,
                         seen_updated_at: datetime) -> bool:
         """Take a run to execute it: true for exactly one of several processes that saw
-        it in `seen_status`, last written at `seen_updated_at`. Its record is touched, so
-        it is no longer stale and every later claim from the same sighting fails; a run
-        cancelled since (another status) cannot be claimed."""
+        it in `seen_status`, last written at `seen_updated_at`. The run becomes
+        `running` and its `updated_at` moves forward, in the record as read back too: it
+        is no longer stale, every later claim from the same sighting fails, and if the
+        claimer dies before its first write, the run goes stale and can be claimed again.
+        A run changed since (cancelled, say) cannot be claimed."""
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
                                     execution_id: str) -> tuple[str, str] | None:

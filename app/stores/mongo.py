@@ -31,8 +31,9 @@ INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
 
 def _ms(value: datetime) -> datetime:
     """Naive UTC cut to milliseconds, as MongoDB keeps dates, so that cursors and filters
-    compare exactly like stored values."""
-    value = value.astimezone(UTC).replace(tzinfo=None)
+    compare exactly like stored values. A naive value (as PyMongo reads dates back) is UTC."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
@@ -237,7 +238,7 @@ class MongoStore:
         claimed = max(_ms(datetime.now(UTC)), seen + timedelta(milliseconds=1))
         result = await db.runs.update_one(
             {"_id": execution_id, "status": seen_status, "updated_at": seen},
-            {"$set": {"updated_at": claimed}})
+            {"$set": {"status": "running", "updated_at": claimed}})
         return bool(result.modified_count)
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
@@ -289,8 +290,14 @@ def _workflow(doc: dict[str, Any]) -> StoredWorkflow:
 # numbers that large are common (ids). Documents written as BSON before still read.
 def _run(doc: dict[str, Any]) -> RunRecord:
     raw = doc["record"]
-    return RunRecord.model_validate_json(raw) if isinstance(raw, str) else (
+    record = RunRecord.model_validate_json(raw) if isinstance(raw, str) else (
         RunRecord.model_validate(raw))
+    # A claim changes only these two fields of the document: they are the truth.
+    record.status = doc["status"]
+    claimed = doc.get("updated_at")
+    if claimed is not None and _ms(claimed) != _ms(record.updated_at or record.created_at):
+        record.updated_at = _ms(claimed).replace(tzinfo=UTC)
+    return record
 
 
 def _loaded(raw: Any) -> Any:

@@ -3,6 +3,7 @@ checkpoints. Nothing to run beside the process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -43,10 +44,14 @@ CREATE INDEX IF NOT EXISTS runs_unfinished ON runs (status, updated_at)
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, execution_id TEXT NOT NULL,
     created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_run ON idempotency_keys (execution_id);
 CREATE TABLE IF NOT EXISTS run_events (
     execution_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
     PRIMARY KEY (execution_id, seq));
 """
+
+
+RETENTION_BATCH = 200  # runs deleted per transaction: each batch holds the loop briefly
 
 
 def _at(value: datetime) -> str:
@@ -217,8 +222,9 @@ class SqliteStore:
         seen = seen_updated_at if seen_updated_at.tzinfo else seen_updated_at.replace(tzinfo=UTC)
         claimed = max(datetime.now(UTC), seen + timedelta(microseconds=1))
         changed = await db.execute(
-            "UPDATE runs SET updated_at = ? WHERE execution_id = ? AND status = ? "
-            "AND updated_at = ?",
+            "UPDATE runs SET status = 'running', updated_at = ?1, record = json_set(record, "
+            "'$.status', 'running', '$.updated_at', ?1) "
+            "WHERE execution_id = ?2 AND status = ?3 AND updated_at = ?4",
             (_at(claimed), execution_id, seen_status, _at(seen_updated_at)))
         return changed == 1
 
@@ -239,20 +245,23 @@ class SqliteStore:
 
     async def delete_runs_before(self, cutoff: datetime) -> int:
         db = await self._db()
+        ids = [row[0] for row in await db.fetchall(
+            "SELECT execution_id FROM runs WHERE created_at < ?", (_at(cutoff),))]
+        tables = {row[0] for row in await db.fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for start in range(0, len(ids), RETENTION_BATCH):
+            batch = [(execution_id,) for execution_id in ids[start:start + RETENTION_BATCH]]
 
-        def delete(conn: sqlite3.Connection) -> int:
-            ids = [(row[0],) for row in conn.execute(
-                "SELECT execution_id FROM runs WHERE created_at < ?", (_at(cutoff),))]
-            tables = {row[0] for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            for table, column in (("run_events", "execution_id"), ("runs", "execution_id"),
-                                  ("idempotency_keys", "execution_id"),
-                                  ("checkpoints", "thread_id"), ("writes", "thread_id")):
-                if table in tables:  # no checkpoint tables before a first run
-                    conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
-            return len(ids)
+            def delete(conn: sqlite3.Connection, batch: list[tuple[str]] = batch) -> None:
+                for table, column in (("run_events", "execution_id"), ("runs", "execution_id"),
+                                      ("idempotency_keys", "execution_id"),
+                                      ("checkpoints", "thread_id"), ("writes", "thread_id")):
+                    if table in tables:  # no checkpoint tables before a first run
+                        conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", batch)
 
-        return await db.write(delete)
+            await db.write(delete)  # each run goes whole, with its events and checkpoints
+            await asyncio.sleep(0)  # between batches, requests and heartbeats go on
+        return len(ids)
 
     @asynccontextmanager
     async def checkpointer(self) -> AsyncIterator[InlineSqliteSaver]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from app.api.main import create_app
 from app.settings import load_settings
 from tests.conftest import REPO, chain, delay, t
+from tests.servers import FlakyServer
 
 Client = httpx.AsyncClient
 
@@ -143,6 +145,50 @@ async def test_idempotency_key(api: Client) -> None:
                            headers=headers)
     assert "another request body" in is_problem(other, 422)["detail"]
     assert len((await api.get("/executions")).json()["items"]) == 1
+
+
+async def test_inputs_refused_do_not_use_up_the_idempotency_key(api: Client) -> None:
+    typed = {"nodes": [t("hi", "{{ name }}")], "inputs_schema": {
+        "type": "object", "properties": {"name": {"type": "string"}}}}
+    headers = {"Idempotency-Key": "retry-after-fix"}
+    is_problem(await api.post("/execute", json={"workflow": typed, "inputs": {"name": 5}},
+                              headers=headers), 422)
+    fixed = await api.post("/execute", json={"workflow": typed, "inputs": {"name": "Ada"}},
+                           headers=headers)
+    assert fixed.status_code == 200 and fixed.json()["output"] == "Ada"
+
+
+async def test_a_failed_run_is_resumed_and_only_what_failed_runs_again(
+        make_app: Callable[..., FastAPI], web: tuple[FlakyServer, str]) -> None:
+    server, base = web
+    doc = {"nodes": [t("first", 1), {"id": "call", "type": "http", "retry": {"max_attempts": 1},
+                                       "config": {"url": f"{base}/flaky?key=api&fail=1"}}],
+           "edges": chain("first", "call")}
+    async for api in _client(make_app(http_allow_private=True)):
+        failed = (await api.post("/execute", json={"workflow": doc})).json()
+        assert failed["status"] == "failed"
+        resumed = await api.post(f"/executions/{failed['execution_id']}/resume", json={})
+        assert resumed.status_code == 200 and resumed.json()["status"] == "succeeded"
+        assert len(server.hits["api"]) == 2
+        events = (await api.get(f"/executions/{failed['execution_id']}/events")).text
+        assert events.count('"node_id": "first"') == 2  # started and succeeded, once
+
+
+async def test_resume_refuses_a_live_run_and_takes_over_an_interrupted_one(
+        api: Client, tmp_path: Path) -> None:
+    from app.runner import prepare_run
+    from app.stores.sqlite import SqliteStore
+    other = SqliteStore(tmp_path / "api.db")  # as another process of the deployment
+    _, live = await prepare_run(other, {"nodes": [t("a", 1)]}, status="running")
+    conflict = is_problem(await api.post(f"/executions/{live.execution_id}/resume",
+                                         json={}), 409)
+    assert "running in a live process" in conflict["detail"]
+    live.updated_at = live.created_at - timedelta(seconds=60)  # its process stopped
+    await other.save_run(live)
+    taken = await api.post(f"/executions/{live.execution_id}/resume", json={})
+    assert taken.status_code == 200 and taken.json()["status"] == "succeeded"
+    assert taken.json()["output"] == 1
+    await other.close()
 
 
 async def test_history_filters_and_cursor(api: Client) -> None:

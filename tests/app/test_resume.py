@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -87,6 +88,23 @@ async def test_bad_answer_is_refused_and_the_run_keeps_waiting(run: Runner,
         await resume_workflow("strict", store=store)
     done = await resume_workflow("strict", {"approved": False}, store=store)
     assert done.status == "succeeded" and done.output == {"approved": False}
+
+
+async def test_two_answers_at_once_resume_the_run_once(
+        run_with: ServiceRunner, store: SqliteStore, web: tuple[FlakyServer, str]) -> None:
+    server, base = web
+    doc = {"nodes": [approval("ok"), http("notify", f"{base}/echo?key=notify")],
+           "edges": chain("ok", "notify")}
+    await run_with(doc, {"amount": 5}, execution_id="twice")
+    results = await asyncio.gather(*(
+        resume_workflow("twice", {"approved": True}, store=store, services=run_with.services)
+        for _ in range(2)), return_exceptions=True)
+    refused = [r for r in results if isinstance(r, NotResumable)]
+    done = [r for r in results if not isinstance(r, BaseException)]
+    # Refused as claimed by the other ("another request") or, read after it, as running.
+    assert len(refused) == 1 and re.search("another request|is running", str(refused[0]))
+    assert len(done) == 1 and done[0].status == "succeeded"
+    assert len(server.hits["notify"]) == 1  # the side effect after the approval ran once
 
 
 async def test_several_approvals_are_answered_by_node_id(run: Runner,

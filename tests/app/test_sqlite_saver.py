@@ -14,6 +14,7 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 
 from app.records import RunRecord
 from app.stores import sqlite_db
+from app.stores.base import RunQuery
 from app.stores.sqlite import SqliteStore
 from app.stores.sqlite_saver import InlineSqliteSaver
 from graphs.errors import StoreError
@@ -108,4 +109,35 @@ async def test_a_lock_never_released_ends_in_a_clear_store_error(
     other.close()
     stored = await store.get_run("first")  # what was stored before is untouched
     assert stored is not None and stored.status == "running"
+    await store.close()
+
+
+async def test_retention_deletes_in_batches_letting_the_loop_run(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.stores.sqlite import RETENTION_BATCH
+    store = SqliteStore(tmp_path / "old.db")
+    old = datetime.now(UTC) - timedelta(days=400)
+    total = RETENTION_BATCH * 5
+    for n in range(total):
+        await store.save_run(RunRecord(execution_id=f"old{n}", created_at=old, status="failed"))
+        await store.claim_idempotency_key(f"key{n}", "hash", f"old{n}")
+    await store.save_run(_record("kept"))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    beat = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    deleted = await store.delete_runs_before(datetime.now(UTC) - timedelta(days=30))
+    beat.cancel()
+    assert deleted == total
+    assert ticks >= 4  # the loop ran between the batches, not once at the end
+    db = await store._db()
+    assert await db.first("SELECT count(*) FROM idempotency_keys") == (0,)
+    assert [r.execution_id for r in (await store.list_runs(RunQuery())).runs] == ["kept"]
     await store.close()

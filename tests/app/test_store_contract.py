@@ -281,6 +281,20 @@ async def test_a_queued_run_cancelled_before_its_start_cannot_be_claimed(
     assert await backend.claim_run("fresh", "queued", now) is True
 
 
+async def test_a_run_whose_claimer_died_can_be_claimed_again(backend: Store) -> None:
+    old = datetime.now(UTC) - timedelta(seconds=30)
+    await backend.save_run(record("lost", old, status="queued", updated_at=old))
+    [seen] = await backend.stale_runs(datetime.now(UTC) - timedelta(seconds=10))
+    assert seen.updated_at is not None
+    assert await backend.claim_run("lost", "queued", seen.updated_at) is True
+    claimed = await backend.get_run("lost")
+    assert claimed is not None and claimed.status == "running"
+    assert claimed.updated_at is not None and claimed.updated_at > seen.updated_at
+    # Its claimer stopped before writing anything: what is read back can be claimed.
+    assert await backend.claim_run("lost", "running", claimed.updated_at) is True
+    assert await backend.claim_run("lost", "running", claimed.updated_at) is False
+
+
 async def test_a_run_claimed_the_instant_it_was_written_is_claimed_once(
         backend: Store) -> None:
     # The process that queued a run claims it at once, often within the same

@@ -18,8 +18,8 @@ from app.api.deps import ManagerDep, StoreDep
 from app.api.errors import ApiError
 from app.api.middleware import correlation_id
 from app.execution import load_spec
-from app.records import RunRecord
-from app.runner import MISSING, cancel_workflow, check_answer, prepare_run
+from app.records import RunRecord, utcnow
+from app.runner import MISSING, cancel_workflow, check_answer, check_inputs, prepare_run
 from app.stores.base import RunQuery, Store, StoredWorkflow
 
 router = APIRouter(tags=["executions"])
@@ -90,7 +90,8 @@ async def _answer_with(manager: ManagerDep, store: Store, task: asyncio.Task[Any
 async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request,
                    store: Store, manager: ManagerDep, idempotency_key: str | None,
                    stored: StoredWorkflow | None = None) -> Response:
-    spec = load_spec(document)  # a bad document is 422 before any key is claimed
+    spec = load_spec(document)  # a bad document or bad inputs: 422 before a key is claimed
+    check_inputs(spec, body.inputs)
     execution_id = uuid.uuid4().hex
     if idempotency_key:
         payload = {"path": request.url.path, "document": document,
@@ -169,7 +170,7 @@ async def history(store: StoreDep, status: RunStatusFilter | None = None,
 async def resume(execution_id: str, body: ResumeBody, store: StoreDep,
                  manager: ManagerDep) -> Response:
     record = await _record(store, execution_id)
-    if record.finished:
+    if record.status in ("succeeded", "cancelled"):
         raise ApiError(409, "Conflict", f"execution `{execution_id}` already {record.status}; "
                                         "nothing to resume")
     value = body.value if "value" in body.model_fields_set else MISSING
@@ -177,9 +178,14 @@ async def resume(execution_id: str, body: ResumeBody, store: StoreDep,
     if record.status == "waiting":
         check_answer(record, value, body.node_id)  # a bad answer: 422, the run keeps waiting
         kwargs["value"] = value
-    if execution_id in manager.tasks:
-        raise ApiError(409, "Conflict", f"execution `{execution_id}` is running here already")
-    task = manager.resume(execution_id, **kwargs)
+    seen = record.updated_at or record.created_at
+    interrupted = record.status in ("queued", "running")
+    if execution_id in manager.tasks or (interrupted and seen > utcnow() - manager.stale_after):
+        raise ApiError(409, "Conflict", f"execution `{execution_id}` is {record.status} in a "
+                                        "live process; nothing to resume")
+    # An interrupted run (its process stopped) is taken over; others are claimed on resume.
+    claim = (record.status, seen) if interrupted else None
+    task = manager.resume(execution_id, claim=claim, **kwargs)
     return await _answer_with(manager, store, task, execution_id, body.mode == "async",
                               body.wait_s)
 
