@@ -4,15 +4,15 @@ The stock AsyncSqliteSaver sends every statement through aiosqlite's thread; her
 sync SqliteSaver's own queries run on the loop's thread (see sqlite_db.py for why), so
 the table layout, queries and serialization stay LangGraph's.
 
-LangGraph saves each finished task's writes on its own (`aput_writes`). Writes arriving
-in the same loop iteration share one transaction: a fan-out of 10,000 items is not
-10,000 commits. A call returns only once its rows are committed, so durability is the
-same as one commit per call.
+Checkpoints (`aput`) and each finished task's writes (`aput_writes`) go through the
+connection's group commit: what arrives in the same loop iteration, from every run in
+flight, shares one transaction, so a fan-out of 10,000 items is not 10,000 commits. A
+call returns only once its rows are committed: durability is that of one commit each.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -25,14 +25,17 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    get_checkpoint_metadata,
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from app.stores.sqlite_db import SqliteDb, in_transaction
+from app.stores.sqlite_db import SqliteDb
 
 _INSERT = ("INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, "
            "channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _REPLACE = f"INSERT OR REPLACE {_INSERT}"
+_PUT_CHECKPOINT = ("INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+                   "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _IGNORE = f"INSERT OR IGNORE {_INSERT}"
 
 
@@ -40,8 +43,6 @@ class InlineSqliteSaver(SqliteSaver):
     def __init__(self, db: SqliteDb, **kwargs: Any) -> None:
         super().__init__(db.conn, **kwargs)
         self.db = db
-        self._pending: list[tuple[str, list[tuple[Any, ...]]]] = []
-        self._flush: asyncio.Task[None] | None = None
 
     @classmethod
     @asynccontextmanager
@@ -87,8 +88,18 @@ class InlineSqliteSaver(SqliteSaver):
     async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,
                    metadata: CheckpointMetadata, new_versions: ChannelVersions
                    ) -> RunnableConfig:
-        return await self.db.call(lambda _: self.put(config, checkpoint, metadata,
-                                                      new_versions))
+        # SqliteSaver.put's row, written in the shared transaction instead of its own.
+        conf = config["configurable"]
+        thread_id, checkpoint_ns = str(conf["thread_id"]), conf["checkpoint_ns"]
+        type_, blob = self.serde.dumps_typed(checkpoint)
+        meta = json.dumps(get_checkpoint_metadata(config, metadata),
+                          ensure_ascii=False).encode("utf-8", "ignore")
+        row = (thread_id, checkpoint_ns, checkpoint["id"], conf.get("checkpoint_id"), type_,
+               blob, meta)
+        await self._setup()
+        await self.db.write(lambda conn: conn.execute(_PUT_CHECKPOINT, row))
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
+                                 "checkpoint_id": checkpoint["id"]}}
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self.db.call(lambda _: self.delete_thread(thread_id))
@@ -106,21 +117,9 @@ class InlineSqliteSaver(SqliteSaver):
                  task_id, task_path, WRITES_IDX_MAP.get(channel, idx), channel,
                  *self.serde.dumps_typed(value))
                 for idx, (channel, value) in enumerate(writes)]
-        self._pending.append((query, rows))
-        if self._flush is None:  # the first writer of this loop iteration opens a batch
-            self._flush = asyncio.create_task(self._commit_pending())
-        # A cancelled caller must not cancel the commit the others wait on.
-        await asyncio.shield(self._flush)
+        await self._setup()
+        await self.db.write(lambda conn: conn.executemany(query, rows))
 
-    async def _commit_pending(self) -> None:
-        batch, self._pending, self._flush = self._pending, [], None
-
-        def insert(conn: sqlite3.Connection) -> None:
-            for query, rows in batch:
-                conn.executemany(query, rows)
-
-        def commit(conn: sqlite3.Connection) -> None:
-            self.setup()  # outside the transaction: its script commits
-            in_transaction(conn, insert)
-
-        await self.db.call(commit)
+    async def _setup(self) -> None:
+        if not self.is_setup:  # its script commits: never inside the shared transaction
+            await self.db.call(lambda _: self.setup())

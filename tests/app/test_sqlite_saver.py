@@ -47,19 +47,24 @@ async def test_concurrent_task_writes_share_one_commit(tmp_path: Path) -> None:
         assert rows == 200
 
 
-async def test_a_failed_batch_fails_every_writer_and_keeps_nothing(tmp_path: Path) -> None:
+async def test_a_failing_write_is_rolled_back_alone_in_its_batch(tmp_path: Path) -> None:
     async with InlineSqliteSaver.open(str(tmp_path / "fail.db")) as saver:
         config = {"configurable": {"thread_id": "t", "checkpoint_ns": "",
                                    "checkpoint_id": "c1"}}
         await saver.aput_writes(config, [("out", 0)], "warm-up")  # creates the tables
         saver.conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON writes "
                            "WHEN NEW.task_id = 'bad' BEGIN SELECT RAISE(ABORT, 'no'); END")
-        results = await asyncio.gather(saver.aput_writes(config, [("out", 1)], "good"),
-                                       saver.aput_writes(config, [("out", 2)], "bad"),
-                                       return_exceptions=True)
-        assert all(isinstance(r, StoreError) and "no" in str(r) for r in results), results
-        tasks = [r[0] for r in saver.conn.execute("SELECT task_id FROM writes")]
-        assert tasks == ["warm-up"]  # the batch rolled back whole
+        commits: list[str] = []
+        saver.conn.set_trace_callback(
+            lambda sql: commits.append(sql) if sql.strip() == "COMMIT" else None)
+        good, bad = await asyncio.gather(saver.aput_writes(config, [("out", 1)], "good"),
+                                         saver.aput_writes(config, [("out", 2)], "bad"),
+                                         return_exceptions=True)
+        saver.conn.set_trace_callback(None)
+        assert good is None and len(commits) == 1  # one transaction for both
+        assert isinstance(bad, StoreError) and "no" in str(bad)
+        tasks = [r[0] for r in saver.conn.execute("SELECT task_id FROM writes ORDER BY rowid")]
+        assert tasks == ["warm-up", "good"]  # the bad one left nothing behind
 
 
 def _record(execution_id: str) -> RunRecord:
