@@ -22,6 +22,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,8 +46,8 @@ class SqliteDb:
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.conn = conn
         self.path = path
-        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._committing: asyncio.Task[None] | None = None
+        self._queued: list[_Write] = []
+        self._waiting: asyncio.Task[None] | None = None  # a batch waiting for the lock
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteDb:
@@ -77,31 +78,53 @@ class SqliteDb:
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in a transaction that takes the write lock up front, shared with
-        the other writes of this loop iteration; returns once it is committed."""
-        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(_retrieve)  # a cancelled caller's failure is not "lost"
+        the other writes of this loop iteration; returns once it is committed. Writes
+        commit in the order they were made. A cancelled caller's write still commits."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
         self._queued.append((work, done))
-        if self._committing is None:  # the first writer of this iteration opens a batch
-            self._committing = asyncio.create_task(self._commit_queued())
-        # A cancelled caller must not cancel the commit the others wait on.
-        return await asyncio.shield(done)
+        if len(self._queued) == 1 and self._waiting is None:
+            loop.call_soon(self._commit_queued)  # a callback, not a task: cheaper per write
+        return await done
 
-    async def _commit_queued(self) -> None:
-        batch, self._queued, self._committing = self._queued, [], None
-        try:
-            outcomes = await self.call(lambda conn: in_transaction(
-                conn, lambda c: _each_in_savepoint(c, [work for work, _ in batch], self.path)))
-        except BaseException as exc:
-            for _, done in batch:
-                if not done.done():
-                    done.cancel() if isinstance(exc, asyncio.CancelledError) else (
-                        done.set_exception(exc))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+    def _commit_queued(self) -> None:
+        if self._waiting is not None or not self._queued:
             return
-        for (_, done), (value, error) in zip(batch, outcomes, strict=True):
-            if not done.done():
-                done.set_exception(error) if error is not None else done.set_result(value)
+        batch, self._queued = self._queued, []
+        try:
+            outcomes = self._run_batch(batch)
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):  # another process writes: wait for it off the loop's back
+                self._waiting = asyncio.ensure_future(self._commit_when_free(batch))
+                return
+            _settle(batch, error=StoreError(f"SQLite store {self.path}: {exc}"))
+            return
+        except Exception as exc:
+            _settle(batch, error=exc)
+            return
+        _settle(batch, outcomes)
+
+    async def _commit_when_free(self, batch: list[_Write]) -> None:
+        try:
+            while True:  # writes made meanwhile queue behind this batch, in order
+                try:
+                    outcomes = await self.call(partial(_run_batch_on, self, batch))
+                except asyncio.CancelledError:
+                    _settle(batch, error=StoreError(f"SQLite store {self.path} closed"))
+                    raise
+                except Exception as exc:
+                    _settle(batch, error=exc)
+                else:
+                    _settle(batch, outcomes)
+                if not self._queued:
+                    return
+                batch, self._queued = self._queued, []
+        finally:
+            self._waiting = None
+
+    def _run_batch(self, batch: list[_Write]) -> list[tuple[Any, BaseException | None]]:
+        works = [work for work, _ in batch]
+        return in_transaction(self.conn, lambda c: _each_in_savepoint(c, works, self.path))
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         return await self.call(lambda conn: conn.execute(sql, args).fetchall())
@@ -120,6 +143,11 @@ class SqliteDb:
         self.conn.close()
 
 
+def _run_batch_on(db: SqliteDb, batch: list[_Write], _: sqlite3.Connection
+                  ) -> list[tuple[Any, BaseException | None]]:
+    return db._run_batch(batch)
+
+
 def _tune(conn: sqlite3.Connection) -> None:
     # WAL with synchronous=NORMAL: a commit survives the process being killed (what
     # resume is for); only an OS crash or power cut can lose the last commits.
@@ -127,9 +155,16 @@ def _tune(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous=NORMAL")
 
 
-def _retrieve(done: asyncio.Future[Any]) -> None:
-    if not done.cancelled():
-        done.exception()
+_Write = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+
+
+def _settle(batch: list[_Write], outcomes: list[tuple[Any, BaseException | None]] | None = None,
+            error: BaseException | None = None) -> None:
+    for index, (_, done) in enumerate(batch):
+        if done.done():  # its caller was cancelled; the write went ahead regardless
+            continue
+        value, failed = outcomes[index] if outcomes is not None else (None, error)
+        done.set_exception(failed) if failed is not None else done.set_result(value)
 
 
 def _each_in_savepoint(conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]],
