@@ -162,3 +162,19 @@ async def test_run_names_in_a_real_run(run: Runner) -> None:
     assert record.output["id"] == "run-9" and record.output["workflow"] == "named"
     assert record.started_at is not None
     assert record.output["started"] == record.started_at.isoformat()
+
+
+def test_a_compiled_expression_gives_each_thread_and_call_its_own_answer() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    exprs = Expressions()
+    text = "outputs.a * 2 + inputs.k"
+    assert exprs.evaluate(text, {"outputs": {"a": 1}, "inputs": {"k": 0}}, field="f") == 2
+
+    def evaluate(n: int) -> int:
+        result: int = exprs.evaluate(text, {"outputs": {"a": n}, "inputs": {"k": 1}},
+                                     field="f")
+        return result
+
+    with ThreadPoolExecutor(4) as pool:  # other threads take Jinja's own path
+        assert list(pool.map(evaluate, range(200))) == [n * 2 + 1 for n in range(200)]
+    assert [evaluate(n) for n in range(3)] == [1, 3, 5]  # and the reused context resets
