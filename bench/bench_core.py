@@ -1,6 +1,6 @@
 """Flowloom against hand-written LangGraph, measured in one process. Prints a table.
 
-    python bench/bench_core.py [--runs 5]
+    python bench/bench_core.py [--runs 21]
 
 1. A 100-node transform chain through Flowloom vs the same chain written by hand in
    LangGraph, both on Flowloom's SQLite saver (SqliteSaver run inline, with group commit) and
@@ -82,8 +82,8 @@ async def bench_chain(runs: int, folder: Path) -> tuple[float, float]:
         flow = compile_workflow(load_workflow(chain_document(CHAIN)), saver)
         hand = hand_written_chain(CHAIN, saver)
         ctx = RunContext("bench")
-        await time_runs(flow, lambda: {"inputs": {}, "run": {}}, 1, ctx)  # warm up both
-        await time_runs(hand, dict, 1)
+        await time_runs(flow, lambda: {"inputs": {}, "run": {}}, 3, ctx)  # warm up both
+        await time_runs(hand, dict, 3)
         flow_times, hand_times = [], []
         for _ in range(runs):  # interleaved, so drift hits both alike
             flow_times += await time_runs(flow, lambda: {"inputs": {}, "run": {}}, 1, ctx)
@@ -113,7 +113,7 @@ async def bench_foreach(items: int, folder: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--items", type=int, default=10_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
