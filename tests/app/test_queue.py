@@ -116,3 +116,23 @@ async def test_approval_answered_through_the_queue(api: httpx.AsyncClient,
     resumed = await api.post(f"/executions/{run_id}/resume", json={"value": "yes",
                                                                    "wait_s": 20})
     assert resumed.status_code == 200 and resumed.json()["output"] == "yes"
+
+
+async def test_an_interrupted_run_resumed_over_http_is_taken_over_by_a_worker(
+        api: httpx.AsyncClient, workers: Workers, queue_env: dict[str, str]) -> None:
+    from datetime import timedelta
+
+    from app.runner import prepare_run
+    from app.stores import open_store
+    store = open_store(load_settings(**queue_env))  # as the process that stopped
+    _, stopped = await prepare_run(store, {"nodes": [t("a", 41), t("b", "{{ a + 1 }}")],
+                                           "edges": chain("a", "b")}, status="running")
+    stopped.updated_at = stopped.created_at - timedelta(seconds=60)  # no heartbeat since
+    await store.save_run(stopped)
+    await store.close()
+    workers.start()
+    resumed = await api.post(f"/executions/{stopped.execution_id}/resume",
+                             json={"wait_s": 20})
+    assert resumed.status_code == 200 and resumed.json()["output"] == 42
+    record = await until(api, stopped.execution_id, "succeeded", seconds=30)
+    assert record["node_states"]["a"]["attempts"] == 1
