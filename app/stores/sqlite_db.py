@@ -48,6 +48,7 @@ class SqliteDb:
         self.path = path
         self._queued: list[_Write] = []
         self._waiting: asyncio.Task[None] | None = None  # a batch waiting for the lock
+        self._scheduled: asyncio.AbstractEventLoop | None = None  # where a commit is due
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteDb:
@@ -83,11 +84,15 @@ class SqliteDb:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         self._queued.append((work, done))
-        if len(self._queued) == 1 and self._waiting is None:
+        if self._waiting is not None and self._waiting.get_loop() is not loop:
+            self._waiting = None  # left by a loop that ended (tests, the CLI make new ones)
+        if self._waiting is None and self._scheduled is not loop:
+            self._scheduled = loop
             loop.call_soon(self._commit_queued)  # a callback, not a task: cheaper per write
         return await done
 
     def _commit_queued(self) -> None:
+        self._scheduled = None
         if self._waiting is not None or not self._queued:
             return
         batch, self._queued = self._queued, []
@@ -109,8 +114,10 @@ class SqliteDb:
             while True:  # writes made meanwhile queue behind this batch, in order
                 try:
                     outcomes = await self.call(partial(_run_batch_on, self, batch))
-                except asyncio.CancelledError:
-                    _settle(batch, error=StoreError(f"SQLite store {self.path} closed"))
+                except asyncio.CancelledError:  # the loop is ending: fail what waits
+                    closed = StoreError(f"SQLite store {self.path}: stopped before commit")
+                    _settle(batch + self._queued, error=closed)
+                    self._queued = []
                     raise
                 except Exception as exc:
                     _settle(batch, error=exc)
@@ -161,8 +168,8 @@ _Write = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 def _settle(batch: list[_Write], outcomes: list[tuple[Any, BaseException | None]] | None = None,
             error: BaseException | None = None) -> None:
     for index, (_, done) in enumerate(batch):
-        if done.done():  # its caller was cancelled; the write went ahead regardless
-            continue
+        if done.done() or done.get_loop().is_closed():  # its caller is gone; the write
+            continue  # went ahead regardless
         value, failed = outcomes[index] if outcomes is not None else (None, error)
         done.set_exception(failed) if failed is not None else done.set_result(value)
 

@@ -146,3 +146,37 @@ async def test_retention_deletes_in_batches_letting_the_loop_run(tmp_path: Path)
     assert await db.first("SELECT count(*) FROM idempotency_keys") == (0,)
     assert [r.execution_id for r in (await store.list_runs(RunQuery())).runs] == ["kept"]
     await store.close()
+
+
+def test_a_store_outlives_an_event_loop(tmp_path: Path) -> None:
+    # The CLI and tests run one store on several loops, one after another.
+    store = SqliteStore(tmp_path / "loops.db")
+
+    async def abandon_a_write() -> None:
+        pending = asyncio.ensure_future(store.save_run(_record("left")))
+        await asyncio.sleep(0)  # queued; the loop ends before anyone awaits it again
+        pending.cancel()
+
+    async def abandon_writes_waiting_for_a_lock() -> None:
+        other = sqlite3.connect(tmp_path / "loops.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        waiting = [asyncio.ensure_future(store.save_run(_record("w1")))]
+        await asyncio.sleep(0.02)  # that batch now waits for the lock in a task ...
+        waiting.append(asyncio.ensure_future(store.save_run(_record("w2"))))  # ... this behind
+        await asyncio.sleep(0.02)
+        assert not any(w.done() for w in waiting)
+        other.execute("ROLLBACK")
+        other.close()  # and the loop ends with both writes still waiting
+
+    asyncio.run(store.save_run(_record("first")))
+    asyncio.run(abandon_a_write())
+    asyncio.run(abandon_writes_waiting_for_a_lock())
+
+    async def later() -> list[str]:
+        await store.save_run(_record("second"))
+        runs = (await store.list_runs(RunQuery())).runs
+        await store.close()
+        return sorted(r.execution_id for r in runs)
+
+    # No write waits forever on a loop that is gone; an abandoned one may still commit.
+    assert {"first", "second"} <= set(asyncio.run(asyncio.wait_for(later(), 5)))
