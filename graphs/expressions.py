@@ -269,9 +269,12 @@ def _reusing_context(expression: Any, only_read: Callable[[Mapping[str, Any]], d
         context.parent = {**shared, **names}
         context.vars = {}
         context.exported_vars = set()
-        for _ in render(context):
-            pass
-        return context.vars["result"]
+        try:
+            for _ in render(context):
+                pass
+            return context.vars["result"]
+        finally:  # hold no run's data between calls
+            context.parent, context.vars = shared, {}
 
     return evaluate
 

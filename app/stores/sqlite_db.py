@@ -102,10 +102,12 @@ class SqliteDb:
             if is_busy(exc):  # another process writes: wait for it off the loop's back
                 self._waiting = asyncio.ensure_future(self._commit_when_free(batch))
                 return
-            _settle(batch, error=StoreError(f"SQLite store {self.path}: {exc}"))
+            _settle(batch, error=_as_store_error(exc, self.path))
             return
-        except Exception as exc:
-            _settle(batch, error=exc)
+        except BaseException as exc:  # a callback must settle every write, whatever happens
+            _settle(batch, error=_as_store_error(exc, self.path))
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
             return
         _settle(batch, outcomes)
 
@@ -119,15 +121,18 @@ class SqliteDb:
                     _settle(batch + self._queued, error=closed)
                     self._queued = []
                     raise
-                except Exception as exc:
-                    _settle(batch, error=exc)
+                except BaseException as exc:
+                    _settle(batch, error=_as_store_error(exc, self.path))
+                    if isinstance(exc, KeyboardInterrupt | SystemExit):
+                        raise
                 else:
                     _settle(batch, outcomes)
                 if not self._queued:
                     return
                 batch, self._queued = self._queued, []
         finally:
-            self._waiting = None
+            if self._waiting is asyncio.current_task():  # not a newer loop's task
+                self._waiting = None
 
     def _run_batch(self, batch: list[_Write]) -> list[tuple[Any, BaseException | None]]:
         works = [work for work, _ in batch]
@@ -165,13 +170,26 @@ def _tune(conn: sqlite3.Connection) -> None:
 _Write = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 
 
+def _as_store_error(exc: BaseException, path: str) -> Exception:
+    """What a writer gets: store errors named as such; its own exceptions unchanged,
+    except those a future cannot carry (StopIteration, CancelledError)."""
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(f"SQLite store {path}: {exc}")
+    if isinstance(exc, Exception) and not isinstance(exc, StopIteration):
+        return exc
+    return StoreError(f"SQLite store {path}: a write raised {type(exc).__name__}")
+
+
 def _settle(batch: list[_Write], outcomes: list[tuple[Any, BaseException | None]] | None = None,
             error: BaseException | None = None) -> None:
     for index, (_, done) in enumerate(batch):
         if done.done() or done.get_loop().is_closed():  # its caller is gone; the write
             continue  # went ahead regardless
         value, failed = outcomes[index] if outcomes is not None else (None, error)
-        done.set_exception(failed) if failed is not None else done.set_result(value)
+        try:
+            done.set_exception(failed) if failed is not None else done.set_result(value)
+        except (RuntimeError, TypeError):  # a closing loop: leave this one, settle the rest
+            continue
 
 
 def _each_in_savepoint(conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]],
@@ -181,12 +199,12 @@ def _each_in_savepoint(conn: sqlite3.Connection, works: list[Callable[[sqlite3.C
         conn.execute("SAVEPOINT one_write")
         try:
             value = work(conn)
-        except Exception as exc:
+        except BaseException as exc:
             conn.execute("ROLLBACK TO one_write")
             conn.execute("RELEASE one_write")
-            error = StoreError(f"SQLite store {path}: {exc}") if isinstance(
-                exc, sqlite3.Error) else exc
-            outcomes.append((None, error))
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            outcomes.append((None, _as_store_error(exc, path)))
             continue
         conn.execute("RELEASE one_write")
         outcomes.append((value, None))

@@ -180,3 +180,22 @@ def test_a_store_outlives_an_event_loop(tmp_path: Path) -> None:
 
     # No write waits forever on a loop that is gone; an abandoned one may still commit.
     assert {"first", "second"} <= set(asyncio.run(asyncio.wait_for(later(), 5)))
+
+
+async def test_a_write_that_raises_oddly_fails_alone_and_hangs_nothing(tmp_path: Path) -> None:
+    from app.stores.sqlite_db import SqliteDb
+    db = await SqliteDb.open(tmp_path / "odd.db")
+    await db.call(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+
+    def empty_next(conn: sqlite3.Connection) -> None:
+        next(iter(conn.execute("SELECT v FROM t WHERE v < 0")))  # StopIteration
+
+    results = await asyncio.wait_for(asyncio.gather(
+        db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)")),
+        db.write(empty_next),
+        db.write(lambda conn: conn.execute("INSERT INTO t VALUES (2)")),
+        return_exceptions=True), 5)
+    assert isinstance(results[1], StoreError) and "StopIteration" in str(results[1])
+    assert [r for i, r in enumerate(results) if i != 1 and isinstance(r, BaseException)] == []
+    assert await db.fetchall("SELECT v FROM t ORDER BY v") == [(1,), (2,)]
+    db.close()

@@ -178,3 +178,19 @@ def test_a_compiled_expression_gives_each_thread_and_call_its_own_answer() -> No
     with ThreadPoolExecutor(4) as pool:  # other threads take Jinja's own path
         assert list(pool.map(evaluate, range(200))) == [n * 2 + 1 for n in range(200)]
     assert [evaluate(n) for n in range(3)] == [1, 3, 5]  # and the reused context resets
+
+
+def test_a_compiled_expression_keeps_no_run_data_between_calls() -> None:
+    import gc
+    import weakref
+
+    class Output(dict[str, int]):
+        pass  # a dict that can be weakly referenced
+
+    exprs = Expressions()
+    data = Output(a=1)
+    seen = weakref.ref(data)
+    assert exprs.evaluate("outputs.a + 1", {"outputs": data}, field="f") == 2
+    del data
+    gc.collect()
+    assert seen() is None
