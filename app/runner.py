@@ -223,12 +223,7 @@ async def resume_workflow(
         if record.status in ("succeeded", "cancelled"):
             raise NotResumable(f"execution `{execution_id}` already {record.status}; "
                                "nothing to resume")
-        stored = await store.get_workflow(record.workflow_id or "", record.workflow_version,
-                                          include_deleted=True)
-        if stored is None:
-            raise NotResumable(f"workflow `{record.workflow_id}` version "
-                               f"{record.workflow_version} of this run is gone")
-        spec = load_spec(stored.document)
+        spec = await spec_of(store, record)
         graph_input = check_answer(record, value, node_id) if record.status == "waiting" else None
         if record.status == "running" and (execution_id in _DRIVEN_HERE or not take_over):
             raise NotResumable(f"execution `{execution_id}` is running; if its process "

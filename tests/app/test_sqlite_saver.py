@@ -67,6 +67,27 @@ async def test_a_failing_write_is_rolled_back_alone_in_its_batch(tmp_path: Path)
         assert tasks == ["warm-up", "good"]  # the bad one left nothing behind
 
 
+class LoopTicks:
+    """Counts how often a task gets the event loop while the block runs."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s, self.count = every_s, 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            self.count += 1
+
+    async def __aenter__(self) -> LoopTicks:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 def _record(execution_id: str) -> RunRecord:
     return RunRecord(execution_id=execution_id, workflow_id="w", workflow_version=1,
                      status="running")
@@ -78,22 +99,13 @@ async def test_a_lock_held_by_another_process_is_waited_for_without_blocking(
     await store.save_run(_record("first"))
     other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)  # "another process"
     other.execute("BEGIN IMMEDIATE")
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    beat = asyncio.create_task(ticker())
-    write = asyncio.create_task(store.save_run(_record("second")))
-    await asyncio.sleep(0.3)
-    assert not write.done()  # still waiting for the lock ...
-    assert ticks >= 20  # ... while the loop kept running everything else
-    other.execute("COMMIT")
-    await asyncio.wait_for(write, 2)
-    beat.cancel()
+    async with LoopTicks(0.005) as ticks:
+        write = asyncio.create_task(store.save_run(_record("second")))
+        await asyncio.sleep(0.3)
+        assert not write.done()  # still waiting for the lock ...
+        assert ticks.count >= 20  # ... while the loop kept running everything else
+        other.execute("COMMIT")
+        await asyncio.wait_for(write, 2)
     assert await store.get_run("second") is not None
     other.close()
     await store.close()
@@ -128,20 +140,12 @@ async def test_retention_deletes_in_batches_letting_the_loop_run(tmp_path: Path)
         await store.save_run(RunRecord(execution_id=f"old{n}", created_at=old, status="failed"))
         await store.claim_idempotency_key(f"key{n}", "hash", f"old{n}")
     await store.save_run(_record("kept"))
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0)
-            ticks += 1
-
-    beat = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    deleted = await store.delete_runs_before(datetime.now(UTC) - timedelta(days=30))
-    beat.cancel()
+    async with LoopTicks(0) as ticks:
+        await asyncio.sleep(0)
+        deleted = await store.delete_runs_before(datetime.now(UTC) - timedelta(days=30))
+        during = ticks.count
     assert deleted == total
-    assert ticks >= 4  # the loop ran between the batches, not once at the end
+    assert during >= 4  # the loop ran between the batches, not once at the end
     db = await store._db()
     assert await db.first("SELECT count(*) FROM idempotency_keys") == (0,)
     assert [r.execution_id for r in (await store.list_runs(RunQuery())).runs] == ["kept"]

@@ -90,10 +90,10 @@ async def _answer_with(manager: ManagerDep, store: Store, task: asyncio.Task[Any
 async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request,
                    store: Store, manager: ManagerDep, idempotency_key: str | None,
                    stored: StoredWorkflow | None = None) -> Response:
-    spec = load_spec(document)  # a bad document or bad inputs: 422 before a key is claimed
-    check_inputs(spec, body.inputs)
+    spec = load_spec(document)  # a bad document is 422 before any key is claimed
     execution_id = uuid.uuid4().hex
     if idempotency_key:
+        check_inputs(spec, body.inputs)  # so are bad inputs (prepare_run checks them too)
         payload = {"path": request.url.path, "document": document,
                    "body": body.model_dump(mode="json", exclude={"wait_s"})}
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
