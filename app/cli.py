@@ -13,14 +13,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from app.records import RunRecord
-from app.runner import NotResumable, execute_workflow_async, resume_workflow, run_sync
-from app.settings import load_settings
-from app.stores import open_store
-from app.stores.base import RunQuery
-from graphs import InputError, SpecError, WorkflowError, load_workflow, validate_workflow
-from graphs.loader import read_document
-from graphs.mermaid import to_mermaid
+from flowloom.app.records import RunRecord
+from flowloom.app.runner import NotResumable, execute_workflow_async, resume_workflow, run_sync
+from flowloom.app.settings import load_settings
+from flowloom.app.stores import open_store
+from flowloom.app.stores.base import RunQuery
+from flowloom.graphs import InputError, SpecError, WorkflowError, load_workflow, validate_workflow
+from flowloom.graphs.loader import read_document
+from flowloom.graphs.mermaid import to_mermaid
 
 app = typer.Typer(help="Flowloom: run JSON workflow DAGs, durably.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -282,8 +282,8 @@ def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     """Serve the HTTP API (documented at /docs)."""
     import uvicorn
 
-    from app.api.main import create_app
-    from app.api.middleware import log_record_factory
+    from flowloom.app.api.main import create_app
+    from flowloom.app.api.middleware import log_record_factory
 
     try:
         settings = load_settings()
@@ -295,7 +295,7 @@ def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
         handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     if processes > 1:  # each process builds its own app from the same environment
-        uvicorn.run("app.api.main:create_app", factory=True, host=host, port=port,
+        uvicorn.run("flowloom.app.api.main:create_app", factory=True, host=host, port=port,
                     workers=processes, log_config=None, access_log=False)
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
@@ -305,7 +305,7 @@ def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
 @app.command()
 def worker() -> None:
     """Run queued workflows from FLOWLOOM_QUEUE_URL (start as many as you like)."""
-    from app.queue import make_worker
+    from flowloom.app.queue import make_worker
 
     try:
         settings = load_settings()

@@ -13,15 +13,22 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from app.records import NodeState, RecordBuilder, RunError, RunRecord, truncate_for_record, utcnow
-from app.stores.base import Store
-from graphs.compile import compile_workflow
-from graphs.errors import NodeError
-from graphs.expressions import Expressions
-from graphs.loader import load_workflow
-from graphs.spec import WorkflowSpec
-from graphs.state import workflow_output
-from nodes.context import RunContext, Services
+from flowloom.app.records import (
+    NodeState,
+    RecordBuilder,
+    RunError,
+    RunRecord,
+    truncate_for_record,
+    utcnow,
+)
+from flowloom.app.stores.base import Store
+from flowloom.graphs.compile import compile_workflow
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.expressions import Expressions
+from flowloom.graphs.loader import load_workflow
+from flowloom.graphs.spec import WorkflowSpec
+from flowloom.graphs.state import workflow_output
+from flowloom.nodes.context import RunContext, Services
 
 EventCallback = Callable[[dict[str, Any]], None]
 log = logging.getLogger("flowloom.run")

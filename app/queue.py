@@ -15,16 +15,16 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, func
 
-from app.api.manager import recover_forever
-from app.records import RunRecord, utcnow
-from app.runner import MISSING, resume_workflow, spec_of, start_prepared
-from app.services import open_services
-from app.settings import Settings, load_settings
-from app.stores import open_store
-from app.stores.base import Store
-from app.tuning import freeze_startup_heap, thaw_heap
-from graphs import WorkflowSpec
-from nodes.context import Services
+from flowloom.app.api.manager import recover_forever
+from flowloom.app.records import RunRecord, utcnow
+from flowloom.app.runner import MISSING, resume_workflow, spec_of, start_prepared
+from flowloom.app.services import open_services
+from flowloom.app.settings import Settings, load_settings
+from flowloom.app.stores import open_store
+from flowloom.app.stores.base import Store
+from flowloom.app.tuning import freeze_startup_heap, thaw_heap
+from flowloom.graphs import WorkflowSpec
+from flowloom.nodes.context import Services
 
 QUEUE_NAME = "flowloom:queue"
 JOB_TIMEOUT = timedelta(days=7)  # a run's own timeout_s applies inside; this is a backstop

@@ -14,14 +14,14 @@ from typing import Any, TypeVar
 from jsonschema import Draft202012Validator
 from langgraph.types import Command
 
-from app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
-from app.records import RunRecord, utcnow
-from app.services import open_services
-from app.settings import Settings, load_settings
-from app.stores import Store, open_store
-from app.stores.base import StoredWorkflow
-from graphs import InputError, WorkflowError, WorkflowSpec
-from nodes.context import Services
+from flowloom.app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
+from flowloom.app.records import RunRecord, utcnow
+from flowloom.app.services import open_services
+from flowloom.app.settings import Settings, load_settings
+from flowloom.app.stores import Store, open_store
+from flowloom.app.stores.base import StoredWorkflow
+from flowloom.graphs import InputError, WorkflowError, WorkflowSpec
+from flowloom.nodes.context import Services
 
 MAX_INPUT_BYTES = 256 * 1024
 T = TypeVar("T")
@@ -95,7 +95,7 @@ async def _execute(store: Store, services: Services, spec: WorkflowSpec, record:
 
 
 def _with_subflows(services: Services, store: Store) -> Services:
-    from app.subflows import Subflows  # the child-run service of `subworkflow` nodes
+    from flowloom.app.subflows import Subflows  # the child-run service of `subworkflow` nodes
     if services.subflows is None:
         services.subflows = Subflows(store, services, execute_workflow_async, resume_workflow)
     return services

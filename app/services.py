@@ -7,11 +7,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from app.llm_cache import MemoryLLMCache, RedisLLMCache
-from app.settings import Settings
-from nodes.context import Services
-from nodes.llm import OpenAIChat
-from nodes.tools import ComposioProvider
+from flowloom.app.llm_cache import MemoryLLMCache, RedisLLMCache
+from flowloom.app.settings import Settings
+from flowloom.nodes.context import Services
+from flowloom.nodes.llm import OpenAIChat
+from flowloom.nodes.tools import ComposioProvider
 
 
 def node_settings(settings: Settings) -> dict[str, object]:

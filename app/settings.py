@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from graphs.errors import WorkflowError
+from flowloom.graphs.errors import WorkflowError
 
 
 class SettingsError(WorkflowError):

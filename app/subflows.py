@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.stores.base import Store
-from graphs.errors import NodeError
-from nodes.context import Services
+from flowloom.app.stores.base import Store
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.context import Services
 
 
 class Subflows:

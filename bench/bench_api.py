@@ -87,7 +87,7 @@ def count_runs(base: str, status: str) -> int:
 def measure(processes: int, seconds: int, connections: int, folder: Path) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{folder / f'api{processes}.db'}"}
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "flowloom", "serve", "--port", str(port),
                                "--processes", str(processes)], env=env, cwd=folder,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

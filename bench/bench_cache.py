@@ -19,13 +19,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.runner import run_sync
-from app.services import open_services
-from app.settings import load_settings
 from bench.table import print_table
-from graphs.expressions import Expressions
-from nodes.ai import Ai, AiConfig
-from nodes.context import NodeContext, RunContext, Scope, Services
+from flowloom.app.runner import run_sync
+from flowloom.app.services import open_services
+from flowloom.app.settings import load_settings
+from flowloom.graphs.expressions import Expressions
+from flowloom.nodes.ai import Ai, AiConfig
+from flowloom.nodes.context import NodeContext, RunContext, Scope, Services
 from tests.servers import ModelStub, RedisProcess, ServerThread
 
 

@@ -25,12 +25,12 @@ from langgraph.graph import START, StateGraph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
-from app.runner import run_sync
-from app.stores.sqlite_saver import InlineSqliteSaver
 from bench.table import print_table
-from graphs import compile_workflow, load_workflow
-from graphs.state import merge
-from nodes.context import RunContext
+from flowloom.app.runner import run_sync
+from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
+from flowloom.graphs import compile_workflow, load_workflow
+from flowloom.graphs.state import merge
+from flowloom.nodes.context import RunContext
 
 CHAIN = 100
 

@@ -24,19 +24,19 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.records import RunRecord
-from app.runner import execute_workflow_async, resume_workflow, run_sync
-from app.settings import load_settings
-from app.stores.base import RunQuery
-from app.stores.sqlite import SqliteStore
-from app.stores.sqlite_saver import InlineSqliteSaver
 from bench.bench_core import chain_document
 from bench.table import print_table
-from graphs import compile_workflow, load_workflow
-from graphs.errors import NodeError
-from nodes.base import NodeType
-from nodes.context import NodeContext, RunContext
-from nodes.registry import register_node_type
+from flowloom.app.records import RunRecord
+from flowloom.app.runner import execute_workflow_async, resume_workflow, run_sync
+from flowloom.app.settings import load_settings
+from flowloom.app.stores.base import RunQuery
+from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
+from flowloom.graphs import compile_workflow, load_workflow
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.base import NodeType
+from flowloom.nodes.context import NodeContext, RunContext
+from flowloom.nodes.registry import register_node_type
 
 
 async def durable_step(folder: Path, runs: int = 7) -> tuple[float, float]:

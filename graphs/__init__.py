@@ -6,7 +6,7 @@ and `graphs.expressions` without a cycle.
 
 from typing import Any
 
-from graphs.errors import (
+from flowloom.graphs.errors import (
     CompileError,
     ExpressionError,
     InputError,
@@ -15,15 +15,15 @@ from graphs.errors import (
     SpecError,
     WorkflowError,
 )
-from graphs.expressions import Expressions
-from graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
+from flowloom.graphs.expressions import Expressions
+from flowloom.graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
 
 _LAZY = {
-    "compile_workflow": "graphs.compile",
-    "load_workflow": "graphs.loader",
-    "validate_workflow": "graphs.loader",
-    "canonical_document": "graphs.loader",
-    "read_document": "graphs.loader",
+    "compile_workflow": "flowloom.graphs.compile",
+    "load_workflow": "flowloom.graphs.loader",
+    "validate_workflow": "flowloom.graphs.loader",
+    "canonical_document": "flowloom.graphs.loader",
+    "read_document": "flowloom.graphs.loader",
 }
 
 
@@ -31,7 +31,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'graphs' has no attribute {name!r}")
+    raise AttributeError(f"module 'flowloom.graphs' has no attribute {name!r}")
 
 
 __all__ = [

@@ -8,15 +8,15 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.errors import CompileError
-from graphs.execute import retry_policy
-from graphs.expressions import Expressions
-from graphs.loops import MAX_FOREACH_ITEMS, WAVE_MIN, Body, foreach_steps, while_steps
-from graphs.plan import NodePlan, plan_nodes
-from graphs.spec import WorkflowSpec
-from graphs.state import FlowState
-from graphs.steps import GraphScope, SimpleStep, Step
-from nodes.context import RunContext
+from flowloom.graphs.errors import CompileError
+from flowloom.graphs.execute import retry_policy
+from flowloom.graphs.expressions import Expressions
+from flowloom.graphs.loops import MAX_FOREACH_ITEMS, WAVE_MIN, Body, foreach_steps, while_steps
+from flowloom.graphs.plan import NodePlan, plan_nodes
+from flowloom.graphs.spec import WorkflowSpec
+from flowloom.graphs.state import FlowState
+from flowloom.graphs.steps import GraphScope, SimpleStep, Step
+from flowloom.nodes.context import RunContext
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 

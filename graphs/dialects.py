@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from graphs.expressions import single_expression
+from flowloom.graphs.expressions import single_expression
 
 Document = dict[str, Any]
 

@@ -9,10 +9,10 @@ from typing import Any
 from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from langgraph.types import RetryPolicy
 
-from graphs.errors import NodeError
-from graphs.plan import NodePlan
-from graphs.state import node_meta
-from nodes.context import NodeContext, RunContext
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.plan import NodePlan
+from flowloom.graphs.state import node_meta
+from flowloom.nodes.context import NodeContext, RunContext
 
 
 class RetryableFailure(NodeError):

@@ -22,7 +22,7 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.filters import do_center, do_format, do_indent, do_replace
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from graphs.errors import ExpressionError
+from flowloom.graphs.errors import ExpressionError
 
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_RENDER_SECONDS = 2.0

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from graphs.dialects import to_canonical
-from graphs.errors import Problem, SpecError
-from graphs.spec import WorkflowSpec
-from graphs.validate import validate_workflow as _validate_canonical
+from flowloom.graphs.dialects import to_canonical
+from flowloom.graphs.errors import Problem, SpecError
+from flowloom.graphs.spec import WorkflowSpec
+from flowloom.graphs.validate import validate_workflow as _validate_canonical
 
 
 def read_document(document: Any) -> dict[str, Any]:

@@ -11,11 +11,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from graphs.errors import NodeError
-from graphs.execute import NodeFailed, RetryableFailure, execute, settle_failure
-from graphs.plan import NodePlan
-from graphs.state import FlowState, node_meta, workflow_output
-from graphs.steps import (
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.execute import NodeFailed, RetryableFailure, execute, settle_failure
+from flowloom.graphs.plan import NodePlan
+from flowloom.graphs.state import FlowState, node_meta, workflow_output
+from flowloom.graphs.steps import (
     GraphScope,
     Step,
     gate,
@@ -24,7 +24,7 @@ from graphs.steps import (
     node_path,
     settled,
 )
-from nodes.context import RunContext
+from flowloom.nodes.context import RunContext
 
 MAX_FOREACH_ITEMS = 100_000
 WAVE_MIN = 512

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from graphs.spec import WorkflowSpec
+from flowloom.graphs.spec import WorkflowSpec
 
 _SHAPES = {"condition": ("{", "}"), "switch": ("{", "}"), "start": ("([", "])"),
            "end": ("([", "])"), "foreach": ("[[", "]]"), "while": ("[[", "]]")}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
-from nodes.base import NodeType
-from nodes.registry import get_node_type
+from flowloom.graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
+from flowloom.nodes.base import NodeType
+from flowloom.nodes.registry import get_node_type
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ import operator
 from collections.abc import Mapping
 from typing import Annotated, Any, TypedDict
 
-from graphs.expressions import Expressions, namespace
-from graphs.spec import WorkflowSpec
+from flowloom.graphs.expressions import Expressions, namespace
+from flowloom.graphs.spec import WorkflowSpec
 
 RAN = frozenset({"succeeded", "failed"})
 

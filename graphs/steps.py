@@ -17,12 +17,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from graphs.execute import attempt_number, execute
-from graphs.expressions import Expressions
-from graphs.plan import NodePlan, readiness
-from graphs.spec import WorkflowSpec
-from graphs.state import FlowState, node_meta, visible_outputs
-from nodes.context import NodeContext, RunContext, Scope
+from flowloom.graphs.execute import attempt_number, execute
+from flowloom.graphs.expressions import Expressions
+from flowloom.graphs.plan import NodePlan, readiness
+from flowloom.graphs.spec import WorkflowSpec
+from flowloom.graphs.state import FlowState, node_meta, visible_outputs
+from flowloom.nodes.context import NodeContext, RunContext, Scope
 
 Step = Callable[..., Awaitable[Any]]
 

@@ -10,9 +10,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ValidationError
 
-from graphs.errors import Problem
-from graphs.expressions import is_template, syntax_problem
-from graphs.spec import (
+from flowloom.graphs.errors import Problem
+from flowloom.graphs.expressions import is_template, syntax_problem
+from flowloom.graphs.spec import (
     MAX_DOCUMENT_BYTES,
     MAX_NESTING_DEPTH,
     MAX_NODE_CONFIG_BYTES,
@@ -21,7 +21,7 @@ from graphs.spec import (
     NodeSpec,
     WorkflowSpec,
 )
-from nodes.registry import NODE_TYPES, get_node_type
+from flowloom.nodes.registry import NODE_TYPES, get_node_type
 
 _TOP_LEVEL = ("id", "name", "version", "description", "inputs_schema", "settings", "output")
 

@@ -4,9 +4,9 @@ from typing import Any
 
 from pydantic import Field
 
-from graphs.errors import NodeError
-from nodes.base import NodeConfig, NodeType
-from nodes.context import NodeContext
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.base import NodeConfig, NodeType
+from flowloom.nodes.context import NodeContext
 
 
 class ActionConfig(NodeConfig):

@@ -5,8 +5,8 @@ from typing import Any
 from langgraph.types import interrupt
 from pydantic import ConfigDict, Field
 
-from nodes.base import NodeConfig, NodeType
-from nodes.context import NodeContext
+from flowloom.nodes.base import NodeConfig, NodeType
+from flowloom.nodes.context import NodeContext
 
 
 class ApprovalConfig(NodeConfig):

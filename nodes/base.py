@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from nodes.context import NodeContext
+from flowloom.nodes.context import NodeContext
 
 
 class NodeConfig(BaseModel):

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphs.errors import ExpressionError
-from graphs.expressions import Expressions, namespace
+from flowloom.graphs.errors import ExpressionError
+from flowloom.graphs.expressions import Expressions, namespace
 
 EventSink = Callable[[dict[str, Any]], None]
 

@@ -8,9 +8,9 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from pydantic import Field
 
-from graphs.errors import NodeError
-from nodes.base import NodeConfig, NodeType
-from nodes.context import NodeContext
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.base import NodeConfig, NodeType
+from flowloom.nodes.context import NodeContext
 
 
 class EmailConfig(NodeConfig):

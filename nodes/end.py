@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodes.base import NodeConfig, NodeType
-from nodes.context import NodeContext
+from flowloom.nodes.base import NodeConfig, NodeType
+from flowloom.nodes.context import NodeContext
 
 
 class EndConfig(NodeConfig):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphs.errors import NodeError
-from nodes.base import NodeConfig, NodeType
-from nodes.context import NodeContext
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.base import NodeConfig, NodeType
+from flowloom.nodes.context import NodeContext
 
 
 class FilterConfig(NodeConfig):

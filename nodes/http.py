@@ -4,10 +4,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from graphs.errors import NodeError
-from nodes.base import NodeConfig, NodeType
-from nodes.context import NodeContext
-from nodes.net import HttpPolicy, send, status_error
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.base import NodeConfig, NodeType
+from flowloom.nodes.context import NodeContext
+from flowloom.nodes.net import HttpPolicy, send, status_error
 
 
 class HttpConfig(NodeConfig):

@@ -10,8 +10,8 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from graphs.errors import NodeError
-from nodes.net import retry_after_seconds
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.net import retry_after_seconds
 
 
 def _error(exc: openai.OpenAIError) -> NodeError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nodes.base import NodeConfig, NodeType
+from flowloom.nodes.base import NodeConfig, NodeType
 
 
 class LoopConfig(NodeConfig):

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from graphs.errors import NodeError
+from flowloom.graphs.errors import NodeError
 
 MAX_REDIRECTS = 5
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from nodes.action import Action
-from nodes.ai import Ai
-from nodes.approval import Approval
-from nodes.base import NodeType
-from nodes.condition import Condition
-from nodes.delay import Delay
-from nodes.email import Email
-from nodes.end import End
-from nodes.filter import Filter
-from nodes.foreach import Foreach
-from nodes.http import Http
-from nodes.join import Join
-from nodes.parallel import Parallel
-from nodes.start import Start
-from nodes.subworkflow import Subworkflow
-from nodes.switch import Switch
-from nodes.transform import Transform
-from nodes.while_loop import While
+from flowloom.nodes.action import Action
+from flowloom.nodes.ai import Ai
+from flowloom.nodes.approval import Approval
+from flowloom.nodes.base import NodeType
+from flowloom.nodes.condition import Condition
+from flowloom.nodes.delay import Delay
+from flowloom.nodes.email import Email
+from flowloom.nodes.end import End
+from flowloom.nodes.filter import Filter
+from flowloom.nodes.foreach import Foreach
+from flowloom.nodes.http import Http
+from flowloom.nodes.join import Join
+from flowloom.nodes.parallel import Parallel
+from flowloom.nodes.start import Start
+from flowloom.nodes.subworkflow import Subworkflow
+from flowloom.nodes.switch import Switch
+from flowloom.nodes.transform import Transform
+from flowloom.nodes.while_loop import While
 
 NODE_TYPES: dict[str, NodeType] = {}
 

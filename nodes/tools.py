@@ -6,8 +6,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from graphs.errors import NodeError
-from nodes.net import RETRIABLE_STATUS, retry_after_seconds
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.net import RETRIABLE_STATUS, retry_after_seconds
 
 
 class ToolProvider(Protocol):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from nodes.loops import LoopConfig, LoopType
+from flowloom.nodes.loops import LoopConfig, LoopType
 
 
 class WhileConfig(LoopConfig):

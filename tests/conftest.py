@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from app.records import RunRecord
-from app.runner import execute_workflow_async
-from app.settings import Settings, load_settings
-from app.stores.sqlite import SqliteStore
+from flowloom.app.records import RunRecord
+from flowloom.app.runner import execute_workflow_async
+from flowloom.app.settings import Settings, load_settings
+from flowloom.app.stores.sqlite import SqliteStore
 
 pytest_plugins = ["tests.service_fixtures"]
 

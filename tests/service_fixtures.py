@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from app.records import RunRecord
-from app.services import open_services
-from app.settings import Settings, load_settings
-from nodes.context import Services
+from flowloom.app.records import RunRecord
+from flowloom.app.services import open_services
+from flowloom.app.settings import Settings, load_settings
+from flowloom.nodes.context import Services
 from tests.conftest import Runner
 from tests.servers import FlakyServer, ModelStub, RedisProcess, ServerThread, SmtpServer
 

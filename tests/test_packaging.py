@@ -33,7 +33,7 @@ def test_compose_has_the_production_services(compose: dict) -> None:
 
 
 def test_every_variable_the_compose_file_sets_is_a_setting(compose: dict) -> None:
-    from app.settings import Settings
+    from flowloom.app.settings import Settings
     known = {f"FLOWLOOM_{name.upper()}" for name in Settings.model_fields}
     known |= {"OPENAI_API_KEY", "OPENAI_BASE_URL", "COMPOSIO_BASE_URL", "COMPOSIO_API_KEY"}
     assert set(compose["services"]["api"]["environment"]) <= known

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.api.manager import RunManager
-from app.settings import Settings
-from app.stores.base import Store
+from flowloom.app.api.manager import RunManager
+from flowloom.app.settings import Settings
+from flowloom.app.stores.base import Store
 
 
 async def _store(request: Request) -> Store:

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from app.runner import NotResumable
-from app.stores.base import InvalidCursor
-from graphs.errors import InputError, SpecError, StoreError, WorkflowError
+from flowloom.app.runner import NotResumable
+from flowloom.app.stores.base import InvalidCursor
+from flowloom.graphs.errors import InputError, SpecError, StoreError, WorkflowError
 
 PROBLEM = "application/problem+json"
 

@@ -10,15 +10,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import errors
-from app.api.manager import RunManager
-from app.api.middleware import FlowloomMiddleware
-from app.api.routes import executions, health, workflows
-from app.queue import QueueManager
-from app.services import open_services
-from app.settings import Settings, load_settings
-from app.stores import open_store
-from app.tuning import freeze_startup_heap, thaw_heap
+from flowloom.app.api import errors
+from flowloom.app.api.manager import RunManager
+from flowloom.app.api.middleware import FlowloomMiddleware
+from flowloom.app.api.routes import executions, health, workflows
+from flowloom.app.queue import QueueManager
+from flowloom.app.services import open_services
+from flowloom.app.settings import Settings, load_settings
+from flowloom.app.stores import open_store
+from flowloom.app.tuning import freeze_startup_heap, thaw_heap
 
 log = logging.getLogger("flowloom.api")
 

@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.records import RunRecord, utcnow
-from app.runner import resume_workflow, spec_of, start_prepared
-from app.stores.base import Store
-from graphs import WorkflowSpec
-from nodes.context import Services
+from flowloom.app.records import RunRecord, utcnow
+from flowloom.app.runner import resume_workflow, spec_of, start_prepared
+from flowloom.app.stores.base import Store
+from flowloom.graphs import WorkflowSpec
+from flowloom.nodes.context import Services
 
 log = logging.getLogger("flowloom.api")
 RECOVER_EVERY_S = 2.0

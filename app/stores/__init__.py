@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app.settings import Settings
-from app.stores.base import Store, StoredWorkflow
-from app.stores.sqlite import SqliteStore
-from graphs.errors import StoreError
+from flowloom.app.settings import Settings
+from flowloom.app.stores.base import Store, StoredWorkflow
+from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.graphs.errors import StoreError
 
 
 def open_store(settings: Settings) -> Store:
@@ -13,7 +13,7 @@ def open_store(settings: Settings) -> Store:
     path = settings.sqlite_path
     if path is not None:
         return SqliteStore(path)
-    from app.stores.mongo import MongoStore  # pymongo is only needed for this backend
+    from flowloom.app.stores.mongo import MongoStore  # pymongo is only needed for this backend
     return MongoStore(settings.store, retention_days=settings.retention_days)
 
 

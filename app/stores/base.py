@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import orjson
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from app.records import RunRecord
-from graphs.errors import WorkflowError
+from flowloom.app.records import RunRecord
+from flowloom.graphs.errors import WorkflowError
 
 
 class InvalidCursor(WorkflowError):

@@ -13,8 +13,8 @@ from langgraph.checkpoint.mongodb import MongoDBSaver
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, MongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
-from app.records import RunRecord
-from app.stores.base import (
+from flowloom.app.records import RunRecord
+from flowloom.app.stores.base import (
     RunPage,
     RunQuery,
     StoredWorkflow,
@@ -23,7 +23,7 @@ from app.stores.base import (
     json_text,
     same_document,
 )
-from graphs.errors import StoreError
+from flowloom.graphs.errors import StoreError
 
 CHECKPOINTS, WRITES = "checkpoints", "checkpoint_writes"
 INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from app.records import RunRecord
-from app.stores.base import (
+from flowloom.app.records import RunRecord
+from flowloom.app.stores.base import (
     RunPage,
     RunQuery,
     StoredWorkflow,
@@ -22,9 +22,9 @@ from app.stores.base import (
     json_text,
     same_document,
 )
-from app.stores.sqlite_db import SqliteDb
-from app.stores.sqlite_saver import InlineSqliteSaver
-from graphs.errors import StoreError
+from flowloom.app.stores.sqlite_db import SqliteDb
+from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
+from flowloom.graphs.errors import StoreError
 
 _SCHEMA = """
 PRAGMA journal_mode=WAL;

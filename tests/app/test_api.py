@@ -13,8 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.api.main import create_app
-from app.settings import load_settings
+from flowloom.app.api.main import create_app
+from flowloom.app.settings import load_settings
 from tests.conftest import REPO, chain, delay, t
 from tests.servers import FlakyServer
 
@@ -176,8 +176,8 @@ async def test_a_failed_run_is_resumed_and_only_what_failed_runs_again(
 
 async def test_resume_refuses_a_live_run_and_takes_over_an_interrupted_one(
         api: Client, tmp_path: Path) -> None:
-    from app.runner import prepare_run
-    from app.stores.sqlite import SqliteStore
+    from flowloom.app.runner import prepare_run
+    from flowloom.app.stores.sqlite import SqliteStore
     other = SqliteStore(tmp_path / "api.db")  # as another process of the deployment
     _, live = await prepare_run(other, {"nodes": [t("a", 1)]}, status="running")
     conflict = is_problem(await api.post(f"/executions/{live.execution_id}/resume",

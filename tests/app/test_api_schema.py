@@ -16,8 +16,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.testclient import TestClient
 
-from app.api.main import create_app
-from app.settings import load_settings
+from flowloom.app.api.main import create_app
+from flowloom.app.settings import load_settings
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
     env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'cli.db'}"}
 
     def call(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "flowloom", *args], capture_output=True,
                               text=True, env=env, cwd=tmp_path, timeout=60)
     return call
 
@@ -116,7 +116,7 @@ def test_graph_nests_loop_bodies(cli) -> None:  # type: ignore[no-untyped-def]
 
 def test_bad_setting_stops_with_one_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     env = {**os.environ, "FLOWLOOM_STORE": "postgres://x"}
-    result = subprocess.run([sys.executable, "-m", "app.cli", "run",
+    result = subprocess.run([sys.executable, "-m", "flowloom", "run",
                              str(EXAMPLES / "hello.json")], capture_output=True, text=True,
                             env=env, cwd=tmp_path, timeout=60)
     assert result.returncode == 2
@@ -135,7 +135,7 @@ def test_run_shows_live_node_progress_on_a_terminal(tmp_path: Path) -> None:
     env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'tty.db'}",
            "COLUMNS": "100", "TERM": "xterm"}
     main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(doc)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "flowloom", "run", str(doc)], env=env,
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=secondary)
     os.close(secondary)
     seen = b""

@@ -32,7 +32,7 @@ class Crash:
                     "FLOWLOOM_HTTP_ALLOW_PRIVATE": "true"}
 
     def cli(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=self.env,
+        return subprocess.Popen([sys.executable, "-m", "flowloom", *args], env=self.env,
                                 cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.api.main import create_app
-from app.settings import load_settings
+from flowloom.app.api.main import create_app
+from flowloom.app.settings import load_settings
 from tests.conftest import chain, delay, t
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=self.env,
+        proc = subprocess.Popen([sys.executable, "-m", "flowloom", "worker"], env=self.env,
                                 cwd=self.cwd, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         self.procs.append(proc)
@@ -122,8 +122,8 @@ async def test_an_interrupted_run_resumed_over_http_is_taken_over_by_a_worker(
         api: httpx.AsyncClient, workers: Workers, queue_env: dict[str, str]) -> None:
     from datetime import timedelta
 
-    from app.runner import prepare_run
-    from app.stores import open_store
+    from flowloom.app.runner import prepare_run
+    from flowloom.app.stores import open_store
     store = open_store(load_settings(**queue_env))  # as the process that stopped
     _, stopped = await prepare_run(store, {"nodes": [t("a", 41), t("b", "{{ a + 1 }}")],
                                            "edges": chain("a", "b")}, status="running")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from app.api.manager import RunManager
-from app.services import open_services
-from app.settings import Settings
-from app.stores.sqlite import SqliteStore
+from flowloom.app.api.manager import RunManager
+from flowloom.app.services import open_services
+from flowloom.app.settings import Settings
+from flowloom.app.stores.sqlite import SqliteStore
 from tests.conftest import Runner, chain, delay, t
 
 
@@ -38,7 +38,7 @@ async def test_two_managers_recover_an_orphaned_run_once(run: Runner, store: Sql
 
 async def test_a_queued_run_is_started_by_one_manager_only(store: SqliteStore,
                                                            settings: Settings) -> None:
-    from app.runner import prepare_run
+    from flowloom.app.runner import prepare_run
     doc = {"id": "once", "nodes": [t("a", 1), t("b", "{{ a + 1 }}")], "edges": chain("a", "b")}
     _, queued = await prepare_run(store, doc, status="queued")
     async with open_services(settings) as services:
@@ -58,7 +58,7 @@ async def test_a_queued_run_is_started_by_one_manager_only(store: SqliteStore,
 
 async def test_a_run_cancelled_while_queued_never_starts(store: SqliteStore,
                                                          settings: Settings) -> None:
-    from app.runner import cancel_workflow, prepare_run
+    from flowloom.app.runner import cancel_workflow, prepare_run
     doc = {"id": "never", "nodes": [t("a", 1)], "edges": []}
     _, queued = await prepare_run(store, doc, status="queued")
     await cancel_workflow(queued.execution_id, store=store)

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from app.runner import NotResumable, cancel_workflow, resume_workflow
-from app.settings import Settings
-from app.stores.sqlite import SqliteStore
-from graphs import InputError
+from flowloom.app.runner import NotResumable, cancel_workflow, resume_workflow
+from flowloom.app.settings import Settings
+from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.graphs import InputError
 from tests.conftest import Runner, chain, delay, t
 from tests.servers import FlakyServer
 from tests.service_fixtures import ServiceRunner

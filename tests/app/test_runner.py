@@ -8,15 +8,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from app.records import RunRecord
-from app.runner import run_workflow
-from app.settings import Settings
-from app.stores.base import RunQuery
-from app.stores.sqlite import SqliteStore
-from graphs import InputError, NodeError, SpecError, WorkflowError
-from nodes.base import NodeConfig, NodeType
-from nodes.context import NodeContext
-from nodes.registry import NODE_TYPES, register_node_type
+from flowloom.app.records import RunRecord
+from flowloom.app.runner import run_workflow
+from flowloom.app.settings import Settings
+from flowloom.app.stores.base import RunQuery
+from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.graphs import InputError, NodeError, SpecError, WorkflowError
+from flowloom.nodes.base import NodeConfig, NodeType
+from flowloom.nodes.context import NodeContext
+from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import Runner, chain, delay, t
 
 SCHEMA = {"type": "object", "required": ["user"],
@@ -185,7 +185,7 @@ async def test_big_outputs_are_cut_in_the_record_and_whole_in_the_checkpoint(
     assert cut["truncated"] is True and cut["size_bytes"] == 300_002
     assert len(cut["preview"]) == 65_536
     assert record.output == 300_000  # the next node saw the whole value
-    from app.stores.sqlite_saver import InlineSqliteSaver
+    from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
     assert settings.sqlite_path is not None
     async with InlineSqliteSaver.open(str(settings.sqlite_path)) as saver:
         snapshot = await saver.aget_tuple({"configurable": {"thread_id": "bigout"}})
@@ -194,7 +194,7 @@ async def test_big_outputs_are_cut_in_the_record_and_whole_in_the_checkpoint(
 
 
 def test_a_workflow_document_is_validated_once_per_content() -> None:
-    from app.execution import load_spec
+    from flowloom.app.execution import load_spec
     doc = {"id": "memo", "nodes": [t("a", "{{ 1 }}")], "edges": []}
     first = load_spec(doc)
     assert load_spec({"edges": [], "nodes": [t("a", "{{ 1 }}")], "id": "memo"}) is first

@@ -30,7 +30,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, processes: int = 1) -> Server:
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port",
+        self.proc = subprocess.Popen([sys.executable, "-m", "flowloom", "serve", "--port",
                                       str(self.port), "--processes", str(processes)],
                                      env=self.env, cwd=self.cwd, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 
-from app.records import RunRecord
-from app.stores import sqlite_db
-from app.stores.base import RunQuery
-from app.stores.sqlite import SqliteStore
-from app.stores.sqlite_saver import InlineSqliteSaver
-from graphs.errors import StoreError
+from flowloom.app.records import RunRecord
+from flowloom.app.stores import sqlite_db
+from flowloom.app.stores.base import RunQuery
+from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
+from flowloom.graphs.errors import StoreError
 
 
 async def test_saver_passes_langgraph_conformance_suite(tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ async def test_a_lock_never_released_ends_in_a_clear_store_error(
 async def test_retention_deletes_in_batches_letting_the_loop_run(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from app.stores.sqlite import RETENTION_BATCH
+    from flowloom.app.stores.sqlite import RETENTION_BATCH
     store = SqliteStore(tmp_path / "old.db")
     old = datetime.now(UTC) - timedelta(days=400)
     total = RETENTION_BATCH * 5
@@ -187,7 +187,7 @@ def test_a_store_outlives_an_event_loop(tmp_path: Path) -> None:
 
 
 async def test_a_write_that_raises_oddly_fails_alone_and_hangs_nothing(tmp_path: Path) -> None:
-    from app.stores.sqlite_db import SqliteDb
+    from flowloom.app.stores.sqlite_db import SqliteDb
     db = await SqliteDb.open(tmp_path / "odd.db")
     await db.call(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
 

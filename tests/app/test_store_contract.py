@@ -12,16 +12,16 @@ from typing import ClassVar
 
 import pytest
 
-from app.records import NodeState, RunRecord
-from app.runner import execute_workflow_async, resume_workflow
-from app.settings import load_settings
-from app.stores.base import RunQuery, Store
-from app.stores.mongo import MongoStore
-from app.stores.sqlite import SqliteStore
-from graphs.errors import NodeError
-from nodes.base import NodeType
-from nodes.context import NodeContext
-from nodes.registry import NODE_TYPES, register_node_type
+from flowloom.app.records import NodeState, RunRecord
+from flowloom.app.runner import execute_workflow_async, resume_workflow
+from flowloom.app.settings import load_settings
+from flowloom.app.stores.base import RunQuery, Store
+from flowloom.app.stores.mongo import MongoStore
+from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.base import NodeType
+from flowloom.nodes.context import NodeContext
+from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import chain, t
 
 BACKENDS = [

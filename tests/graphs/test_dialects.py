@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from graphs import load_workflow, validate_workflow
-from graphs.dialects import detect_dialect, to_canonical
+from flowloom.graphs import load_workflow, validate_workflow
+from flowloom.graphs.dialects import detect_dialect, to_canonical
 from tests.conftest import SPEC_DIR
 from tests.servers import FlakyServer, ModelStub, SmtpServer
 from tests.service_fixtures import ServiceRunner

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from graphs.errors import ExpressionError
-from graphs.expressions import Expressions, namespace, syntax_problem
+from flowloom.graphs.errors import ExpressionError
+from flowloom.graphs.expressions import Expressions, namespace, syntax_problem
 from tests.conftest import Runner, chain, t
 
 NS = namespace(inputs={"user_name": "Ada", "amount": 150, "tags": ["a", "b"],

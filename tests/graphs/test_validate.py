@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from graphs import SpecError, load_workflow, validate_workflow
+from flowloom.graphs import SpecError, load_workflow, validate_workflow
 from tests.conftest import chain, t
 
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from app.llm_cache import LLM_KEY_PREFIX, MemoryLLMCache, RedisLLMCache
-from app.services import open_services
-from app.settings import Settings, load_settings
-from nodes.ai import request_digest
+from flowloom.app.llm_cache import LLM_KEY_PREFIX, MemoryLLMCache, RedisLLMCache
+from flowloom.app.services import open_services
+from flowloom.app.settings import Settings, load_settings
+from flowloom.nodes.ai import request_digest
 from tests.servers import ModelStub, RedisProcess
 from tests.service_fixtures import ServiceRunner
 
@@ -208,7 +208,7 @@ def test_two_processes_make_one_model_call(tmp_path: Path, redis_url: str,
            "OPENAI_API_KEY": "k"}
     records = []
     for _ in range(2):
-        result = subprocess.run([sys.executable, "-m", "app.cli", "run", str(doc), "--json",
+        result = subprocess.run([sys.executable, "-m", "flowloom", "run", str(doc), "--json",
                                  "--input", "name=Ada"], capture_output=True, text=True,
                                 env=env, cwd=tmp_path, timeout=60)
         assert result.returncode == 0, result.stderr

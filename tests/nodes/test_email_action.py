@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.services import open_services
-from app.settings import Settings, load_settings
-from nodes.email import message_id
+from flowloom.app.services import open_services
+from flowloom.app.settings import Settings, load_settings
+from flowloom.nodes.email import message_id
 from tests.servers import FlakyServer, SmtpServer
 from tests.service_fixtures import ServiceRunner
 

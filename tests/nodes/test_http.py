@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.services import open_services
-from app.settings import Settings, load_settings
+from flowloom.app.services import open_services
+from flowloom.app.settings import Settings, load_settings
 from tests.servers import FlakyServer
 from tests.service_fixtures import ServiceRunner
 

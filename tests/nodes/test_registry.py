@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from nodes.registry import NODE_TYPES
+from flowloom.nodes.registry import NODE_TYPES
 
 
 @pytest.mark.parametrize("name", sorted(NODE_TYPES))

@@ -14,13 +14,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
-from app.api.deps import ManagerDep, StoreDep
-from app.api.errors import ApiError
-from app.api.middleware import correlation_id
-from app.execution import load_spec
-from app.records import RunRecord, utcnow
-from app.runner import MISSING, cancel_workflow, check_answer, check_inputs, prepare_run
-from app.stores.base import RunQuery, Store, StoredWorkflow
+from flowloom.app.api.deps import ManagerDep, StoreDep
+from flowloom.app.api.errors import ApiError
+from flowloom.app.api.middleware import correlation_id
+from flowloom.app.execution import load_spec
+from flowloom.app.records import RunRecord, utcnow
+from flowloom.app.runner import MISSING, cancel_workflow, check_answer, check_inputs, prepare_run
+from flowloom.app.stores.base import RunQuery, Store, StoredWorkflow
 
 router = APIRouter(tags=["executions"])
 MAX_WAIT_S = 300.0

@@ -5,8 +5,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.api.deps import ManagerDep, SettingsDep, StoreDep
-from app.stores.base import RunQuery
+from flowloom.app.api.deps import ManagerDep, SettingsDep, StoreDep
+from flowloom.app.stores.base import RunQuery
 
 router = APIRouter(tags=["health"])
 

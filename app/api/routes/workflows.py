@@ -11,10 +11,10 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from app.api.deps import StoreDep
-from app.api.errors import ApiError
-from graphs import WorkflowSpec, canonical_document, load_workflow, validate_workflow
-from graphs.mermaid import to_mermaid
+from flowloom.app.api.deps import StoreDep
+from flowloom.app.api.errors import ApiError
+from flowloom.graphs import WorkflowSpec, canonical_document, load_workflow, validate_workflow
+from flowloom.graphs.mermaid import to_mermaid
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 Document = Body(..., description="A workflow document in any accepted dialect")
