@@ -18,9 +18,9 @@ from flowloom.app.runner import NotResumable, execute_workflow_async, resume_wor
 from flowloom.app.settings import load_settings
 from flowloom.app.stores import open_store
 from flowloom.app.stores.base import RunQuery
-from flowloom.graphs import InputError, SpecError, WorkflowError, load_workflow, validate_workflow
+from flowloom.app.workflows import load_workflow, to_mermaid, validate_workflow
+from flowloom.graphs import InputError, SpecError, WorkflowError
 from flowloom.graphs.loader import read_document
-from flowloom.graphs.mermaid import to_mermaid
 
 app = typer.Typer(help="Flowloom: run JSON workflow DAGs, durably.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)

@@ -22,13 +22,13 @@ from flowloom.app.records import (
     utcnow,
 )
 from flowloom.app.stores.base import Store
-from flowloom.graphs.compile import compile_workflow
+from flowloom.app.workflows import compile_workflow, load_workflow, workflow_output
+from flowloom.graphs.context import RunContext
 from flowloom.graphs.errors import NodeError
+from flowloom.graphs.events import RunEvent
 from flowloom.graphs.expressions import Expressions
-from flowloom.graphs.loader import load_workflow
 from flowloom.graphs.spec import WorkflowSpec
-from flowloom.graphs.state import workflow_output
-from flowloom.nodes.context import RunContext, Services
+from flowloom.nodes.services import Services
 
 EventCallback = Callable[[dict[str, Any]], None]
 log = logging.getLogger("flowloom.run")
@@ -51,15 +51,15 @@ class LiveRecord:
         self.cancelled_by: str | None = None
         self.dirty = False
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: RunEvent) -> None:
         self.seq += 1
-        event = {"seq": self.seq, "execution_id": self.record.execution_id,
-                 "at": time.time(), **event}
-        self.builder.apply(event)
-        self.pending.append(event)
+        recorded = {"seq": self.seq, "execution_id": self.record.execution_id,
+                    "at": time.time(), **event}
+        self.builder.apply(recorded)
+        self.pending.append(recorded)
         self.dirty = True
         if self.on_event is not None:
-            self.on_event(event)
+            self.on_event(recorded)
 
     async def flush(self, *, heartbeat: bool = False) -> None:
         if not self.dirty and not heartbeat:

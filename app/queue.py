@@ -24,7 +24,7 @@ from flowloom.app.stores import open_store
 from flowloom.app.stores.base import Store
 from flowloom.app.tuning import freeze_startup_heap, thaw_heap
 from flowloom.graphs import WorkflowSpec
-from flowloom.nodes.context import Services
+from flowloom.nodes.services import Services
 
 QUEUE_NAME = "flowloom:queue"
 JOB_TIMEOUT = timedelta(days=7)  # a run's own timeout_s applies inside; this is a backstop

@@ -21,7 +21,7 @@ from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import Store, open_store
 from flowloom.app.stores.base import StoredWorkflow
 from flowloom.graphs import InputError, WorkflowError, WorkflowSpec
-from flowloom.nodes.context import Services
+from flowloom.nodes.services import Services
 
 MAX_INPUT_BYTES = 256 * 1024
 T = TypeVar("T")

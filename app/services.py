@@ -9,19 +9,19 @@ import httpx
 
 from flowloom.app.llm_cache import MemoryLLMCache, RedisLLMCache
 from flowloom.app.settings import Settings
-from flowloom.nodes.context import Services
 from flowloom.nodes.llm import OpenAIChat
+from flowloom.nodes.services import NodeSettings, Services
 from flowloom.nodes.tools import ComposioProvider
 
 
-def node_settings(settings: Settings) -> dict[str, object]:
-    return {
-        "http_allow_private": settings.http_allow_private,
-        "http_allow_hosts": settings.http_allow_hosts,
-        "http_max_response_bytes": settings.http_max_response_bytes,
-        "llm_cache_ttl_s": settings.llm_cache_ttl_s,
-        "smtp_url": settings.smtp_url,
-    }
+def node_settings(settings: Settings) -> NodeSettings:
+    return NodeSettings(
+        http_allow_private=settings.http_allow_private,
+        http_allow_hosts=settings.http_allow_hosts,
+        http_max_response_bytes=settings.http_max_response_bytes,
+        llm_cache_ttl_s=settings.llm_cache_ttl_s,
+        smtp_url=settings.smtp_url,
+    )
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ from typing import Any
 
 from flowloom.app.stores.base import Store
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.context import Services
+from flowloom.nodes.services import Services
 
 
 class Subflows:

@@ -23,9 +23,10 @@ from bench.table import print_table
 from flowloom.app.runner import run_sync
 from flowloom.app.services import open_services
 from flowloom.app.settings import load_settings
+from flowloom.graphs.context import NodeContext, RunContext, Scope
 from flowloom.graphs.expressions import Expressions
 from flowloom.nodes.ai import Ai, AiConfig
-from flowloom.nodes.context import NodeContext, RunContext, Scope, Services
+from flowloom.nodes.services import Services
 from tests.servers import ModelStub, RedisProcess, ServerThread
 
 

@@ -26,11 +26,11 @@ from langgraph.graph import START, StateGraph
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
 from bench.table import print_table
+from flowloom import compile_workflow, load_workflow
 from flowloom.app.runner import run_sync
 from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
-from flowloom.graphs import compile_workflow, load_workflow
+from flowloom.graphs.context import RunContext
 from flowloom.graphs.state import merge
-from flowloom.nodes.context import RunContext
 
 CHAIN = 100
 

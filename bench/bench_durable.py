@@ -26,16 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_core import chain_document
 from bench.table import print_table
+from flowloom import compile_workflow, load_workflow
 from flowloom.app.records import RunRecord
 from flowloom.app.runner import execute_workflow_async, resume_workflow, run_sync
 from flowloom.app.settings import load_settings
 from flowloom.app.stores.base import RunQuery
 from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
-from flowloom.graphs import compile_workflow, load_workflow
+from flowloom.graphs.context import NodeContext, RunContext
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeType
-from flowloom.nodes.context import NodeContext, RunContext
+from flowloom.graphs.nodetype import NodeType
 from flowloom.nodes.registry import register_node_type
 
 
@@ -88,7 +88,7 @@ class FailsOnce(NodeType):
     name = "bench_fails_once"
     failed = False
 
-    async def run(self, config: Any, ctx: NodeContext) -> Any:
+    async def run(self, config: Any, ctx: NodeContext[Any]) -> Any:
         if not FailsOnce.failed:
             FailsOnce.failed = True
             raise NodeError("transient fault")

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
         resume_workflow,
         run_workflow,
     )
-    from flowloom.graphs.compile import compile_workflow
+    from flowloom.app.workflows import compile_workflow, load_workflow, validate_workflow
     from flowloom.graphs.errors import SpecError, WorkflowError
-    from flowloom.graphs.loader import load_workflow, validate_workflow
 
 _PUBLIC = {
     "run_workflow": "flowloom.app.runner",
@@ -27,9 +26,9 @@ _PUBLIC = {
     "resume_workflow": "flowloom.app.runner",
     "cancel_workflow": "flowloom.app.runner",
     "RunRecord": "flowloom.app.records",
-    "load_workflow": "flowloom.graphs.loader",
-    "validate_workflow": "flowloom.graphs.loader",
-    "compile_workflow": "flowloom.graphs.compile",
+    "load_workflow": "flowloom.app.workflows",
+    "validate_workflow": "flowloom.app.workflows",
+    "compile_workflow": "flowloom.app.workflows",
     "SpecError": "flowloom.graphs.errors",
     "WorkflowError": "flowloom.graphs.errors",
 }

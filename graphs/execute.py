@@ -9,10 +9,10 @@ from typing import Any
 from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from langgraph.types import RetryPolicy
 
+from flowloom.graphs.context import NodeContext, RunContext
 from flowloom.graphs.errors import NodeError
 from flowloom.graphs.plan import NodePlan
 from flowloom.graphs.state import node_meta
-from flowloom.nodes.context import NodeContext, RunContext
 
 
 class RetryableFailure(NodeError):
@@ -76,12 +76,12 @@ class Outcome:
     meta: dict[str, Any]
 
 
-def attempt_number(run: RunContext, task_key: str) -> int:
+def attempt_number(run: RunContext[Any], task_key: str) -> int:
     run.attempts[task_key] = attempt = run.attempts.get(task_key, 0) + 1
     return attempt
 
 
-async def execute(plan: NodePlan, ctx: NodeContext) -> Outcome:
+async def execute(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
     """One attempt of a single-step node. Raises RetryableFailure or NodeFailed."""
     run = ctx.run
     clock = ctx.services.clock
@@ -117,7 +117,9 @@ async def execute(plan: NodePlan, ctx: NodeContext) -> Outcome:
     return Outcome(output, meta)
 
 
-def settle_failure(plan: NodePlan, ctx: NodeContext, error: NodeError, started: float) -> Outcome:
+def settle_failure(
+    plan: NodePlan, ctx: NodeContext[Any], error: NodeError, started: float
+) -> Outcome:
     """Retry, route `error`, continue, or fail the run, as the node's policy says."""
     clock = ctx.services.clock
     if error.retriable and ctx.attempt < plan.node.retry.max_attempts:

@@ -8,6 +8,7 @@ from typing import Any
 
 from flowloom.graphs.dialects import to_canonical
 from flowloom.graphs.errors import Problem, SpecError
+from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.spec import WorkflowSpec
 from flowloom.graphs.validate import validate_workflow as _validate_canonical
 
@@ -41,19 +42,20 @@ def canonical_document(document: Any) -> tuple[str, dict[str, Any]]:
     return to_canonical(read_document(document))
 
 
-def validate_workflow(document: Any, *, include_warnings: bool = False) -> list[Problem]:
+def validate_workflow(document: Any, node_types: NodeTypes, *,
+                      include_warnings: bool = False) -> list[Problem]:
     """Every problem of a document in any dialect; [] when it is valid."""
     try:
         _, doc = canonical_document(document)
     except SpecError as exc:
         return exc.problems
-    return _validate_canonical(doc, include_warnings=include_warnings)
+    return _validate_canonical(doc, node_types, include_warnings=include_warnings)
 
 
-def load_workflow(document: Any) -> WorkflowSpec:
+def load_workflow(document: Any, node_types: NodeTypes) -> WorkflowSpec:
     """The canonical model of a document; raises one SpecError listing every problem."""
     _, doc = canonical_document(document)
-    problems = _validate_canonical(doc)
+    problems = _validate_canonical(doc, node_types)
     if problems:
         raise SpecError(problems)
     return WorkflowSpec.model_validate(doc)

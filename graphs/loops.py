@@ -11,6 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
+from flowloom.graphs.context import RunContext
 from flowloom.graphs.errors import NodeError
 from flowloom.graphs.execute import NodeFailed, RetryableFailure, execute, settle_failure
 from flowloom.graphs.plan import NodePlan
@@ -24,7 +25,6 @@ from flowloom.graphs.steps import (
     node_path,
     settled,
 )
-from flowloom.nodes.context import RunContext
 
 MAX_FOREACH_ITEMS = 100_000
 WAVE_MIN = 512
@@ -37,7 +37,7 @@ class Body:
     single: NodePlan | None  # fast path: one node of a single-step type
     compiled: Any  # the body's compiled subgraph otherwise
 
-    async def run(self, parent: FlowState, config: RunnableConfig, run: RunContext,
+    async def run(self, parent: FlowState, config: RunnableConfig, run: RunContext[Any],
                   outer: dict[str, Any], prefix: str, extra: dict[str, Any]) -> Any:
         state: FlowState = {
             "inputs": parent.get("inputs") or {},
@@ -54,6 +54,7 @@ class Body:
         else:
             state = await self.compiled.ainvoke(state, config)
         return workflow_output(self.graph.spec, state, self.graph.expressions,
+                               self.graph.node_types,
                                outer=outer, extra=extra)
 
 
@@ -83,7 +84,7 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
         return Command(update=update, goto=sends or done_node)
 
     async def fan_out(state: FlowState, config: RunnableConfig,
-                      runtime: Runtime[RunContext]) -> Command[Any] | None:
+                      runtime: Runtime[RunContext[Any]]) -> Command[Any] | None:
         if plan.id in (state.get("progress") or {}):
             return None  # fanned out already
         run = runtime.context
@@ -112,7 +113,7 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
         return _next_wave(progress, plan.id)
 
     async def run_item(payload: dict[str, Any], config: RunnableConfig,
-                       runtime: Runtime[RunContext]) -> Command[Any]:
+                       runtime: Runtime[RunContext[Any]]) -> Command[Any]:
         run = runtime.context
         index = payload["index"]
         parent: FlowState = {"inputs": payload["inputs"], "run": payload["run"]}
@@ -136,7 +137,7 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
         return Command(update={"items": [[plan.id, index, output, None]]}, goto=done_node)
 
     async def collect(state: FlowState, config: RunnableConfig,
-                      runtime: Runtime[RunContext]) -> Command[Any] | None:
+                      runtime: Runtime[RunContext[Any]]) -> Command[Any] | None:
         if plan.id in (state.get("nodes") or {}):
             return None
         run = runtime.context
@@ -169,7 +170,7 @@ def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step
     cfg = plan.config
 
     async def check(state: FlowState, config: RunnableConfig,
-                    runtime: Runtime[RunContext]) -> Command[Any] | None:
+                    runtime: Runtime[RunContext[Any]]) -> Command[Any] | None:
         run = runtime.context
         progress = (state.get("progress") or {}).get(plan.id)
         if plan.id in (state.get("nodes") or {}):
@@ -202,7 +203,7 @@ def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step
         return settled(plan, output, meta)
 
     async def run_body(state: FlowState, config: RunnableConfig,
-                       runtime: Runtime[RunContext]) -> Command[Any]:
+                       runtime: Runtime[RunContext[Any]]) -> Command[Any]:
         run = runtime.context
         progress = (state.get("progress") or {})[plan.id]
         iteration = progress["iteration"]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 
+from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.spec import WorkflowSpec
-
-_SHAPES = {"condition": ("{", "}"), "switch": ("{", "}"), "start": ("([", "])"),
-           "end": ("([", "])"), "foreach": ("[[", "]]"), "while": ("[[", "]]")}
 
 
 def _mid(prefix: str, node_id: str) -> str:
@@ -18,18 +16,19 @@ def _label(text: str) -> str:
     return text.replace('"', "#quot;")
 
 
-def _lines(spec: WorkflowSpec, prefix: str, indent: str) -> list[str]:
+def _lines(spec: WorkflowSpec, types: NodeTypes, prefix: str, indent: str) -> list[str]:
     lines: list[str] = []
     for node in spec.nodes:
         mid = _mid(prefix, node.id)
-        left, right = _SHAPES.get(node.type, ("[", "]"))
+        kind = types.get(node.type)
+        left, right = kind.shape if kind else ("[", "]")
         label = _label(f"{node.name or node.id}<br/><i>{node.type}</i>")
         lines.append(f'{indent}{mid}{left}"{label}"{right}')
-        body = node.config.get("body") if node.type in ("foreach", "while") else None
+        body = node.config.get("body") if kind and kind.expands else None
         if isinstance(body, dict):
             inner = WorkflowSpec.model_validate(body)
             lines.append(f'{indent}subgraph {mid}_body["{_label(node.id)} body"]')
-            lines += _lines(inner, f"{prefix}{node.id}__", indent + "  ")
+            lines += _lines(inner, types, f"{prefix}{node.id}__", indent + "  ")
             lines.append(f"{indent}end")
             lines.append(f"{indent}{mid} -.-> {mid}_body")
     for edge in spec.edges:
@@ -41,5 +40,5 @@ def _lines(spec: WorkflowSpec, prefix: str, indent: str) -> list[str]:
     return lines
 
 
-def to_mermaid(spec: WorkflowSpec) -> str:
-    return "\n".join(["flowchart TD", *_lines(spec, "", "  ")]) + "\n"
+def to_mermaid(spec: WorkflowSpec, node_types: NodeTypes) -> str:
+    return "\n".join(["flowchart TD", *_lines(spec, node_types, "", "  ")]) + "\n"

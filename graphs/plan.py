@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flowloom.graphs.nodetype import NodeType, NodeTypes
 from flowloom.graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
-from flowloom.nodes.base import NodeType
-from flowloom.nodes.registry import get_node_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +24,7 @@ class NodePlan:
 
     @property
     def join_any(self) -> bool:
-        return self.node.type == "join" and getattr(self.config, "mode", "all") == "any"
+        return self.kind.join_any(self.config)
 
     @property
     def fails_run(self) -> bool:
@@ -33,7 +32,7 @@ class NodePlan:
         return not self.has_error_edge and self.node.on_error == "fail"
 
 
-def plan_nodes(spec: WorkflowSpec) -> dict[str, NodePlan]:
+def plan_nodes(spec: WorkflowSpec, node_types: NodeTypes) -> dict[str, NodePlan]:
     plans: dict[str, NodePlan] = {}
     incoming: dict[str, list[EdgeSpec]] = {}
     leaving: dict[str, list[EdgeSpec]] = {}
@@ -41,7 +40,7 @@ def plan_nodes(spec: WorkflowSpec) -> dict[str, NodePlan]:
         incoming.setdefault(edge.target, []).append(edge)
         leaving.setdefault(edge.source, []).append(edge)
     for node in spec.nodes:
-        kind = get_node_type(node.type)
+        kind = node_types.get(node.type)
         if kind is None:  # load_workflow() refuses these; a hand-built spec may not
             raise KeyError(node.type)
         in_edges = tuple((e.source, e.port) for e in incoming.get(node.id, []))

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, TypedDict
 
 from flowloom.graphs.expressions import Expressions, namespace
+from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.spec import WorkflowSpec
 
 RAN = frozenset({"succeeded", "failed"})
@@ -53,6 +54,7 @@ def workflow_output(
     spec: WorkflowSpec,
     state: Mapping[str, Any],
     expressions: Expressions,
+    node_types: NodeTypes,
     *,
     outer: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -66,7 +68,8 @@ def workflow_output(
         return expressions.render(spec.output, ns, field="output")
     metas = state.get("nodes") or {}
     ran = {n.id for n in spec.nodes if (metas.get(n.id) or {}).get("status") in RAN}
-    ends = [n.id for n in spec.nodes if n.type == "end" and n.id in ran]
+    ends = [n.id for n in spec.nodes
+            if n.id in ran and getattr(node_types.get(n.type), "exit", False)]
     if len(ends) == 1:
         return outputs[ends[0]]
     sources = {e.source for e in spec.edges}

@@ -17,12 +17,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from flowloom.graphs.context import NodeContext, RunContext, Scope
 from flowloom.graphs.execute import attempt_number, execute
 from flowloom.graphs.expressions import Expressions
+from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.plan import NodePlan, readiness
 from flowloom.graphs.spec import WorkflowSpec
 from flowloom.graphs.state import FlowState, node_meta, visible_outputs
-from flowloom.nodes.context import NodeContext, RunContext, Scope
 
 Step = Callable[..., Awaitable[Any]]
 
@@ -33,6 +34,7 @@ class GraphScope:
 
     spec: WorkflowSpec
     expressions: Expressions
+    node_types: NodeTypes
 
 
 def task_key(config: RunnableConfig) -> str:
@@ -56,9 +58,9 @@ def make_scope(graph: GraphScope, state: FlowState, **extra: Any) -> Scope:
 
 
 def node_context(
-    graph: GraphScope, plan: NodePlan, state: FlowState, run: RunContext,
+    graph: GraphScope, plan: NodePlan, state: FlowState, run: RunContext[Any],
     config: RunnableConfig, taken: list[str], *, path: str | None = None, **extra: Any,
-) -> NodeContext:
+) -> NodeContext[Any]:
     scope = make_scope(graph, state, **extra)
     first = ((state.get("progress") or {}).get(plan.id) or {}).get("first_started_at")
     return NodeContext(
@@ -73,14 +75,14 @@ def node_context(
     )
 
 
-def skip(plan: NodePlan, state: FlowState, run: RunContext) -> Command[Any]:
+def skip(plan: NodePlan, state: FlowState, run: RunContext[Any]) -> Command[Any]:
     run.emit({"event": "node.skipped", "node_id": node_path(state, plan.id),
               "at": run.services.clock()})
     return Command(update={"nodes": {plan.id: node_meta("skipped", [])}},
                    goto=list(plan.targets))
 
 
-def gate(plan: NodePlan, state: FlowState, run: RunContext) -> Command[Any] | list[str] | None:
+def gate(plan: NodePlan, state: FlowState, run: RunContext[Any]) -> Command[Any] | list[str] | None:
     """Whether a triggered node goes ahead: None when not this time (it settled already, or
     an incoming edge is still open), the skip when no taken edge reached it, else the
     sources whose edges were taken."""
@@ -113,11 +115,11 @@ class SimpleStep:
     def __init__(self, graph: GraphScope, plan: NodePlan) -> None:
         self.graph = graph
         self.plan = plan
-        self.durable_start = plan.node.type == "delay"
+        self.durable_start = plan.kind.durable_start
         self.__name__ = f"step_{plan.id}"
 
     async def __call__(self, state: FlowState, config: RunnableConfig,
-                       runtime: Runtime[RunContext]) -> Command[Any] | None:
+                       runtime: Runtime[RunContext[Any]]) -> Command[Any] | None:
         plan, run = self.plan, runtime.context
         taken = gate(plan, state, run)
         if not isinstance(taken, list):

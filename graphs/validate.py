@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowloom.graphs.errors import Problem
 from flowloom.graphs.expressions import is_template, syntax_problem
+from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.spec import (
     MAX_DOCUMENT_BYTES,
     MAX_NESTING_DEPTH,
@@ -21,7 +22,6 @@ from flowloom.graphs.spec import (
     NodeSpec,
     WorkflowSpec,
 )
-from flowloom.nodes.registry import NODE_TYPES, get_node_type
 
 _TOP_LEVEL = ("id", "name", "version", "description", "inputs_schema", "settings", "output")
 
@@ -57,16 +57,16 @@ def _check_templates(value: Any, path: str, who: str) -> Iterator[Problem]:
 
 
 def validate_workflow(
-    document: Any, *, include_warnings: bool = False, _path: str = "$", _depth: int = 1
+    document: Any, node_types: NodeTypes, *, include_warnings: bool = False
 ) -> list[Problem]:
     """Problems of a canonical-format document ([] when valid); warnings on request."""
-    problems = list(_validate(document, _path, _depth))
+    problems = list(_validate(document, node_types, "$", 1))
     if not include_warnings:
         problems = [p for p in problems if p.level == "error"]
     return problems
 
 
-def _validate(doc: Any, path: str, depth: int) -> Iterator[Problem]:
+def _validate(doc: Any, types: NodeTypes, path: str, depth: int) -> Iterator[Problem]:
     if not isinstance(doc, dict):
         yield Problem(path, f"a workflow must be a JSON object, got {type(doc).__name__}")
         return
@@ -114,16 +114,18 @@ def _validate(doc: Any, path: str, depth: int) -> Iterator[Problem]:
             yield Problem(f"{npath}.id", f"duplicate node id `{node.id}` (also nodes[{first}])")
             continue
         nodes[node.id] = (i, node)
-        yield from _validate_node(node, npath, who, depth)
+        yield from _validate_node(node, types, npath, who, depth)
 
     edges = yield from _validate_edges(doc.get("edges", []), path, nodes)
-    yield from _validate_graph(nodes, edges, path)
+    yield from _validate_graph(nodes, edges, types, path)
 
 
-def _validate_node(node: NodeSpec, npath: str, who: str, depth: int) -> Iterator[Problem]:
-    node_type = get_node_type(node.type)
+def _validate_node(
+    node: NodeSpec, types: NodeTypes, npath: str, who: str, depth: int
+) -> Iterator[Problem]:
+    node_type = types.get(node.type)
     if node_type is None:
-        known = ", ".join(sorted(NODE_TYPES))
+        known = ", ".join(sorted(types))
         yield Problem(f"{npath}.type", f"{who}: unknown node type `{node.type}` (known: {known})")
         return
     size = len(json.dumps(node.config, default=str).encode())
@@ -142,7 +144,7 @@ def _validate_node(node: NodeSpec, npath: str, who: str, depth: int) -> Iterator
         if isinstance(text, str) and (why := syntax_problem(text, expression=True)):
             yield Problem(f"{npath}.config.{field}", f"{who}: expression does not parse: {why}")
     for field, body in node_type.nested_bodies(node.config).items():
-        yield from _validate(body, f"{npath}.config.{field}", depth + 1)
+        yield from _validate(body, types, f"{npath}.config.{field}", depth + 1)
 
 
 def _validate_edges(
@@ -182,7 +184,7 @@ def _validate_edges(
 
 
 def _validate_graph(
-    nodes: dict[str, tuple[int, NodeSpec]], edges: list[EdgeSpec], path: str
+    nodes: dict[str, tuple[int, NodeSpec]], edges: list[EdgeSpec], types: NodeTypes, path: str
 ) -> Iterator[Problem]:
     labels: dict[str, set[str]] = {}
     successors: dict[str, list[str]] = {n: [] for n in nodes}
@@ -195,7 +197,7 @@ def _validate_graph(
 
     for node_id, used in labels.items():
         i, node = nodes[node_id]
-        node_type = get_node_type(node.type)
+        node_type = types.get(node.type)
         if node_type is None:
             continue
         try:
@@ -206,10 +208,12 @@ def _validate_graph(
             yield Problem(f"{path}.nodes[{i}]", f"node `{node_id}`: {message}")
 
     for node_id, (i, node) in nodes.items():
-        if node.type == "condition" and labels.get(node_id, set()) != {"true", "false"}:
-            missing = {"true", "false"} - labels.get(node_id, set())
+        kind = types.get(node.type)
+        required = kind.required_ports if kind else frozenset[str]()
+        missing = required - labels.get(node_id, set())
+        if missing:
             yield Problem(f"{path}.nodes[{i}]",
-                          f"node `{node_id}`: condition has no `{'`/`'.join(sorted(missing))}` "
+                          f"node `{node_id}`: {node.type} has no `{'`/`'.join(sorted(missing))}` "
                           "branch wired; that path ends the flow", level="warning")
 
     cycle = _find_cycle(successors)
@@ -220,7 +224,8 @@ def _validate_graph(
                       + " (use `while` or `foreach` to repeat)")
         return
 
-    starts = [n for n, (_, node) in nodes.items() if node.type == "start"]
+    starts = [n for n, (_, node) in nodes.items()
+              if getattr(types.get(node.type), "entry", False)]
     entries = starts or [n for n in nodes if n not in has_incoming]
     reached = set(entries)
     stack = list(entries)

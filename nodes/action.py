@@ -5,8 +5,8 @@ from typing import Any
 from pydantic import Field
 
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class ActionConfig(NodeConfig):
@@ -24,7 +24,7 @@ class Action(NodeType):
     templates = ("input",)
     side_effects = True
 
-    async def run(self, config: ActionConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: ActionConfig, ctx: Context) -> Any:
         provider = ctx.services.tools
         if provider is None:
             raise NodeError("no tool provider configured (set COMPOSIO_BASE_URL)",

@@ -7,8 +7,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class AiConfig(NodeConfig):
@@ -47,7 +47,7 @@ class Ai(NodeType):
     Config = AiConfig
     templates = ("prompt", "system_prompt")
 
-    async def run(self, config: AiConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: AiConfig, ctx: Context) -> Any:
         llm = ctx.services.llm
         if llm is None:
             raise NodeError("no model client in the runtime context", node_id=ctx.node_id)
@@ -71,7 +71,7 @@ class Ai(NodeType):
         if config.cache and cache is not None:
             ttl = config.cache_ttl_s
             if ttl is None:
-                ttl = int(ctx.services.settings.get("llm_cache_ttl_s", 3600))
+                ttl = ctx.services.settings.llm_cache_ttl_s
             answer, cached = await cache.get_or_call(request_digest(request), ttl, call)
         else:
             answer, cached = await call(), False

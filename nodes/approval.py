@@ -5,8 +5,8 @@ from typing import Any
 from langgraph.types import interrupt
 from pydantic import ConfigDict, Field
 
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class ApprovalConfig(NodeConfig):
@@ -25,6 +25,6 @@ class Approval(NodeType):
     Config = ApprovalConfig
     templates = ("prompt",)
 
-    async def run(self, config: ApprovalConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: ApprovalConfig, ctx: Context) -> Any:
         prompt = ctx.render(config.prompt, field="prompt")
         return interrupt({"node_id": ctx.path, "prompt": prompt, "schema": config.answer_schema})

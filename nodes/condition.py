@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class ConditionConfig(NodeConfig):
@@ -18,8 +18,10 @@ class Condition(NodeType):
     Config = ConditionConfig
     expressions = ("expression",)
     ports = frozenset({"true", "false"})
+    required_ports = ports
+    shape = ("{", "}")
 
-    async def run(self, config: ConditionConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: ConditionConfig, ctx: Context) -> Any:
         return bool(ctx.evaluate(config.expression, field="expression"))
 
     def route(self, config: Any, output: Any) -> list[str]:

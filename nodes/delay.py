@@ -5,8 +5,8 @@ from typing import Any
 from pydantic import Field
 
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 MAX_DELAY_S = 30 * 24 * 3600
 
@@ -22,8 +22,9 @@ class Delay(NodeType):
     name = "delay"
     Config = DelayConfig
     templates = ("seconds",)
+    durable_start = True
 
-    async def run(self, config: DelayConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: DelayConfig, ctx: Context) -> Any:
         seconds = ctx.render(config.seconds, field="seconds")
         try:
             seconds = float(seconds)

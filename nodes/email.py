@@ -9,8 +9,8 @@ import aiosmtplib
 from pydantic import Field
 
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class EmailConfig(NodeConfig):
@@ -36,8 +36,8 @@ class Email(NodeType):
     templates = ("to", "subject", "body", "html")
     side_effects = True
 
-    async def run(self, config: EmailConfig, ctx: NodeContext) -> Any:
-        url = ctx.services.settings.get("smtp_url")
+    async def run(self, config: EmailConfig, ctx: Context) -> Any:
+        url = ctx.services.settings.smtp_url
         if not url:
             raise NodeError("FLOWLOOM_SMTP_URL is not set", node_id=ctx.node_id, kind="ConfigError")
         to = ctx.render(config.to, field="to")

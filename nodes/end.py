@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class EndConfig(NodeConfig):
@@ -18,8 +18,10 @@ class End(NodeType):
     waits = False
     Config = EndConfig
     templates = ("output",)
+    exit = True
+    shape = ("([", "])")
 
-    async def run(self, config: EndConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: EndConfig, ctx: Context) -> Any:
         if config.output is not None:
             return ctx.render(config.output, field="output")
         if len(ctx.upstream) == 1:

@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class FilterConfig(NodeConfig):
@@ -20,7 +20,7 @@ class Filter(NodeType):
     Config = FilterConfig
     expressions = ("items", "condition")
 
-    async def run(self, config: FilterConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: FilterConfig, ctx: Context) -> Any:
         items = ctx.evaluate(config.items, field="items")
         if not isinstance(items, list | tuple):
             raise NodeError(f"`items` must be a list, got {type(items).__name__}",

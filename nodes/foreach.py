@@ -18,3 +18,5 @@ class Foreach(LoopType):
     name = "foreach"
     Config = ForeachConfig
     expressions = ("items",)
+    expands = "foreach"
+    shape = ("[[", "]]")

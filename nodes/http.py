@@ -5,9 +5,9 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
 from flowloom.nodes.net import HttpPolicy, send, status_error
+from flowloom.nodes.services import Context
 
 
 class HttpConfig(NodeConfig):
@@ -37,7 +37,7 @@ class Http(NodeType):
     templates = ("url", "headers", "query", "json_body", "body")
     side_effects = True
 
-    async def run(self, config: HttpConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: HttpConfig, ctx: Context) -> Any:
         client = ctx.services.http
         if client is None:
             raise NodeError("no HTTP client in the runtime context", node_id=ctx.node_id)

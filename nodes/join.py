@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class JoinConfig(NodeConfig):
@@ -18,5 +18,8 @@ class Join(NodeType):
     waits = False
     Config = JoinConfig
 
-    async def run(self, config: JoinConfig, ctx: NodeContext) -> Any:
+    def join_any(self, config: JoinConfig) -> bool:
+        return config.mode == "any"
+
+    async def run(self, config: JoinConfig, ctx: Context) -> Any:
         return dict(ctx.upstream)

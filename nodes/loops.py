@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flowloom.nodes.base import NodeConfig, NodeType
+from flowloom.graphs.nodetype import NodeConfig, NodeType
 
 
 class LoopConfig(NodeConfig):
@@ -13,7 +13,6 @@ class LoopConfig(NodeConfig):
 
 
 class LoopType(NodeType):
-    structural = True
 
     def nested_bodies(self, raw_config: Mapping[str, Any]) -> dict[str, Any]:
         body = raw_config.get("body")

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from flowloom.graphs.errors import NodeError
+from flowloom.nodes.services import NodeSettings
 
 MAX_REDIRECTS = 5
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -31,13 +32,12 @@ class HttpPolicy:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> HttpPolicy:
-        hosts = settings.get("http_allow_hosts") or ""
+    def from_settings(cls, settings: NodeSettings) -> HttpPolicy:
+        hosts = settings.http_allow_hosts or ""
         return cls(
-            allow_private=bool(settings.get("http_allow_private", False)),
-            allow_hosts=frozenset(h.strip() for h in str(hosts).split(",") if h.strip()),
-            max_response_bytes=int(settings.get("http_max_response_bytes")
-                                   or DEFAULT_MAX_RESPONSE_BYTES),
+            allow_private=settings.http_allow_private,
+            allow_hosts=frozenset(h.strip() for h in hosts.split(",") if h.strip()),
+            max_response_bytes=settings.http_max_response_bytes,
         )
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowloom.nodes.base import NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeType
+from flowloom.nodes.services import Context
 
 
 class Parallel(NodeType):
@@ -12,5 +12,5 @@ class Parallel(NodeType):
     name = "parallel"
     waits = False
 
-    async def run(self, config: Any, ctx: NodeContext) -> Any:
+    async def run(self, config: Any, ctx: Context) -> Any:
         return None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from flowloom.graphs.nodetype import NodeType
 from flowloom.nodes.action import Action
 from flowloom.nodes.ai import Ai
 from flowloom.nodes.approval import Approval
-from flowloom.nodes.base import NodeType
 from flowloom.nodes.condition import Condition
 from flowloom.nodes.delay import Delay
 from flowloom.nodes.email import Email

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowloom.nodes.base import NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeType
+from flowloom.nodes.services import Context
 
 
 class Start(NodeType):
@@ -11,6 +11,8 @@ class Start(NodeType):
 
     name = "start"
     waits = False
+    entry = True
+    shape = ("([", "])")
 
-    async def run(self, config: Any, ctx: NodeContext) -> Any:
+    async def run(self, config: Any, ctx: Context) -> Any:
         return dict(ctx.scope.inputs)

@@ -6,8 +6,8 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class SubworkflowConfig(NodeConfig):
@@ -33,7 +33,7 @@ class Subworkflow(NodeType):
     templates = ("inputs",)
     side_effects = True
 
-    async def run(self, config: SubworkflowConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: SubworkflowConfig, ctx: Context) -> Any:
         subflows = ctx.services.subflows
         if subflows is None:
             raise NodeError("subworkflows need a store: run through the Flowloom runner",

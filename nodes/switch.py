@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class SwitchConfig(NodeConfig):
@@ -16,11 +16,12 @@ class Switch(NodeType):
     """Routes to the first case whose value equals the expression, else to `default`."""
 
     name = "switch"
+    shape = ("{", "}")
     waits = False
     Config = SwitchConfig
     expressions = ("expression",)
 
-    async def run(self, config: SwitchConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: SwitchConfig, ctx: Context) -> Any:
         return ctx.evaluate(config.expression, field="expression")
 
     def route(self, config: SwitchConfig, output: Any) -> list[str]:

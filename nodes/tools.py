@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
 from flowloom.graphs.errors import NodeError
 from flowloom.nodes.net import RETRIABLE_STATUS, retry_after_seconds
-
-
-class ToolProvider(Protocol):
-    async def execute(self, *, tool: str, action: str, connection_id: str | None,
-                      arguments: dict[str, Any], idempotency_key: str) -> Any: ...
 
 
 class ComposioProvider:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
 
 
 class TransformConfig(NodeConfig):
@@ -18,5 +18,5 @@ class Transform(NodeType):
     Config = TransformConfig
     templates = ("output",)
 
-    async def run(self, config: TransformConfig, ctx: NodeContext) -> Any:
+    async def run(self, config: TransformConfig, ctx: Context) -> Any:
         return ctx.render(config.output, field="output")

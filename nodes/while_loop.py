@@ -17,3 +17,8 @@ class While(LoopType):
     name = "while"
     Config = WhileConfig
     expressions = ("condition",)
+    expands = "while"
+    shape = ("[[", "]]")
+
+    def max_passes(self, config: WhileConfig) -> int:
+        return config.max_iterations

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from flowloom.app.records import RunRecord
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
-from flowloom.nodes.context import Services
+from flowloom.nodes.services import Services
 from tests.conftest import Runner
 from tests.servers import FlakyServer, ModelStub, RedisProcess, ServerThread, SmtpServer
 

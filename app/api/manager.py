@@ -14,7 +14,7 @@ from flowloom.app.records import RunRecord, utcnow
 from flowloom.app.runner import resume_workflow, spec_of, start_prepared
 from flowloom.app.stores.base import Store
 from flowloom.graphs import WorkflowSpec
-from flowloom.nodes.context import Services
+from flowloom.nodes.services import Services
 
 log = logging.getLogger("flowloom.api")
 RECOVER_EVERY_S = 2.0

@@ -14,8 +14,8 @@ from flowloom.app.settings import Settings
 from flowloom.app.stores.base import RunQuery
 from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.graphs import InputError, NodeError, SpecError, WorkflowError
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import Runner, chain, delay, t
 
@@ -110,7 +110,7 @@ class Flaky(NodeType):
         fail_times: int
         retriable: bool = True
 
-    async def run(self, config: Any, ctx: NodeContext) -> Any:
+    async def run(self, config: Any, ctx: NodeContext[Any]) -> Any:
         count = self.calls[ctx.run.execution_id] = self.calls.get(ctx.run.execution_id, 0) + 1
         if count <= config.fail_times:
             raise NodeError(f"flaky failure {count}", retriable=config.retriable)

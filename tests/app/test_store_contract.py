@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -18,9 +18,9 @@ from flowloom.app.settings import load_settings
 from flowloom.app.stores.base import RunQuery, Store
 from flowloom.app.stores.mongo import MongoStore
 from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.graphs.context import NodeContext
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeType
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import chain, t
 
@@ -232,7 +232,7 @@ class _FailsOnce(NodeType):
     name = "test_fails_once"
     seen: ClassVar[set[str]] = set()
 
-    async def run(self, config: object, ctx: NodeContext) -> object:
+    async def run(self, config: object, ctx: NodeContext[Any]) -> object:
         if ctx.run.execution_id not in self.seen:
             self.seen.add(ctx.run.execution_id)
             raise NodeError("transient fault")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flowloom.graphs import load_workflow, validate_workflow
+from flowloom import load_workflow, validate_workflow
 from flowloom.graphs.dialects import detect_dialect, to_canonical
 from tests.conftest import SPEC_DIR
 from tests.servers import FlakyServer, ModelStub, SmtpServer

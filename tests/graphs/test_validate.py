@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.graphs import SpecError, load_workflow, validate_workflow
+from flowloom import load_workflow, validate_workflow
+from flowloom.graphs import SpecError
 from tests.conftest import chain, t
 
 

@@ -14,7 +14,7 @@ from flowloom.nodes.registry import NODE_TYPES
 @pytest.mark.parametrize("name", sorted(NODE_TYPES))
 def test_a_type_that_never_waits_has_no_await_in_its_run(name: str) -> None:
     kind = NODE_TYPES[name]
-    if kind.structural:
+    if kind.expands:
         pytest.skip("expanded by the compiler; it has no single-step run")
     tree = ast.parse(textwrap.dedent(inspect.getsource(type(kind).run)))
     awaits = any(isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith)

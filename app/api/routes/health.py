@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from flowloom.app.api.deps import ManagerDep, SettingsDep, StoreDep
+from flowloom.app.llm_cache import RedisLLMCache
 from flowloom.app.stores.base import RunQuery
 
 router = APIRouter(tags=["health"])
@@ -20,7 +21,7 @@ async def health(store: StoreDep, manager: ManagerDep, settings: SettingsDep) ->
     except Exception as exc:  # health reports it; it must not fail itself
         services["store"] = {"ok": False, "error": str(exc)}
     cache = manager.services.cache
-    if settings.redis_url:
+    if isinstance(cache, RedisLLMCache):
         try:
             await cache.redis.ping()
             services["redis"] = {"ok": True}

@@ -13,8 +13,8 @@ from pydantic import BaseModel
 
 from flowloom.app.api.deps import StoreDep
 from flowloom.app.api.errors import ApiError
-from flowloom.graphs import WorkflowSpec, canonical_document, load_workflow, validate_workflow
-from flowloom.graphs.mermaid import to_mermaid
+from flowloom.app.workflows import load_workflow, to_mermaid, validate_workflow
+from flowloom.graphs import WorkflowSpec, canonical_document
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 Document = Body(..., description="A workflow document in any accepted dialect")

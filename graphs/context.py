@@ -1,48 +1,54 @@
-"""The runtime context a node runs in: its scope and the services it may use.
+"""The runtime context a compiled graph runs in: per run, and per node execution.
 
-Nodes never import `app`: the HTTP client, cache, clock and settings arrive here, so tests
-hand in real local servers and the runner hands in production ones.
+The compiler needs only a clock and a sleep of the services; the services a node type
+uses (HTTP, models, cache) are its own business and arrive through the same object.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from flowloom.graphs.errors import ExpressionError
+from flowloom.graphs.events import RunEvent
 from flowloom.graphs.expressions import Expressions, namespace
 
-EventSink = Callable[[dict[str, Any]], None]
+
+class RuntimeServices(Protocol):
+    """What the compiler itself uses of a run's services."""
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[Any]]: ...
 
 
-def _ignore(event: dict[str, Any]) -> None:
+@dataclass(frozen=True, slots=True)
+class BasicServices:
+    """Services for a graph compiled and run without Flowloom's runner (tests, benches)."""
+
+    clock: Callable[[], float] = field(default=__import__("time").time)
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+
+
+S = TypeVar("S", bound=RuntimeServices)
+EventSink = Callable[[RunEvent], None]
+
+
+def _ignore(event: RunEvent) -> None:
     return None
 
 
 @dataclass(slots=True)
-class Services:
-    """Long-lived helpers shared by every node of a run (and across runs)."""
-
-    http: Any = None  # httpx.AsyncClient
-    llm: Any = None  # chat-model factory
-    cache: Any = None  # LLM response cache
-    tools: Any = None  # ToolProvider of `action` nodes
-    subflows: Any = None  # child runs of `subworkflow` nodes
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    clock: Callable[[], float] = time.time
-    sleep: Callable[[float], Any] = asyncio.sleep
-
-
-@dataclass(slots=True)
-class RunContext:
+class RunContext(Generic[S]):
     """Per-run runtime context handed to the compiled graph as LangGraph's `context`."""
 
     execution_id: str
     workflow_id: str | None = None
-    services: Services = field(default_factory=Services)
+    services: S = field(default_factory=BasicServices)  # type: ignore[assignment]
     emit: EventSink = _ignore
     attempts: dict[str, int] = field(default_factory=dict)
     semaphores: dict[str, asyncio.Semaphore] = field(default_factory=dict)
@@ -69,21 +75,21 @@ class Scope:
 
 
 @dataclass(slots=True)
-class NodeContext:
+class NodeContext(Generic[S]):
     """Everything one node execution may use."""
 
     node_id: str
     path: str  # node id qualified by enclosing loops, e.g. `each[3].fetch`
     scope: Scope
     expressions: Expressions
-    run: RunContext
+    run: RunContext[S]
     attempt: int = 1
     first_started_at: float = 0.0  # when the node first started, kept across resumes
     upstream: Mapping[str, Any] = field(default_factory=dict)  # outputs of taken in-edges
     meta: dict[str, Any] = field(default_factory=dict)  # extra node state: cached, usage, ...
 
     @property
-    def services(self) -> Services:
+    def services(self) -> S:
         return self.run.services
 
     @property
