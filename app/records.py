@@ -35,6 +35,7 @@ class NodeState(BaseModel):
     latency_ms: float | None = None
     error: dict[str, Any] | None = None
     child_execution_id: str | None = None  # a subworkflow node's child run
+    idempotency_key: str | None = None  # sent with every attempt of a side-effecting node
 
 
 class LogEntry(BaseModel):
@@ -131,6 +132,7 @@ class RecordBuilder:
                 model=meta.get("model"),
                 usage=meta.get("usage"),
                 child_execution_id=meta.get("child_execution_id"),
+                idempotency_key=meta.get("idempotency_key"),
                 started_at=(from_epoch(meta.get("started_at"))
                             or (state.started_at if state else None)),
                 finished_at=from_epoch(meta.get("finished_at")) or at,

@@ -29,9 +29,9 @@ def recursion_limit(spec: WorkflowSpec, node_types: NodeTypes) -> int:
     for node in spec.nodes:
         steps += 3
         kind = node_types[node.type]
-        if kind.expands == "while":
+        if kind.expands == "repeat":
             steps += 2 * kind.max_passes(kind.Config.model_validate(node.config)) + 2
-        elif kind.expands == "foreach":
+        elif kind.expands == "fan_out":
             steps += 2 * (MAX_FOREACH_ITEMS // WAVE_MIN + 1) + 2
     return steps
 
@@ -54,11 +54,11 @@ def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | No
     for plan in plan_nodes(spec, graph.node_types).values():
         steps: dict[str, Step]
         retry_plan: NodePlan | None = plan
-        if plan.kind.expands == "foreach":
+        if plan.kind.expands == "fan_out":
             body = _body(plan, graph)
             steps = foreach_steps(graph, plan, body, spec.settings.max_concurrency)
             retry_node, retry_plan = f"{plan.id}.items", body.single
-        elif plan.kind.expands == "while":
+        elif plan.kind.expands == "repeat":
             body = _body(plan, graph)
             steps = while_steps(graph, plan, body)
             retry_node, retry_plan = f"{plan.id}.body", body.single

@@ -86,6 +86,8 @@ async def execute(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
     run = ctx.run
     clock = ctx.services.clock
     started = clock()
+    if plan.kind.side_effects:  # shown with the node, so a user can trace the call
+        ctx.meta["idempotency_key"] = ctx.idempotency_key
     run.emit({"event": "node.started", "node_id": ctx.path, "attempt": ctx.attempt,
               "at": started})
     try:
@@ -132,7 +134,7 @@ def settle_failure(
     ports = ["error"] if plan.has_error_edge else [""]
     meta = node_meta("failed", ports, attempts=ctx.attempt, started_at=started,
                      finished_at=finished, latency_ms=round((finished - started) * 1000, 3),
-                     error=error.as_dict())
+                     error=error.as_dict(), **ctx.meta)
     ctx.run.emit({"event": "node.failed", "node_id": ctx.path, "attempt": ctx.attempt,
                   "at": finished, "error": error.as_dict(), "meta": meta,
                   "handled": not plan.fails_run})

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from flowloom.graphs.context import NodeContext
 
-Expansion = Literal["foreach", "while"]
+Expansion = Literal["fan_out", "repeat"]
 NodeTypes = Mapping[str, "NodeType"]
 
 
@@ -31,9 +31,10 @@ class NodeType:
     - `templates`/`expressions`: config fields parsed by the validator before anything runs.
     - `ports`: branch labels the node can route besides `error`; `required_ports` are the
       ones a workflow should wire (a warning otherwise).
-    - `expands`: the type is compiled into loop steps (`foreach`: items fanned out with
-      `Send`; `while`: a body repeated while its condition holds) instead of one step.
-      Its `Config` must then have the fields of the matching loop (see `graphs.loops`).
+    - `expands`: the type is compiled into loop steps instead of one step: `fan_out`
+      sends each item to the body with `Send` (as `foreach`), `repeat` runs the body while
+      its condition holds (as `while`). Its `Config` then has that loop's fields
+      (`graphs.loops` reads them).
     - `durable_start`: the first start is checkpointed before `run`, so a resumed run
       continues from it (a delay waits only for what remains).
     - `side_effects`: the node touches the outside world; its idempotency key is recorded.
@@ -76,5 +77,5 @@ class NodeType:
         return {}
 
     def max_passes(self, config: Any) -> int:
-        """For `expands == "while"`: the most passes the loop may take."""
+        """For `expands == "repeat"`: the most passes the loop may take."""
         return 0

@@ -18,5 +18,5 @@ class Foreach(LoopType):
     name = "foreach"
     Config = ForeachConfig
     expressions = ("items",)
-    expands = "foreach"
+    expands = "fan_out"
     shape = ("[[", "]]")

@@ -17,7 +17,7 @@ class While(LoopType):
     name = "while"
     Config = WhileConfig
     expressions = ("condition",)
-    expands = "while"
+    expands = "repeat"
     shape = ("[[", "]]")
 
     def max_passes(self, config: WhileConfig) -> int:

@@ -1,0 +1,5 @@
+"""`python -m flowloom`: the same CLI as the `flowloom` command."""
+
+from flowloom.app.cli import main
+
+main()

@@ -1,0 +1,111 @@
+"""Every error as an RFC 9457 problem document, from one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+
+from flowloom.app.runner import NotResumable
+from flowloom.app.stores.base import InvalidCursor
+from flowloom.graphs.errors import InputError, SpecError, StoreError, WorkflowError
+
+PROBLEM = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem document; validation problems carry JSON paths."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    problems: list[dict[str, str]] | None = None
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem_response("Malformed request"),
+    401: _problem_response("Missing or wrong API key"),
+    404: _problem_response("Not found"),
+    409: _problem_response("Conflict with the current state"),
+    413: _problem_response("Request body too large"),
+    422: _problem_response("Invalid request, workflow, inputs or answer"),
+    503: _problem_response("A backing service is unavailable"),
+}
+
+
+class TooLarge(Exception):
+    """The request body passed the limit while it was being read."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, title: str, detail: str | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.extra = status, title, detail, extra
+
+
+def problem(status: int, title: str, detail: str | None = None, *,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail or title,
+            **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _json_path(loc: tuple[Any, ...]) -> str:
+    path = "$"
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def to_problem(exc: Exception) -> JSONResponse:
+    if isinstance(exc, TooLarge):
+        return problem(413, "Request body too large", "the limit is 1,048,576 bytes")
+    if isinstance(exc, ApiError):
+        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+    if isinstance(exc, SpecError):
+        return problem(422, "Invalid workflow", str(exc).splitlines()[0],
+                       problems=[p.as_dict() for p in exc.problems])
+    if isinstance(exc, InputError):
+        return problem(422, "Invalid inputs", str(exc),
+                       problems=[{"path": exc.path, "message": exc.message}])
+    if isinstance(exc, NotResumable):
+        status = 404 if str(exc).startswith("no run") else 409
+        return problem(status, "Not found" if status == 404 else "Conflict", str(exc))
+    if isinstance(exc, InvalidCursor):
+        return problem(422, "Invalid cursor", str(exc))
+    if isinstance(exc, StoreError):
+        return problem(503, "Store unavailable", str(exc))
+    if isinstance(exc, WorkflowError):
+        return problem(409, "Conflict", str(exc))
+    if isinstance(exc, RequestValidationError):
+        problems = [{"path": _json_path(tuple(e["loc"])), "message": e["msg"]}
+                    for e in exc.errors()]
+        return problem(422, "Invalid request", "the request does not match its schema",
+                       problems=problems)
+    if isinstance(exc, HTTPException):
+        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    return problem(500, "Internal error", "an unexpected error happened; see the server log")
+
+
+def install(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, ApiError | WorkflowError | RequestValidationError
+                          | HTTPException | TooLarge):
+            import logging
+            logging.getLogger("flowloom.api").exception("unhandled error")
+        return to_problem(exc)
+
+    for kind in (ApiError, WorkflowError, RequestValidationError, HTTPException, Exception):
+        app.add_exception_handler(kind, handle)

@@ -1,0 +1,235 @@
+"""Executions: execute (sync or async), read, history, resume, cancel, live events."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sse_starlette.sse import EventSourceResponse
+
+from flowloom.app.api.deps import ManagerDep, StoreDep
+from flowloom.app.api.errors import ApiError
+from flowloom.app.api.middleware import correlation_id
+from flowloom.app.execution import load_spec
+from flowloom.app.records import RunRecord, utcnow
+from flowloom.app.runner import MISSING, cancel_workflow, check_answer, check_inputs, prepare_run
+from flowloom.app.stores.base import RunQuery, Store, StoredWorkflow
+
+router = APIRouter(tags=["executions"])
+MAX_WAIT_S = 300.0
+
+
+class ExecuteBody(BaseModel):
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    mode: Literal["sync", "async"] = "sync"
+    wait_s: float = Field(default=30.0, ge=0, le=MAX_WAIT_S)
+    async_execution: bool | None = Field(default=None, description="alias of mode: async")
+
+    @property
+    def is_async(self) -> bool:
+        return self.mode == "async" or bool(self.async_execution)
+
+
+class InlineExecuteBody(ExecuteBody):
+    workflow: dict[str, Any]
+
+
+class ResumeBody(BaseModel):
+    value: Any = None
+    node_id: str | None = None
+    mode: Literal["sync", "async"] = "sync"
+    wait_s: float = Field(default=30.0, ge=0, le=MAX_WAIT_S)
+
+
+class CancelBody(BaseModel):
+    by: str = Field(default="api", max_length=200)
+
+
+class Queued(BaseModel):
+    execution_id: str
+    status: str
+
+
+class RunList(BaseModel):
+    items: list[RunRecord]
+    next_cursor: str | None
+
+
+def _run_response(record: RunRecord, status: int) -> Response:
+    return Response(record.model_dump_json(), status_code=status, media_type="application/json",
+                    headers={"Location": f"/executions/{record.execution_id}"})
+
+
+async def _record(store: Store, execution_id: str) -> RunRecord:
+    record = await store.get_run(execution_id)
+    if record is None:
+        raise ApiError(404, "Not found", f"no run with execution id `{execution_id}`")
+    return record
+
+
+async def _answer_with(manager: ManagerDep, store: Store, task: asyncio.Task[Any],
+                       execution_id: str, is_async: bool, wait_s: float) -> Response:
+    if is_async:
+        return JSONResponse(Queued(execution_id=execution_id, status="queued").model_dump(),
+                            status_code=202, headers={"Location": f"/executions/{execution_id}"})
+    done = await manager.wait(task, wait_s, execution_id)
+    finished_here = done and not task.cancelled() and task.exception() is None
+    result = task.result() if finished_here else None
+    # The run's own record when it ended in this process; else what the store has.
+    record = result if isinstance(result, RunRecord) else await _record(store, execution_id)
+    return _run_response(record, 200 if done and record.status != "running" else 202)
+
+
+async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request,
+                   store: Store, manager: ManagerDep, idempotency_key: str | None,
+                   stored: StoredWorkflow | None = None) -> Response:
+    spec = load_spec(document)  # a bad document is 422 before any key is claimed
+    execution_id = uuid.uuid4().hex
+    if idempotency_key:
+        check_inputs(spec, body.inputs)  # so are bad inputs (prepare_run checks them too)
+        payload = {"path": request.url.path, "document": document,
+                   "body": body.model_dump(mode="json", exclude={"wait_s"})}
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        taken = await store.claim_idempotency_key(idempotency_key, digest, execution_id)
+        if taken is not None:
+            if taken[0] != digest:
+                raise ApiError(422, "Idempotency-Key reused",
+                               "this Idempotency-Key was used with another request body")
+            first = await _record(store, taken[1])
+            return _run_response(first, 200 if first.finished else 202)
+    _, record = await prepare_run(store, spec, body.inputs, execution_id=execution_id,
+                                  correlation_id=correlation_id.get(), status="queued",
+                                  stored=stored)
+    task = manager.start(record, spec)
+    return await _answer_with(manager, store, task, execution_id, body.is_async, body.wait_s)
+
+
+RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": RunRecord, "description": "the run, finished or paused"},
+    202: {"model": RunRecord | Queued, "description": "queued, or the run so far"}}
+
+
+@router.post("/workflows/{workflow_id}/execute", responses=RUN_RESPONSES)
+async def execute_stored(workflow_id: str, body: ExecuteBody, request: Request,
+                         store: StoreDep, manager: ManagerDep,
+                         idempotency_key: str | None = Header(None)) -> Response:
+    stored = await store.get_workflow(workflow_id)
+    if stored is None:
+        raise ApiError(404, "Not found", f"no workflow `{workflow_id}`")
+    return await _execute(stored.document, body, request, store, manager, idempotency_key,
+                          stored)
+
+
+@router.post("/execute", responses=RUN_RESPONSES)
+async def execute_inline(body: InlineExecuteBody, request: Request, store: StoreDep,
+                         manager: ManagerDep,
+                         idempotency_key: str | None = Header(None)) -> Response:
+    return await _execute(body.workflow, body, request, store, manager, idempotency_key)
+
+
+@router.get("/executions/{execution_id}", response_model=RunRecord)
+async def get_execution(execution_id: str, store: StoreDep) -> RunRecord:
+    return await _record(store, execution_id)
+
+
+async def _history(store: Store, workflow_id: str | None, status: str | None,
+                   since: datetime | None, until: datetime | None, limit: int,
+                   cursor: str | None) -> RunList:
+    page = await store.list_runs(RunQuery(workflow_id=workflow_id, status=status, since=since,
+                                          until=until, limit=limit, cursor=cursor))
+    return RunList(items=page.runs, next_cursor=page.next_cursor)
+
+
+RunStatusFilter = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
+
+
+@router.get("/workflows/{workflow_id}/executions", response_model=RunList)
+async def workflow_history(workflow_id: str, store: StoreDep,
+                           status: RunStatusFilter | None = None,
+                           since: datetime | None = None, until: datetime | None = None,
+                           limit: int = Query(50, ge=1, le=200),
+                           cursor: str | None = None) -> RunList:
+    return await _history(store, workflow_id, status, since, until, limit, cursor)
+
+
+@router.get("/executions", response_model=RunList)
+async def history(store: StoreDep, status: RunStatusFilter | None = None,
+                  since: datetime | None = None, until: datetime | None = None,
+                  limit: int = Query(50, ge=1, le=200), cursor: str | None = None) -> RunList:
+    return await _history(store, None, status, since, until, limit, cursor)
+
+
+@router.post("/executions/{execution_id}/resume", responses=RUN_RESPONSES)
+async def resume(execution_id: str, body: ResumeBody, store: StoreDep,
+                 manager: ManagerDep) -> Response:
+    record = await _record(store, execution_id)
+    if record.status in ("succeeded", "cancelled"):
+        raise ApiError(409, "Conflict", f"execution `{execution_id}` already {record.status}; "
+                                        "nothing to resume")
+    value = body.value if "value" in body.model_fields_set else MISSING
+    kwargs: dict[str, Any] = {"node_id": body.node_id}
+    if record.status == "waiting":
+        check_answer(record, value, body.node_id)  # a bad answer: 422, the run keeps waiting
+        kwargs["value"] = value
+    seen = record.updated_at or record.created_at
+    interrupted = record.status in ("queued", "running")
+    if execution_id in manager.tasks or (interrupted and seen > utcnow() - manager.stale_after):
+        raise ApiError(409, "Conflict", f"execution `{execution_id}` is {record.status} in a "
+                                        "live process; nothing to resume")
+    # An interrupted run (its process stopped) is taken over; others are claimed on resume.
+    claim = (record.status, seen) if interrupted else None
+    task = manager.resume(execution_id, claim=claim, **kwargs)
+    return await _answer_with(manager, store, task, execution_id, body.mode == "async",
+                              body.wait_s)
+
+
+@router.post("/executions/{execution_id}/cancel", response_model=RunRecord)
+async def cancel(execution_id: str, store: StoreDep, manager: ManagerDep,
+                 response: Response, body: CancelBody | None = None) -> RunRecord:
+    await _record(store, execution_id)
+    record = await cancel_workflow(execution_id, by=(body or CancelBody()).by, store=store)
+    task = manager.tasks.get(execution_id)
+    if task is not None:
+        await manager.wait(task, 2.0, execution_id)  # it notices within a quarter second
+        record = await _record(store, execution_id)
+    response.status_code = 200 if record.status == "cancelled" else 202
+    return record
+
+
+POLL_S = 0.1
+
+
+@router.get("/executions/{execution_id}/events")
+async def events(execution_id: str, store: StoreDep,
+                 last_event_id: str | None = Header(None)) -> EventSourceResponse:
+    await _record(store, execution_id)
+    try:
+        after = int(last_event_id) if last_event_id else 0
+    except ValueError:
+        raise ApiError(422, "Invalid Last-Event-ID", "Last-Event-ID must be a number") from None
+
+    async def stream() -> Any:
+        seq = after
+        while True:
+            batch = await store.list_events(execution_id, after=seq)
+            for event in batch:
+                seq = event["seq"]
+                yield {"event": event["event"], "id": str(seq),
+                       "data": json.dumps(event, default=str)}
+                if event["event"] == "run.finished":
+                    return
+            if not batch:
+                record = await store.get_run(execution_id)
+                if record is None or (record.finished and not await store.list_events(
+                        execution_id, after=seq)):
+                    return
+                await asyncio.sleep(POLL_S)
+
+    return EventSourceResponse(stream(), ping=15)

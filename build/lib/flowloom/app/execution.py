@@ -1,0 +1,219 @@
+"""Driving a run's graph in this process: live record, event log, cancel, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from flowloom.app.records import (
+    NodeState,
+    RecordBuilder,
+    RunError,
+    RunRecord,
+    truncate_for_record,
+    utcnow,
+)
+from flowloom.app.stores.base import Store
+from flowloom.app.workflows import compile_workflow, load_workflow, workflow_output
+from flowloom.graphs.context import RunContext
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.events import RunEvent
+from flowloom.graphs.expressions import Expressions
+from flowloom.graphs.spec import WorkflowSpec
+from flowloom.nodes.services import Services
+
+EventCallback = Callable[[dict[str, Any]], None]
+log = logging.getLogger("flowloom.run")
+FLUSH_INTERVAL_S = 0.25
+HEARTBEAT_S = 1.0  # a running record is rewritten at least this often; see stale_runs()
+
+
+class LiveRecord:
+    """Folds events into the record and writes both to the store as the run goes, so a
+    reader sees a running run's progress; also notices cancel requests from anywhere."""
+
+    def __init__(self, store: Store, record: RunRecord, next_seq: int,
+                 on_event: EventCallback | None) -> None:
+        self.store = store
+        self.record = record
+        self.builder = RecordBuilder(record)
+        self.seq = next_seq
+        self.pending: list[dict[str, Any]] = []
+        self.on_event = on_event
+        self.cancelled_by: str | None = None
+        self.dirty = False
+
+    def emit(self, event: RunEvent) -> None:
+        self.seq += 1
+        recorded = {"seq": self.seq, "execution_id": self.record.execution_id,
+                    "at": time.time(), **event}
+        self.builder.apply(recorded)
+        self.pending.append(recorded)
+        self.dirty = True
+        if self.on_event is not None:
+            self.on_event(recorded)
+
+    async def flush(self, *, heartbeat: bool = False) -> None:
+        if not self.dirty and not heartbeat:
+            return
+        self.dirty = False
+        self.record.updated_at = utcnow()
+        events, self.pending = self.pending, []
+        await self.store.save_run_with_events(self.record, events)
+
+    async def watch(self, run_task: asyncio.Task[Any]) -> None:
+        beat = time.monotonic()
+        while not run_task.done():
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            due = time.monotonic() - beat > HEARTBEAT_S
+            if due:
+                beat = time.monotonic()
+            await self.flush(heartbeat=due)
+            by = await self.store.cancel_requested(self.record.execution_id)
+            if by is not None and self.cancelled_by is None:
+                self.cancelled_by = by
+                run_task.cancel()
+
+
+def _downstream(spec: WorkflowSpec, node_id: str) -> list[str]:
+    seen: list[str] = []
+    stack = [node_id]
+    while stack:
+        current = stack.pop()
+        for edge in spec.edges:
+            if edge.source == current and edge.target not in seen:
+                seen.append(edge.target)
+                stack.append(edge.target)
+    return seen
+
+
+def settle_unfinished(record: RunRecord, spec: WorkflowSpec, live: LiveRecord,
+                      failed_node: str | None) -> None:
+    """After a failed, timed-out or cancelled run: downstream of the failed node is
+    `failed`, naming it; whatever was running or had not started is `cancelled`."""
+    now = utcnow()
+    states = record.node_states
+    for node_id in list(live.builder.active):
+        states[node_id].status, states[node_id].finished_at = "cancelled", now
+    live.builder.active.clear()
+    if failed_node is not None:
+        for node_id in _downstream(spec, failed_node):
+            if node_id not in states:
+                states[node_id] = NodeState(status="failed", finished_at=now, error={
+                    "type": "UpstreamFailed", "message": f"upstream node `{failed_node}` failed"})
+    for node in spec.nodes:
+        if node.id not in states or states[node.id].status == "waiting":
+            states[node.id] = NodeState(status="cancelled", finished_at=now)
+
+
+def initial_input(record: RunRecord) -> dict[str, Any]:
+    started = record.started_at or utcnow()
+    record.started_at = started
+    return {"inputs": record.inputs, "run": {"id": record.execution_id,
+                                             "workflow_id": record.workflow_id,
+                                             "started_at": started.isoformat()}}
+
+
+_GRAPHS: OrderedDict[tuple[Any, ...], tuple[Any, Expressions]] = OrderedDict()
+GRAPH_CACHE_SIZE = 128
+_SPECS: OrderedDict[str, WorkflowSpec] = OrderedDict()
+
+
+def load_spec(document: Any) -> WorkflowSpec:
+    """`load_workflow`, remembered per document content: the same stored version runs
+    again and again, and validating it costs more than a short run's store writes.
+    Raises SpecError like `load_workflow`; a loaded spec is never changed."""
+    if isinstance(document, WorkflowSpec):
+        return document
+    if not isinstance(document, dict):  # a path or JSON text: read it afresh
+        return load_workflow(document)
+    key = json.dumps(document, sort_keys=True, default=str)
+    hit = _SPECS.get(key)
+    if hit is None:
+        hit = _SPECS[key] = load_workflow(document)
+        while len(_SPECS) > GRAPH_CACHE_SIZE:
+            _SPECS.popitem(last=False)
+    _SPECS.move_to_end(key)
+    return hit
+
+
+def compiled_graph(spec: WorkflowSpec, record: RunRecord, saver: Any) -> tuple[Any, Expressions]:
+    """A workflow version compiles once per process and saver: compiled graphs hold no
+    run state (that lives in the checkpointer and the runtime context). The cached graph
+    holds its saver, so the saver's id cannot be reused while the entry lives."""
+    key = (record.workflow_id, record.workflow_version, id(saver))
+    hit = _GRAPHS.get(key)
+    if hit is None:
+        expressions = Expressions()
+        hit = _GRAPHS[key] = (compile_workflow(spec, saver, expressions=expressions),
+                              expressions)
+        while len(_GRAPHS) > GRAPH_CACHE_SIZE:
+            _GRAPHS.popitem(last=False)
+    _GRAPHS.move_to_end(key)
+    return hit
+
+
+async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: Services,
+                live: LiveRecord, graph_input: Any) -> None:
+    """Run (or continue) the graph of `record` to its end or to a pause."""
+    ctx = RunContext(record.execution_id, record.workflow_id, services, live.emit)
+    config: RunnableConfig = {"configurable": {"thread_id": record.execution_id},
+                              "max_concurrency": spec.settings.max_concurrency}
+    record.status, record.finished_at, record.waiting_for = "running", None, []
+    log.info("run %s of %s v%s started", record.execution_id, record.workflow_id,
+             record.workflow_version)
+    live.emit({"event": "run.started"})
+    await live.flush()  # readers see `running` at once
+    async with store.checkpointer() as saver:
+        graph, expressions = compiled_graph(spec, record, saver)
+        if graph_input is None and await saver.aget_tuple(config) is None:
+            graph_input = initial_input(record)  # stopped before its first checkpoint
+        run_task = asyncio.create_task(graph.ainvoke(graph_input, config, context=ctx,
+                                                     durability="sync"))
+        watcher = asyncio.create_task(live.watch(run_task))
+        try:
+            state = await asyncio.wait_for(run_task, spec.settings.timeout_s)
+            # A pause shows in the result: no second read of the checkpoint to find it.
+            interrupts = state.get("__interrupt__") if isinstance(state, dict) else None
+            if interrupts:
+                record.status = "waiting"
+                record.waiting_for = [{**i.value, "interrupt_id": i.id} for i in interrupts]
+                live.emit({"event": "run.waiting", "waiting_for": record.waiting_for})
+            else:
+                record.output = truncate_for_record(workflow_output(spec, state, expressions))
+                record.status = "succeeded"
+        except NodeError as exc:
+            record.status = "failed"
+            record.errors.append(RunError(node_id=exc.node_id, type=exc.kind,
+                                          message=str(exc)))
+            settle_unfinished(record, spec, live, exc.node_id)
+        except TimeoutError:
+            record.status = "failed"
+            record.errors.append(RunError(type="TimeoutError", message=(
+                f"run timed out after {spec.settings.timeout_s:g}s (settings.timeout_s)")))
+            settle_unfinished(record, spec, live, None)
+        except asyncio.CancelledError:
+            if live.cancelled_by is None:  # we were cancelled from outside: pass it on
+                run_task.cancel()
+                raise
+            record.status, record.cancelled_by = "cancelled", live.cancelled_by
+            record.cancelled_at = utcnow()
+            settle_unfinished(record, spec, live, None)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    if record.status != "waiting":
+        record.finished_at = utcnow()
+    log.info("run %s %s", record.execution_id, record.status)
+    if record.finished:
+        live.emit({"event": "run.finished", "status": record.status})
+    await live.flush()

@@ -1,0 +1,293 @@
+"""Starting, resuming and cancelling runs in this process (the Python API of the spec)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from jsonschema import Draft202012Validator
+from langgraph.types import Command
+
+from flowloom.app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
+from flowloom.app.records import RunRecord, utcnow
+from flowloom.app.services import open_services
+from flowloom.app.settings import Settings, load_settings
+from flowloom.app.stores import Store, open_store
+from flowloom.app.stores.base import StoredWorkflow
+from flowloom.graphs import InputError, WorkflowError, WorkflowSpec
+from flowloom.nodes.services import Services
+
+MAX_INPUT_BYTES = 256 * 1024
+T = TypeVar("T")
+_MISSING: Any = object()
+MISSING = _MISSING  # "no answer given", as opposed to an answer of null
+_retention_done: set[str] = set()
+
+
+class NotResumable(WorkflowError):
+    """The run is finished, unknown, or cannot take the given answer."""
+
+
+def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
+    """Raise InputError naming the failing JSON path when inputs do not fit the schema."""
+    size = len(json.dumps(inputs, default=str).encode())
+    if size > MAX_INPUT_BYTES:
+        raise InputError("$", f"inputs are {size:,} bytes; the limit is {MAX_INPUT_BYTES:,}")
+    if spec.inputs_schema is not None:
+        check_value(spec.inputs_schema, inputs)
+
+
+def check_value(schema: dict[str, Any], value: Any) -> None:
+    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    if errors:
+        raise InputError(errors[0].json_path, errors[0].message)
+
+
+def workflow_id_of(spec: WorkflowSpec, document: dict[str, Any]) -> str:
+    """The document's id, or a stable one derived from its content for inline workflows."""
+    if spec.id:
+        return spec.id
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    return f"inline-{digest[:12]}"
+
+
+@asynccontextmanager
+async def _resources(settings: Settings | None, store: Store | None,
+                     services: Services | None) -> AsyncIterator[tuple[Store, Services]]:
+    settings = settings or load_settings()
+    own_store = store is None
+    store = store or open_store(settings)
+    try:
+        if settings.store not in _retention_done:  # once per process and store
+            _retention_done.add(settings.store)
+            await store.delete_runs_before(utcnow() - timedelta(days=settings.retention_days))
+        if services is not None:
+            yield store, services
+        else:
+            async with open_services(settings) as own:
+                yield store, own
+    finally:
+        if own_store:
+            await store.close()
+
+
+_DRIVEN_HERE: set[str] = set()  # runs this process is executing right now
+
+
+async def _execute(store: Store, services: Services, spec: WorkflowSpec, record: RunRecord,
+                   graph_input: Any, on_event: EventCallback | None) -> RunRecord:
+    _DRIVEN_HERE.add(record.execution_id)
+    try:
+        # A run that never started has no events; a resumed one continues their numbering.
+        events = await store.list_events(record.execution_id) if record.started_at else []
+        live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event)
+        services = _with_subflows(services, store)
+        await drive(spec, record, store, services, live, graph_input)
+        return record
+    finally:
+        _DRIVEN_HERE.discard(record.execution_id)
+
+
+def _with_subflows(services: Services, store: Store) -> Services:
+    from flowloom.app.subflows import Subflows  # the child-run service of `subworkflow` nodes
+    if services.subflows is None:
+        services.subflows = Subflows(store, services, execute_workflow_async, resume_workflow)
+    return services
+
+
+async def prepare_run(
+    store: Store, document: Any, inputs: dict[str, Any] | None = None, *,
+    execution_id: str | None = None, correlation_id: str | None = None,
+    parent_execution_id: str | None = None, status: str = "running",
+    stored: StoredWorkflow | None = None,
+) -> tuple[WorkflowSpec, RunRecord]:
+    """Validate, pin the workflow version and store the run's first record. Raises
+    SpecError or InputError before anything is stored. `stored`: the stored version
+    `document` was read from, which pins the run without storing it again."""
+    spec = load_spec(document)
+    inputs = dict(inputs or {})
+    check_inputs(spec, inputs)
+    if stored is None:
+        canonical = spec.model_dump(mode="json", exclude_none=True)
+        stored = await store.put_workflow(workflow_id_of(spec, canonical), canonical)
+    workflow_id = stored.id
+    fresh = execution_id is None  # a new uuid cannot exist yet: skip the look-up
+    execution_id = execution_id or uuid.uuid4().hex
+    if not fresh and await store.get_run(execution_id) is not None:
+        raise WorkflowError(f"execution `{execution_id}` already exists; "
+                            "use `flowloom resume` to continue it")
+    record = RunRecord(execution_id=execution_id, workflow_id=workflow_id,
+                       workflow_version=stored.version, status=status,  # type: ignore[arg-type]
+                       inputs=inputs, correlation_id=correlation_id,
+                       parent_execution_id=parent_execution_id)
+    await store.save_run(record)
+    return spec, record
+
+
+async def spec_of(store: Store, record: RunRecord) -> WorkflowSpec:
+    """The workflow version a run was pinned to."""
+    stored = await store.get_workflow(record.workflow_id or "", record.workflow_version,
+                                      include_deleted=True)
+    if stored is None:
+        raise NotResumable(f"workflow `{record.workflow_id}` version "
+                           f"{record.workflow_version} of run {record.execution_id} is gone")
+    return load_spec(stored.document)
+
+
+async def start_prepared(store: Store, services: Services, spec: WorkflowSpec,
+                         record: RunRecord, on_event: EventCallback | None = None
+                         ) -> RunRecord:
+    """Run a prepared (queued) record from its first node."""
+    graph_input = initial_input(record)  # also stamps record.started_at, once
+    return await _execute(store, services, spec, record, graph_input, on_event)
+
+
+async def execute_workflow_async(
+    document: Any,
+    inputs: dict[str, Any] | None = None,
+    *,
+    execution_id: str | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    services: Services | None = None,
+    on_event: EventCallback | None = None,
+    correlation_id: str | None = None,
+    parent_execution_id: str | None = None,
+) -> RunRecord:
+    """Run a workflow (any dialect) to its end or first pause; returns its run record.
+
+    Raises SpecError for an invalid document and InputError for inputs that do not fit
+    `inputs_schema`, before anything is stored or run.
+    """
+    async with _resources(settings, store, services) as (store, services):
+        spec, record = await prepare_run(store, document, inputs, execution_id=execution_id,
+                                         correlation_id=correlation_id,
+                                         parent_execution_id=parent_execution_id)
+        return await start_prepared(store, services, spec, record, on_event)
+
+
+def check_answer(record: RunRecord, value: Any, node_id: str | None) -> Command[Any]:
+    """The resume command for a waiting run; raises when the answer cannot be taken."""
+    pending = record.waiting_for
+    if node_id is not None:
+        chosen = [p for p in pending if p.get("node_id") == node_id]
+        if not chosen:
+            raise NotResumable(f"execution `{record.execution_id}` is not waiting for node "
+                               f"`{node_id}` (waiting for: "
+                               f"{', '.join(p['node_id'] for p in pending)})")
+    elif len(pending) > 1:
+        raise NotResumable(f"execution `{record.execution_id}` waits for several approvals "
+                           f"({', '.join(p['node_id'] for p in pending)}); name the node")
+    else:
+        chosen = pending
+    if value is _MISSING:
+        raise NotResumable(f"node `{chosen[0]['node_id']}` waits for an answer: give a value")
+    if chosen[0].get("schema"):
+        try:
+            check_value(chosen[0]["schema"], value)
+        except InputError as exc:
+            raise InputError(exc.path, f"answer to `{chosen[0]['node_id']}`: "
+                                       f"{exc.message}") from None
+    return Command(resume={chosen[0]["interrupt_id"]: value})
+
+
+async def resume_workflow(
+    execution_id: str,
+    value: Any = _MISSING,
+    *,
+    node_id: str | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    services: Services | None = None,
+    on_event: EventCallback | None = None,
+    take_over: bool = True,
+) -> RunRecord:
+    """Continue a run from its last checkpoint: after a crash, a failure (only failed and
+    unfinished nodes run again) or to answer an approval. A bad answer is refused and the
+    run keeps waiting; a finished run is not run again.
+
+    The run is claimed first, so of two resumes at once one goes ahead and the other is
+    refused. A `running` run that this process is not executing is taken over: the
+    caller says its process stopped (`flowloom resume` after a crash, the recovery of a
+    stale run). Callers that cannot know pass `take_over=False` and are refused."""
+    async with _resources(settings, store, services) as (store, services):
+        record = await store.get_run(execution_id)
+        if record is None:
+            raise NotResumable(f"no run with execution id `{execution_id}`")
+        if record.status in ("succeeded", "cancelled"):
+            raise NotResumable(f"execution `{execution_id}` already {record.status}; "
+                               "nothing to resume")
+        spec = await spec_of(store, record)
+        graph_input = check_answer(record, value, node_id) if record.status == "waiting" else None
+        if record.status == "running" and (execution_id in _DRIVEN_HERE or not take_over):
+            raise NotResumable(f"execution `{execution_id}` is running; if its process "
+                               "stops, it can be resumed then")
+        seen = record.updated_at or record.created_at
+        if not await store.claim_run(execution_id, record.status, seen):
+            raise NotResumable(f"execution `{execution_id}` was resumed or changed by "
+                               "another request meanwhile; read it again")
+        record.errors = []
+        record.node_states = {k: v for k, v in record.node_states.items()
+                              if v.status not in ("cancelled", "waiting")
+                              and (v.error or {}).get("type") != "UpstreamFailed"}
+        return await _execute(store, services, spec, record, graph_input, on_event)
+
+
+async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | None = None,
+                          settings: Settings | None = None) -> RunRecord:
+    """Cancel a queued, running or waiting run. A run going in some process stops at its
+    next check (within a second); a queued or waiting one is cancelled here and now."""
+    async with _resources(settings, store, Services()) as (store, _):
+        record = await store.get_run(execution_id)
+        if record is None:
+            raise NotResumable(f"no run with execution id `{execution_id}`")
+        if record.finished:
+            raise NotResumable(f"execution `{execution_id}` already {record.status}")
+        await store.request_cancel(execution_id, by)
+        if record.status in ("queued", "waiting"):
+            now = utcnow()
+            record.status, record.cancelled_by, record.cancelled_at = "cancelled", by, now
+            record.finished_at = record.updated_at = now
+            for state in record.node_states.values():
+                if state.status in ("waiting", "running", "retrying"):
+                    state.status = "cancelled"
+            record.waiting_for = []
+            await store.save_run(record)
+        return record
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end on a fresh event loop (uvloop where installed)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is installed except on Windows
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def run_workflow(document: Any, inputs: dict[str, Any] | None = None,
+                 **options: Any) -> RunRecord:
+    """Blocking form of `execute_workflow_async`."""
+    return run_sync(execute_workflow_async(document, inputs, **options))
+
+
+__all__ = [
+    "MISSING",
+    "NotResumable",
+    "cancel_workflow",
+    "check_answer",
+    "execute_workflow_async",
+    "prepare_run",
+    "resume_workflow",
+    "run_sync",
+    "run_workflow",
+    "spec_of",
+    "start_prepared",
+]

@@ -1,0 +1,41 @@
+"""The long-lived helpers nodes use, built from settings: HTTP client, model, cache, tools."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from flowloom.app.llm_cache import MemoryLLMCache, RedisLLMCache
+from flowloom.app.settings import Settings
+from flowloom.nodes.llm import OpenAIChat
+from flowloom.nodes.services import NodeSettings, Services
+from flowloom.nodes.tools import ComposioProvider
+
+
+def node_settings(settings: Settings) -> NodeSettings:
+    return NodeSettings(
+        http_allow_private=settings.http_allow_private,
+        http_allow_hosts=settings.http_allow_hosts,
+        http_max_response_bytes=settings.http_max_response_bytes,
+        llm_cache_ttl_s=settings.llm_cache_ttl_s,
+        smtp_url=settings.smtp_url,
+    )
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    cache = RedisLLMCache(settings.redis_url) if settings.redis_url else MemoryLLMCache()
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as http:
+        tools = (ComposioProvider(http, settings.composio_base_url, settings.composio_api_key)
+                 if settings.composio_base_url else None)
+        try:
+            yield Services(
+                http=http, cache=cache, tools=tools, settings=node_settings(settings),
+                llm=OpenAIChat(base_url=settings.openai_base_url,
+                               api_key=settings.openai_api_key, http=http),
+            )
+        finally:
+            await cache.close()

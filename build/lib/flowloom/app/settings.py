@@ -1,0 +1,64 @@
+"""Configuration from the environment (and `.env`), as cli-and-config.md lists it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flowloom.graphs.errors import WorkflowError
+
+
+class SettingsError(WorkflowError):
+    """A bad configuration value; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWLOOM_", env_file=".env",
+                                      extra="ignore", populate_by_name=True)
+
+    store: str = "sqlite:///.flowloom/flowloom.db"
+    redis_url: str | None = None
+    queue_url: str | None = None
+    llm_cache_ttl_s: int = Field(default=3600, ge=0)
+    openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices(
+        "OPENAI_API_KEY", "openai_api_key"))
+    openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices(
+        "OPENAI_BASE_URL", "openai_base_url"))
+    api_keys: str | None = None
+    http_allow_private: bool = False
+    http_allow_hosts: str | None = None  # "host:port,..." exempt from the SSRF guard
+    http_max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    composio_base_url: str | None = Field(default=None, validation_alias=AliasChoices(
+        "COMPOSIO_BASE_URL", "composio_base_url"))
+    composio_api_key: str | None = Field(default=None, validation_alias=AliasChoices(
+        "COMPOSIO_API_KEY", "composio_api_key"))
+    smtp_url: str | None = None
+    retention_days: int = Field(default=7, ge=1)
+    workers: int = Field(default=16, ge=1, le=256)  # async runs at once in the API process
+    stale_after_s: float = Field(default=10.0, ge=2)  # a run unwritten this long is orphaned
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with sqlite:/// or mongodb://")
+        return value
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.store.removeprefix("sqlite:///")) if self.store.startswith(
+            "sqlite:///") else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value raises one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        var = (name.upper() if name.upper().startswith(("OPENAI", "COMPOSIO"))
+               else f"FLOWLOOM_{name.upper()}")
+        raise SettingsError(f"{var}: {err['msg']}") from None

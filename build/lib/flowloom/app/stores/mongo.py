@@ -1,0 +1,304 @@
+"""The production store: MongoDB through PyMongo's async client (motor's successor), and
+langgraph-checkpoint-mongodb's MongoDBSaver for checkpoints in the same database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from langgraph.checkpoint.mongodb import MongoDBSaver
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, MongoClient
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
+
+from flowloom.app.records import RunRecord
+from flowloom.app.stores.base import (
+    RunPage,
+    RunQuery,
+    StoredWorkflow,
+    decode_cursor,
+    encode_cursor,
+    json_text,
+    same_document,
+)
+from flowloom.graphs.errors import StoreError
+
+CHECKPOINTS, WRITES = "checkpoints", "checkpoint_writes"
+INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
+
+
+def _ms(value: datetime) -> datetime:
+    """Naive UTC cut to milliseconds, as MongoDB keeps dates, so that cursors and filters
+    compare exactly like stored values. A naive value (as PyMongo reads dates back) is UTC."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _database_name(url: str) -> str:
+    path = url.split("://", 1)[-1].split("/", 1)
+    name = path[1].split("?", 1)[0] if len(path) > 1 else ""
+    return name or "flowloom"
+
+
+class MongoStore:
+    def __init__(self, url: str, *, retention_days: int = 7, client: Any = None,
+                 sync_client_factory: Callable[[], Any] | None = None) -> None:
+        self.url = url
+        self.db_name = _database_name(url)
+        self.retention_s = retention_days * 86400
+        self.client = client if client is not None else AsyncMongoClient(url, tz_aware=True)
+        self.db = self.client[self.db_name]
+        self._sync_client_factory = sync_client_factory or (
+            lambda: MongoClient(url, tz_aware=True))
+        self._ready = False
+        self._saver: MongoDBSaver | None = None
+        self._saver_client: Any = None
+
+    async def _setup(self) -> Any:
+        if self._ready:
+            return self.db
+        try:
+            await self.db.workflows.create_index([("id", ASCENDING), ("version", DESCENDING)],
+                                                 unique=True)
+            for keys in ([("workflow_id", ASCENDING)], [("status", ASCENDING)], []):
+                await self.db.runs.create_index(
+                    [*keys, ("created_at", DESCENDING), ("_id", DESCENDING)])
+            await self.db.run_events.create_index([("execution_id", ASCENDING),
+                                                   ("seq", ASCENDING)], unique=True)
+            for name in ("runs", "run_events"):
+                await self._ttl_index(name)
+        except PyMongoError as exc:
+            raise StoreError(f"cannot prepare the MongoDB store at {self.url}: {exc}") from None
+        self._ready = True
+        return self.db
+
+    async def _ttl_index(self, collection: str) -> None:
+        """Retention: MongoDB deletes runs and their events `retention_days` after they
+        were created. A changed retention updates the existing index in place."""
+        try:
+            await self.db[collection].create_index([("expires_from", ASCENDING)],
+                                                   expireAfterSeconds=self.retention_s)
+        except OperationFailure as exc:
+            if exc.code not in INDEX_CONFLICT:
+                raise
+            await self.db.command({"collMod": collection, "index": {
+                "keyPattern": {"expires_from": 1}, "expireAfterSeconds": self.retention_s}})
+
+    async def close(self) -> None:
+        if self._saver_client is not None:
+            self._saver_client.close()
+            self._saver_client = self._saver = None
+        await self.client.close()
+
+    # --- workflows -----------------------------------------------------------------
+
+    async def put_workflow(self, workflow_id: str, document: dict[str, Any],
+                           *, new_version: bool = False) -> StoredWorkflow:
+        db = await self._setup()
+        latest = await self.get_workflow(workflow_id, include_deleted=True)
+        if latest is not None and not new_version and same_document(latest.document, document):
+            await db.workflows.update_many({"id": workflow_id}, {"$set": {"deleted": False}})
+            return latest
+        version = max(int(document.get("version") or 1), latest.version + 1 if latest else 1)
+        stored = StoredWorkflow(workflow_id, version, {**document, "id": workflow_id,
+                                                       "version": version}, _ms(datetime.now(UTC)))
+        await db.workflows.update_many({"id": workflow_id}, {"$set": {"deleted": False}})
+        try:
+            await db.workflows.insert_one({"id": workflow_id, "version": version,
+                                           "document": stored.document, "deleted": False,
+                                           "created_at": stored.created_at})
+        except DuplicateKeyError:  # another writer stored this version first: use theirs
+            again = await self.get_workflow(workflow_id, version)
+            if again is None:
+                raise
+            return again
+        return stored
+
+    async def get_workflow(self, workflow_id: str, version: int | None = None, *,
+                           include_deleted: bool = False) -> StoredWorkflow | None:
+        db = await self._setup()
+        query: dict[str, Any] = {"id": workflow_id}
+        if version is not None:
+            query["version"] = version
+        if not include_deleted:
+            query["deleted"] = False
+        docs = await db.workflows.find(query).sort("version", DESCENDING).limit(1).to_list(1)
+        return _workflow(docs[0]) if docs else None
+
+    async def list_workflows(self, *, limit: int = 50, offset: int = 0) -> list[StoredWorkflow]:
+        db = await self._setup()
+        cursor = await db.workflows.aggregate([
+            {"$match": {"deleted": False}}, {"$sort": {"id": 1, "version": -1}},
+            {"$group": {"_id": "$id", "latest": {"$first": "$$ROOT"}}},
+            {"$sort": {"_id": 1}}, {"$skip": offset}, {"$limit": limit}])
+        return [_workflow(d["latest"]) for d in await cursor.to_list(None)]
+
+    async def delete_workflow(self, workflow_id: str) -> bool:
+        db = await self._setup()
+        result = await db.workflows.update_many({"id": workflow_id, "deleted": False},
+                                                {"$set": {"deleted": True}})
+        return bool(result.modified_count)
+
+    # --- runs ----------------------------------------------------------------------
+
+    async def save_run(self, record: RunRecord) -> None:
+        db = await self._setup()
+        await db.runs.update_one(
+            {"_id": record.execution_id},
+            {"$set": {"status": record.status, "record": record.model_dump_json(),
+                      "updated_at": _ms(record.updated_at or record.created_at)},
+             "$setOnInsert": {"workflow_id": record.workflow_id,
+                              "created_at": _ms(record.created_at),
+                              "expires_from": _ms(record.created_at)}},
+            upsert=True)
+
+    async def get_run(self, execution_id: str) -> RunRecord | None:
+        db = await self._setup()
+        doc = await db.runs.find_one({"_id": execution_id})
+        return _run(doc) if doc else None
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        db = await self._setup()
+        where: dict[str, Any] = {}
+        if query.workflow_id is not None:
+            where["workflow_id"] = query.workflow_id
+        if query.status is not None:
+            where["status"] = query.status
+        span: dict[str, Any] = {}
+        if query.since is not None:
+            span["$gte"] = _ms(query.since)
+        if query.until is not None:
+            span["$lt"] = _ms(query.until)
+        if span:
+            where["created_at"] = span
+        if query.cursor:
+            at, execution_id = decode_cursor(query.cursor)
+            at = _ms(at)
+            where = {"$and": [where, {"$or": [{"created_at": {"$lt": at}},
+                                              {"created_at": at, "_id": {"$lt": execution_id}}]}]}
+        docs = await db.runs.find(where).sort(
+            [("created_at", DESCENDING), ("_id", DESCENDING)]).limit(query.limit + 1).to_list(
+            query.limit + 1)
+        runs = [_run(d) for d in docs[: query.limit]]
+        last = docs[query.limit - 1] if len(docs) > query.limit else None
+        return RunPage(runs, encode_cursor(last["created_at"], last["_id"]) if last else None)
+
+    async def save_run_with_events(self, record: RunRecord,
+                                   events: list[dict[str, Any]]) -> None:
+        # Events first: a reader that sees the record's progress finds its events too.
+        await self.append_events(record.execution_id, events)
+        await self.save_run(record)
+
+    async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        db = await self._setup()
+        run = await db.runs.find_one({"_id": execution_id}, {"created_at": 1})
+        # Events expire with their run, whose creation starts the retention clock.
+        expires_from = run["created_at"] if run else _ms(datetime.now(UTC))
+        docs = [{"execution_id": execution_id, "seq": e["seq"], "event": json_text(e),
+                 "expires_from": expires_from} for e in events]
+        try:
+            await db.run_events.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:  # a replayed flush: the duplicates are already there
+            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                raise
+
+    async def list_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
+        db = await self._setup()
+        docs = await db.run_events.find({"execution_id": execution_id, "seq": {"$gt": after}}
+                                        ).sort("seq", ASCENDING).to_list(None)
+        return [_loaded(d["event"]) for d in docs]
+
+    async def request_cancel(self, execution_id: str, by: str) -> None:
+        db = await self._setup()
+        await db.runs.update_one({"_id": execution_id}, {"$set": {"cancel_requested_by": by}})
+
+    async def cancel_requested(self, execution_id: str) -> str | None:
+        db = await self._setup()
+        doc = await db.runs.find_one({"_id": execution_id}, {"cancel_requested_by": 1})
+        return doc.get("cancel_requested_by") if doc else None
+
+    async def stale_runs(self, before: datetime) -> list[RunRecord]:
+        db = await self._setup()
+        docs = await db.runs.find({"status": {"$in": ["queued", "running"]},
+                                   "updated_at": {"$lt": _ms(before)}}).sort(
+            "created_at", ASCENDING).to_list(None)
+        return [_run(d) for d in docs]
+
+    async def claim_run(self, execution_id: str, seen_status: str,
+                        seen_updated_at: datetime) -> bool:
+        db = await self._setup()
+        seen = _ms(seen_updated_at)
+        # Later than what was seen even within the same millisecond: the record must
+        # change, or a second claimer would match too (and MongoDB counts no change).
+        claimed = max(_ms(datetime.now(UTC)), seen + timedelta(milliseconds=1))
+        result = await db.runs.update_one(
+            {"_id": execution_id, "status": seen_status, "updated_at": seen},
+            {"$set": {"status": "running", "updated_at": claimed}})
+        return bool(result.modified_count)
+
+    async def claim_idempotency_key(self, key: str, request_hash: str,
+                                    execution_id: str) -> tuple[str, str] | None:
+        db = await self._setup()
+        now = _ms(datetime.now(UTC))
+        try:
+            await db.idempotency_keys.insert_one({"_id": key, "request_hash": request_hash,
+                                                  "execution_id": execution_id,
+                                                  "expires_from": now})
+            return None
+        except DuplicateKeyError:
+            doc = await db.idempotency_keys.find_one({"_id": key})
+            return (doc["request_hash"], doc["execution_id"]) if doc else None
+
+    async def delete_runs_before(self, cutoff: datetime) -> int:
+        """The TTL index does this on its own; this is for an explicit purge."""
+        db = await self._setup()
+        ids = [d["_id"] for d in await db.runs.find(
+            {"created_at": {"$lt": _ms(cutoff)}}, {"_id": 1}).to_list(None)]
+        if ids:
+            await db.run_events.delete_many({"execution_id": {"$in": ids}})
+            await db.idempotency_keys.delete_many({"execution_id": {"$in": ids}})
+            await db[CHECKPOINTS].delete_many({"thread_id": {"$in": ids}})
+            await db[WRITES].delete_many({"thread_id": {"$in": ids}})
+            await db.runs.delete_many({"_id": {"$in": ids}})
+        return len(ids)
+
+    @asynccontextmanager
+    async def checkpointer(self) -> AsyncIterator[MongoDBSaver]:
+        """One saver (and client pool) for every run of this store, as on SQLite: compiled
+        graphs are cached per saver, and a client per run would cost a connection each."""
+        if self._saver is None:
+            self._saver_client = self._sync_client_factory()
+            self._saver = MongoDBSaver(self._saver_client, db_name=self.db_name,
+                                       checkpoint_collection_name=CHECKPOINTS,
+                                       writes_collection_name=WRITES, ttl=self.retention_s)
+        yield self._saver
+
+
+def _workflow(doc: dict[str, Any]) -> StoredWorkflow:
+    created = doc["created_at"]
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return StoredWorkflow(doc["id"], doc["version"], doc["document"], created)
+
+
+# Records and events are kept as JSON text: BSON has no integers past 64 bits, and JSON
+# numbers that large are common (ids). Documents written as BSON before still read.
+def _run(doc: dict[str, Any]) -> RunRecord:
+    raw = doc["record"]
+    record = RunRecord.model_validate_json(raw) if isinstance(raw, str) else (
+        RunRecord.model_validate(raw))
+    # A claim changes only these two fields of the document: they are the truth.
+    record.status = doc["status"]
+    claimed = doc.get("updated_at")
+    if claimed is not None and _ms(claimed) != _ms(record.updated_at or record.created_at):
+        record.updated_at = _ms(claimed).replace(tzinfo=UTC)
+    return record
+
+
+def _loaded(raw: Any) -> Any:
+    return json.loads(raw) if isinstance(raw, str) else raw

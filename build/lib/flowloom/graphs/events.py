@@ -1,0 +1,98 @@
+"""The events of a run: one definition for whoever emits, stores, folds or shows them.
+
+Events are plain dicts on the wire (orjson, the store, SSE), typed here per kind. The
+runner adds `seq`, `execution_id` and a default `at` to each one it records (`Recorded`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class Recorded(TypedDict):
+    seq: int
+    execution_id: str
+
+
+class RunStarted(TypedDict):
+    event: Literal["run.started"]
+
+
+class RunWaiting(TypedDict):
+    event: Literal["run.waiting"]
+    waiting_for: list[dict[str, Any]]
+
+
+class RunFinished(TypedDict):
+    event: Literal["run.finished"]
+    status: str
+
+
+class NodeStarted(TypedDict):
+    event: Literal["node.started"]
+    node_id: str  # the node's path, e.g. `each[3].fetch`
+    attempt: int
+    at: float
+
+
+class NodeSucceeded(TypedDict):
+    event: Literal["node.succeeded"]
+    node_id: str
+    attempt: int
+    at: float
+    output: Any
+    meta: dict[str, Any]
+
+
+class NodeFailed(TypedDict):
+    event: Literal["node.failed"]
+    node_id: str
+    at: float
+    error: dict[str, Any]
+    meta: dict[str, Any]
+    handled: bool  # an `error` edge or `on_error` took over; the run goes on
+    attempt: NotRequired[int]
+
+
+class NodeRetrying(TypedDict):
+    event: Literal["node.retrying"]
+    node_id: str
+    attempt: int
+    at: float
+    reason: str
+    delay_s: float
+
+
+class NodeSkipped(TypedDict):
+    event: Literal["node.skipped"]
+    node_id: str
+    at: float
+
+
+class NodeCancelled(TypedDict):
+    event: Literal["node.cancelled"]
+    node_id: str
+    at: float
+
+
+class NodeWaiting(TypedDict):
+    event: Literal["node.waiting"]
+    node_id: str
+    at: float
+    request: Any
+
+
+class Log(TypedDict):
+    event: Literal["log"]
+    node_id: str
+    level: str
+    message: str
+    at: float
+
+
+NodeEvent = (NodeStarted | NodeSucceeded | NodeFailed | NodeRetrying | NodeSkipped
+             | NodeCancelled | NodeWaiting | Log)
+RunEvent = RunStarted | RunWaiting | RunFinished | NodeEvent
+EVENT_KINDS = ("run.started", "run.waiting", "run.finished", "node.started",
+               "node.succeeded", "node.failed", "node.retrying", "node.skipped",
+               "node.cancelled", "node.waiting", "log")

@@ -1,0 +1,143 @@
+"""Running one node attempt: timeout, events, and what a failure means for the run."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.errors import GraphBubbleUp, GraphInterrupt
+from langgraph.types import RetryPolicy
+
+from flowloom.graphs.context import NodeContext, RunContext
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.plan import NodePlan
+from flowloom.graphs.state import node_meta
+
+
+class RetryableFailure(NodeError):
+    """Raised to let LangGraph's RetryPolicy run another attempt."""
+
+
+class NodeFailed(NodeError):
+    """A node failed for good and its policy fails the run."""
+
+    def __init__(self, error: NodeError, meta: dict[str, Any]) -> None:
+        super().__init__(error.message, node_id=error.node_id, field=error.field,
+                         kind=error.kind)
+        self.meta = meta
+
+
+def retry_policy(plan: NodePlan) -> RetryPolicy:
+    retry = plan.node.retry
+    return RetryPolicy(
+        initial_interval=retry.initial_delay_s,
+        backoff_factor=retry.backoff,
+        max_interval=retry.max_delay_s,
+        max_attempts=retry.max_attempts,
+        jitter=retry.jitter,
+        retry_on=lambda exc: isinstance(exc, RetryableFailure),
+    )
+
+
+def backoff_s(plan: NodePlan, attempt: int) -> float:
+    """The delay LangGraph's RetryPolicy waits after failed attempt number `attempt`."""
+    retry = plan.node.retry
+    return min(retry.max_delay_s, retry.initial_delay_s * retry.backoff ** (attempt - 1))
+
+
+async def honour_retry_after(plan: NodePlan, attempt: int, error: NodeError) -> None:
+    """Wait out the part of a server's Retry-After (capped at max_delay_s) that the
+    policy's own backoff will not cover."""
+    if error.retry_after_s:
+        wanted = min(error.retry_after_s, plan.node.retry.max_delay_s)
+        extra = wanted - backoff_s(plan, attempt)
+        if extra > 0:
+            await asyncio.sleep(extra)
+
+
+def as_node_error(exc: BaseException, plan: NodePlan) -> NodeError:
+    if isinstance(exc, NodeError):
+        exc.node_id = exc.node_id or plan.id
+        return exc
+    if isinstance(exc, TimeoutError):
+        return NodeError(f"timed out after {plan.node.timeout_s:g}s", node_id=plan.id,
+                         kind="TimeoutError", retriable=True)
+    return NodeError(f"{type(exc).__name__}: {exc}", node_id=plan.id, kind=type(exc).__name__)
+
+
+def error_output(error: NodeError) -> dict[str, Any]:
+    return {"error": {"type": error.kind, "message": str(error)}}
+
+
+@dataclass(slots=True)
+class Outcome:
+    output: Any
+    meta: dict[str, Any]
+
+
+def attempt_number(run: RunContext[Any], task_key: str) -> int:
+    run.attempts[task_key] = attempt = run.attempts.get(task_key, 0) + 1
+    return attempt
+
+
+async def execute(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
+    """One attempt of a single-step node. Raises RetryableFailure or NodeFailed."""
+    run = ctx.run
+    clock = ctx.services.clock
+    started = clock()
+    if plan.kind.side_effects:  # shown with the node, so a user can trace the call
+        ctx.meta["idempotency_key"] = ctx.idempotency_key
+    run.emit({"event": "node.started", "node_id": ctx.path, "attempt": ctx.attempt,
+              "at": started})
+    try:
+        if plan.kind.waits:
+            async with asyncio.timeout(plan.node.timeout_s):
+                output = await plan.kind.run(plan.config, ctx)
+        else:
+            output = await plan.kind.run(plan.config, ctx)
+    except asyncio.CancelledError:
+        run.emit({"event": "node.cancelled", "node_id": ctx.path, "at": clock()})
+        raise
+    except GraphInterrupt as pause:  # an approval: the run waits, the node is not failed
+        run.emit({"event": "node.waiting", "node_id": ctx.path, "at": clock(),
+                  "request": pause.args[0][0].value if pause.args and pause.args[0] else None})
+        raise
+    except GraphBubbleUp:
+        raise
+    except Exception as exc:
+        error = as_node_error(exc, plan)
+        if error.retriable and ctx.attempt < plan.node.retry.max_attempts:
+            await honour_retry_after(plan, ctx.attempt, error)
+        return settle_failure(plan, ctx, error, started)
+    finished = clock()
+    meta = node_meta("succeeded", plan.kind.route(plan.config, output), attempts=ctx.attempt,
+                     started_at=started, finished_at=finished,
+                     latency_ms=round((finished - started) * 1000, 3), **ctx.meta)
+    run.emit({"event": "node.succeeded", "node_id": ctx.path, "attempt": ctx.attempt,
+              "at": finished, "output": output, "meta": meta})
+    return Outcome(output, meta)
+
+
+def settle_failure(
+    plan: NodePlan, ctx: NodeContext[Any], error: NodeError, started: float
+) -> Outcome:
+    """Retry, route `error`, continue, or fail the run, as the node's policy says."""
+    clock = ctx.services.clock
+    if error.retriable and ctx.attempt < plan.node.retry.max_attempts:
+        ctx.run.emit({"event": "node.retrying", "node_id": ctx.path, "attempt": ctx.attempt,
+                      "at": clock(), "reason": str(error),
+                      "delay_s": max(backoff_s(plan, ctx.attempt), error.retry_after_s or 0)})
+        raise RetryableFailure(error.message, node_id=plan.id, kind=error.kind,
+                               retriable=True, retry_after_s=error.retry_after_s)
+    finished = clock()
+    ports = ["error"] if plan.has_error_edge else [""]
+    meta = node_meta("failed", ports, attempts=ctx.attempt, started_at=started,
+                     finished_at=finished, latency_ms=round((finished - started) * 1000, 3),
+                     error=error.as_dict(), **ctx.meta)
+    ctx.run.emit({"event": "node.failed", "node_id": ctx.path, "attempt": ctx.attempt,
+                  "at": finished, "error": error.as_dict(), "meta": meta,
+                  "handled": not plan.fails_run})
+    if plan.fails_run:
+        raise NodeFailed(error, meta)
+    return Outcome(error_output(error), meta)

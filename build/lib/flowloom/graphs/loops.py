@@ -1,0 +1,229 @@
+"""Steps of the loop types. A `foreach` fans its items out with `Send`; a `while` loops
+through its body step and back. A body of one simple node runs in the item step itself;
+a larger body is a compiled subgraph invoked there, so LangGraph checkpoints it too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send
+
+from flowloom.graphs.context import RunContext
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.execute import NodeFailed, RetryableFailure, execute, settle_failure
+from flowloom.graphs.plan import NodePlan
+from flowloom.graphs.state import FlowState, node_meta, workflow_output
+from flowloom.graphs.steps import (
+    GraphScope,
+    Step,
+    gate,
+    make_scope,
+    node_context,
+    node_path,
+    settled,
+)
+
+MAX_FOREACH_ITEMS = 100_000
+WAVE_MIN = 512
+WAVE_PER_SLOT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    graph: GraphScope
+    single: NodePlan | None  # fast path: one node of a single-step type
+    compiled: Any  # the body's compiled subgraph otherwise
+
+    async def run(self, parent: FlowState, config: RunnableConfig, run: RunContext[Any],
+                  outer: dict[str, Any], prefix: str, extra: dict[str, Any]) -> Any:
+        state: FlowState = {
+            "inputs": parent.get("inputs") or {},
+            "run": parent.get("run") or {},
+            "scope": {"outputs": outer, "extra": extra, "prefix": prefix},
+        }
+        if self.single is not None:
+            ctx = node_context(self.graph, self.single, state, run, config, [])
+            outcome = await execute(self.single, ctx)
+            if self.graph.spec.output is None:  # the output rule picks the only node
+                return outcome.output
+            state["outputs"] = {self.single.id: outcome.output}
+            state["nodes"] = {self.single.id: outcome.meta}
+        else:
+            state = await self.compiled.ainvoke(state, config)
+        return workflow_output(self.graph.spec, state, self.graph.expressions,
+                               self.graph.node_types,
+                               outer=outer, extra=extra)
+
+
+def _loop_error(plan: NodePlan, where: str, exc: NodeError) -> NodeError:
+    return NodeError(f"{where} failed: {exc}", node_id=plan.id, kind=exc.kind)
+
+
+def _outer_outputs(graph: GraphScope, state: FlowState) -> dict[str, Any]:
+    return dict(make_scope(graph, state).outputs)
+
+
+def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
+                  max_concurrency: int) -> dict[str, Step]:
+    item_node, done_node = f"{plan.id}.items", f"{plan.id}.done"
+    cfg = plan.config
+    limit = min(cfg.max_concurrency, max_concurrency)
+    wave = max(WAVE_MIN, WAVE_PER_SLOT * limit)
+
+    def _next_wave(progress: dict[str, Any], node_id: str) -> Command[Any]:
+        """Send the next wave of items. Waves keep a superstep's task count bounded:
+        LangGraph's bookkeeping per step grows with the square of its tasks."""
+        start, items, base = progress["sent"], progress["items"], progress["base"]
+        stop = min(start + wave, len(items))
+        sends = [Send(item_node, {**base, "index": i, "item": items[i]})
+                 for i in range(start, stop)]
+        update = {"progress": {node_id: {**progress, "sent": stop}}}
+        return Command(update=update, goto=sends or done_node)
+
+    async def fan_out(state: FlowState, config: RunnableConfig,
+                      runtime: Runtime[RunContext[Any]]) -> Command[Any] | None:
+        if plan.id in (state.get("progress") or {}):
+            return None  # fanned out already
+        run = runtime.context
+        taken = gate(plan, state, run)
+        if not isinstance(taken, list):
+            return taken
+        ctx = node_context(graph, plan, state, run, config, taken)
+        started = run.services.clock()
+        run.emit({"event": "node.started", "node_id": ctx.path, "attempt": 1, "at": started})
+        try:
+            items = ctx.evaluate(cfg.items, field="items")
+            if not isinstance(items, list | tuple):
+                raise NodeError(f"`items` must be a list, got {type(items).__name__}",
+                                node_id=plan.id, field="items")
+            if len(items) > MAX_FOREACH_ITEMS:
+                raise NodeError(f"{len(items):,} items; a foreach takes at most "
+                                f"{MAX_FOREACH_ITEMS:,}", node_id=plan.id, field="items")
+        except NodeError as exc:
+            outcome = settle_failure(plan, ctx, exc, started)
+            return settled(plan, outcome.output, outcome.meta)
+        base = {"inputs": state.get("inputs") or {}, "run": state.get("run") or {},
+                "outer": dict(ctx.scope.outputs), "path": ctx.path}
+        progress = {"count": len(items), "started_at": started, "items": list(items),
+                    "base": base, "sent": 0}
+        # An empty foreach still reaches its successors, through the collect step.
+        return _next_wave(progress, plan.id)
+
+    async def run_item(payload: dict[str, Any], config: RunnableConfig,
+                       runtime: Runtime[RunContext[Any]]) -> Command[Any]:
+        run = runtime.context
+        index = payload["index"]
+        parent: FlowState = {"inputs": payload["inputs"], "run": payload["run"]}
+        extra = {cfg.item_var: payload["item"], "index": index}
+        async with run.semaphore(f"{run.execution_id}:{payload['path']}", limit):
+            try:
+                output = await body.run(parent, config, run, payload["outer"],
+                                        f"{payload['path']}[{index}].", extra)
+            except RetryableFailure:
+                raise
+            except NodeError as exc:
+                error = _loop_error(plan, f"item {index}", exc)
+                if plan.fails_run:
+                    meta = node_meta("failed", [], error=error.as_dict())
+                    run.emit({"event": "node.failed", "node_id": payload["path"],
+                              "at": run.services.clock(), "error": error.as_dict(),
+                              "meta": meta, "handled": False})
+                    raise NodeFailed(error, meta) from None
+                return Command(update={"items": [[plan.id, index, None, error.as_dict()]]},
+                               goto=done_node)
+        return Command(update={"items": [[plan.id, index, output, None]]}, goto=done_node)
+
+    async def collect(state: FlowState, config: RunnableConfig,
+                      runtime: Runtime[RunContext[Any]]) -> Command[Any] | None:
+        if plan.id in (state.get("nodes") or {}):
+            return None
+        run = runtime.context
+        progress = (state.get("progress") or {})[plan.id]
+        results = [r for r in state.get("items") or [] if r[0] == plan.id]
+        if len(results) < progress["count"]:
+            return _next_wave(progress, plan.id)
+        results.sort(key=lambda r: r[1])
+        ctx = node_context(graph, plan, state, run, config, [])
+        failed = [r for r in results if r[3]]
+        if failed:
+            error = failed[0][3]
+            exc = NodeError(error["message"], node_id=plan.id, kind=error["type"])
+            outcome = settle_failure(plan, ctx, exc, progress["started_at"])
+            return settled(plan, outcome.output, outcome.meta)
+        output = [r[2] for r in results]
+        finished = run.services.clock()
+        meta = node_meta("succeeded", [""], attempts=1, started_at=progress["started_at"],
+                         finished_at=finished, items=len(output),
+                         latency_ms=round((finished - progress["started_at"]) * 1000, 3))
+        run.emit({"event": "node.succeeded", "node_id": ctx.path, "attempt": 1,
+                  "at": finished, "output": output, "meta": meta})
+        return settled(plan, output, meta)
+
+    return {plan.id: fan_out, item_node: run_item, done_node: collect}
+
+
+def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step]:
+    body_node = f"{plan.id}.body"
+    cfg = plan.config
+
+    async def check(state: FlowState, config: RunnableConfig,
+                    runtime: Runtime[RunContext[Any]]) -> Command[Any] | None:
+        run = runtime.context
+        progress = (state.get("progress") or {}).get(plan.id)
+        if plan.id in (state.get("nodes") or {}):
+            return None
+        if progress is None:
+            arrived = gate(plan, state, run)
+            if not isinstance(arrived, list):
+                return arrived
+            progress = {"iteration": 0, "last": None, "started_at": run.services.clock()}
+            run.emit({"event": "node.started", "node_id": node_path(state, plan.id),
+                      "attempt": 1, "at": progress["started_at"]})
+        loop = {"iteration": progress["iteration"], "last": progress["last"]}
+        ctx = node_context(graph, plan, state, run, config, [], loop=loop)
+        try:
+            go = bool(ctx.evaluate(cfg.condition, field="condition"))
+        except NodeError as exc:
+            outcome = settle_failure(plan, ctx, exc, progress["started_at"])
+            return settled(plan, outcome.output, outcome.meta)
+        if go and progress["iteration"] < cfg.max_iterations:
+            return Command(update={"progress": {plan.id: progress}}, goto=body_node)
+        if go:
+            ctx.log(f"stopped after max_iterations={cfg.max_iterations}", "warning")
+        finished = run.services.clock()
+        output = {"iterations": progress["iteration"], "last": progress["last"]}
+        meta = node_meta("succeeded", [""], attempts=1, started_at=progress["started_at"],
+                         finished_at=finished,
+                         latency_ms=round((finished - progress["started_at"]) * 1000, 3))
+        run.emit({"event": "node.succeeded", "node_id": ctx.path, "attempt": 1,
+                  "at": finished, "output": output, "meta": meta})
+        return settled(plan, output, meta)
+
+    async def run_body(state: FlowState, config: RunnableConfig,
+                       runtime: Runtime[RunContext[Any]]) -> Command[Any]:
+        run = runtime.context
+        progress = (state.get("progress") or {})[plan.id]
+        iteration = progress["iteration"]
+        loop = {"iteration": iteration, "last": progress["last"]}
+        path = node_path(state, plan.id)
+        try:
+            outer = _outer_outputs(graph, state)
+            output = await body.run(state, config, run, outer, f"{path}[{iteration}].",
+                                    {"loop": loop})
+        except RetryableFailure:
+            raise
+        except NodeError as exc:
+            ctx = node_context(graph, plan, state, run, config, [])
+            error = _loop_error(plan, f"pass {iteration}", exc)
+            outcome = settle_failure(plan, ctx, error, progress["started_at"])
+            return settled(plan, outcome.output, outcome.meta)
+        new = {**progress, "iteration": iteration + 1, "last": output}
+        return Command(update={"progress": {plan.id: new}}, goto=plan.id)
+
+    return {plan.id: check, body_node: run_body}
+
+
+__all__ = ["Body", "foreach_steps", "while_steps"]

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.types import interrupt
+from pydantic import ConfigDict, Field
+
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
+
+
+class ApprovalConfig(NodeConfig):
+    prompt: str
+    answer_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Approval(NodeType):
+    """Pauses the run (LangGraph `interrupt`) until it is resumed with an answer; the
+    runner checks the answer against `schema` before resuming. Output: the answer."""
+
+    name = "approval"
+    waits = False
+    Config = ApprovalConfig
+    templates = ("prompt",)
+
+    async def run(self, config: ApprovalConfig, ctx: Context) -> Any:
+        prompt = ctx.render(config.prompt, field="prompt")
+        return interrupt({"node_id": ctx.path, "prompt": prompt, "schema": config.answer_schema})

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.services import Context
+
+
+class FilterConfig(NodeConfig):
+    items: str
+    condition: str
+
+
+class Filter(NodeType):
+    """Keeps the items for which `condition` (with `item` and `index` in scope) is true."""
+
+    name = "filter"
+    waits = False
+    Config = FilterConfig
+    expressions = ("items", "condition")
+
+    async def run(self, config: FilterConfig, ctx: Context) -> Any:
+        items = ctx.evaluate(config.items, field="items")
+        if not isinstance(items, list | tuple):
+            raise NodeError(f"`items` must be a list, got {type(items).__name__}",
+                            node_id=ctx.node_id, field="items")
+        return [item for index, item in enumerate(items)
+                if ctx.evaluate(config.condition, field="condition", item=item, index=index)]

@@ -1,0 +1,176 @@
+"""Outgoing HTTP for nodes: the SSRF guard, pinned addresses, redirects, body caps.
+
+Every hop's host is resolved, each address checked, and the request sent to the checked
+address itself (Host header and TLS SNI keep the name), so a DNS answer that changes between
+the check and the connection (rebinding) cannot reach a refused address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from flowloom.graphs.errors import NodeError
+from flowloom.nodes.services import NodeSettings
+
+MAX_REDIRECTS = 5
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPolicy:
+    allow_private: bool = False
+    allow_hosts: frozenset[str] = frozenset()  # "host:port" exceptions to the guard
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+    @classmethod
+    def from_settings(cls, settings: NodeSettings) -> HttpPolicy:
+        hosts = settings.http_allow_hosts or ""
+        return cls(
+            allow_private=settings.http_allow_private,
+            allow_hosts=frozenset(h.strip() for h in hosts.split(",") if h.strip()),
+            max_response_bytes=settings.http_max_response_bytes,
+        )
+
+
+class BlockedAddress(NodeError):
+    pass
+
+
+def is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise NodeError(f"cannot resolve host `{host}`: {exc.strerror}", retriable=True,
+                        kind="DNSError") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def checked_address(url: httpx.URL, policy: HttpPolicy) -> str:
+    """The address to connect to for `url`, refusing non-public ones unless allowed."""
+    host = url.host
+    port = url.port or (443 if url.scheme == "https" else 80)
+    if url.scheme not in ("http", "https"):
+        raise NodeError(f"only http and https URLs are allowed, got `{url.scheme}`")
+    addresses = await resolve(host, port)
+    if policy.allow_private or f"{host}:{port}" in policy.allow_hosts:
+        return addresses[0]
+    for address in addresses:
+        if not is_public(address):
+            raise BlockedAddress(
+                f"refused to call {url.scheme}://{host}:{port}: it resolves to {address}, a "
+                "loopback, private, link-local or metadata address (set "
+                "FLOWLOOM_HTTP_ALLOW_PRIVATE=true to allow it)", kind="BlockedAddress")
+    return addresses[0]
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from datetime import UTC, datetime
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    url: str
+
+    def parsed(self) -> Any:
+        import json
+        content_type = self.headers.get("content-type", "")
+        text = self.body.decode(errors="replace")
+        if "json" in content_type:
+            try:
+                return json.loads(text) if text else None
+            except json.JSONDecodeError:
+                return text
+        return text
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise NodeError(f"response body exceeds {limit:,} bytes "
+                            "(FLOWLOOM_HTTP_MAX_RESPONSE_BYTES)", kind="ResponseTooLarge")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def send(client: httpx.AsyncClient, method: str, url: str, *, policy: HttpPolicy,
+               headers: Mapping[str, str] | None = None, params: Any = None,
+               json_body: Any = None, content: Any = None) -> Reply:
+    """One request, following redirects itself so that every hop passes the guard.
+    The node's `timeout_s` bounds the whole call; the client's own timeout bounds each hop."""
+    target = httpx.URL(url)
+    if params:
+        target = target.copy_merge_params(params)
+    send_headers = dict(headers or {})
+    for _ in range(MAX_REDIRECTS + 1):
+        address = await checked_address(target, policy)
+        pinned = target.copy_with(host=address)
+        hop_headers = {**send_headers, "Host": target.netloc.decode()}
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        request = client.build_request(method, pinned, headers=hop_headers, json=json_body,
+                                       content=content, extensions=extensions)
+        try:
+            response = await client.send(request, stream=True, follow_redirects=False)
+        except httpx.TimeoutException:
+            raise NodeError(f"{method} {target} timed out", kind="TimeoutError",
+                            retriable=True) from None
+        except httpx.TransportError as exc:
+            raise NodeError(f"{method} {target} failed: {type(exc).__name__}: {exc}",
+                            kind="NetworkError", retriable=True) from None
+        try:
+            if response.is_redirect and "location" in response.headers:
+                target = target.join(response.headers["location"])
+                if response.status_code in (301, 302, 303) and method != "HEAD":
+                    method, json_body, content = "GET", None, None
+                continue
+            body = await _read_capped(response, policy.max_response_bytes)
+        finally:
+            await response.aclose()
+        return Reply(response.status_code, dict(response.headers), body, str(target))
+    raise NodeError(f"more than {MAX_REDIRECTS} redirects from {url}", kind="TooManyRedirects")
+
+
+def status_error(reply: Reply, method: str, node_id: str | None = None) -> NodeError:
+    """The error for an unexpected status: retriable for 408, 429 and 5xx."""
+    retriable = reply.status in RETRIABLE_STATUS or reply.status >= 500
+    snippet = reply.body[:200].decode(errors="replace")
+    return NodeError(f"HTTP {reply.status} from {method} {reply.url}: {snippet}",
+                     node_id=node_id, kind="HTTPStatusError", retriable=retriable,
+                     retry_after_s=retry_after_seconds(reply.headers.get("retry-after")))
