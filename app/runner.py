@@ -31,7 +31,11 @@ _retention_done: set[str] = set()
 
 
 class NotResumable(WorkflowError):
-    """The run is finished, unknown, or cannot take the given answer."""
+    """The run is finished, running elsewhere, or cannot take the given answer."""
+
+
+class RunNotFound(WorkflowError):
+    """No run has the given execution id."""
 
 
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
@@ -219,7 +223,7 @@ async def resume_workflow(
     async with _resources(settings, store, services) as (store, services):
         record = await store.get_run(execution_id)
         if record is None:
-            raise NotResumable(f"no run with execution id `{execution_id}`")
+            raise RunNotFound(f"no run with execution id `{execution_id}`")
         if record.status in ("succeeded", "cancelled"):
             raise NotResumable(f"execution `{execution_id}` already {record.status}; "
                                "nothing to resume")
@@ -246,7 +250,7 @@ async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | 
     async with _resources(settings, store, Services()) as (store, _):
         record = await store.get_run(execution_id)
         if record is None:
-            raise NotResumable(f"no run with execution id `{execution_id}`")
+            raise RunNotFound(f"no run with execution id `{execution_id}`")
         if record.finished:
             raise NotResumable(f"execution `{execution_id}` already {record.status}")
         await store.request_cancel(execution_id, by)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flowloom.app.runner import NotResumable, cancel_workflow, resume_workflow
+from flowloom.app.runner import NotResumable, RunNotFound, cancel_workflow, resume_workflow
 from flowloom.app.settings import Settings
 from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.graphs import InputError
@@ -51,7 +51,7 @@ async def test_finished_run_is_not_run_again(run: Runner, store: SqliteStore) ->
     await run({"nodes": [t("a", 1)]}, execution_id="done")
     with pytest.raises(NotResumable, match="execution `done` already succeeded"):
         await resume_workflow("done", store=store)
-    with pytest.raises(NotResumable, match="no run with execution id `ghost`"):
+    with pytest.raises(RunNotFound, match="no run with execution id `ghost`"):
         await resume_workflow("ghost", store=store)
 
 

@@ -15,9 +15,9 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 from flowloom.app.records import RunRecord
 from flowloom.app.stores import sqlite_db
 from flowloom.app.stores.base import RunQuery
+from flowloom.app.stores.errors import StoreError
 from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
-from flowloom.graphs.errors import StoreError
 
 
 async def test_saver_passes_langgraph_conformance_suite(tmp_path: Path) -> None:
