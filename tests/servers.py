@@ -171,6 +171,22 @@ class FlakyServer:
         ])
 
 
+# --- a host for JSON Schemas that must never be fetched -----------------------------
+
+class SchemaHost:
+    """Serves a schema that would change the verdict if it were fetched; counts requests."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    async def serve(self, request: Request) -> Response:
+        self.requests += 1
+        return JSONResponse({"type": "integer"})
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{name}", self.serve)])
+
+
 # --- SMTP ------------------------------------------------------------------------------
 
 class Inbox:

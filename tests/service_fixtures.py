@@ -12,7 +12,14 @@ from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.nodes.services import Services
 from tests.conftest import Runner
-from tests.servers import FlakyServer, ModelStub, RedisProcess, ServerThread, SmtpServer
+from tests.servers import (
+    FlakyServer,
+    ModelStub,
+    RedisProcess,
+    SchemaHost,
+    ServerThread,
+    SmtpServer,
+)
 
 _databases = itertools.cycle(range(1, 16))
 
@@ -109,3 +116,10 @@ class ServiceRunner:
 @pytest.fixture
 def run_with(run: Runner, services: Services) -> ServiceRunner:
     return ServiceRunner(run, services)
+
+
+@pytest.fixture
+def schema_host() -> Iterator[tuple[SchemaHost, str]]:
+    host = SchemaHost()
+    with ServerThread(host.app()) as thread:
+        yield host, thread.url

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from flowloom.app.api.main import create_app
 from flowloom.app.settings import load_settings
+from flowloom.app.stores.sqlite import SqliteStore
 from tests.conftest import REPO, chain, delay, t
 from tests.servers import FlakyServer
 
@@ -226,6 +227,22 @@ async def test_approval_resume_and_bad_answer(api: Client) -> None:
     again = is_problem(await api.post(f"/executions/{run_id}/resume", json={}), 409)
     assert "already succeeded" in again["detail"]
     is_problem(await api.post("/executions/nope/resume", json={}), 404)
+
+
+async def test_resume_with_an_unusable_answer_schema_is_409_not_500(
+        api: Client, make_app: Callable[..., FastAPI], tmp_path: Path) -> None:
+    doc = {"nodes": [{"id": "ok", "type": "approval", "config": {
+        "prompt": "Ship it?", "schema": {"type": "boolean"}}}]}
+    run_id = (await api.post("/execute", json={"workflow": doc})).json()["execution_id"]
+    store = SqliteStore(tmp_path / "api.db")
+    record = await store.get_run(run_id)
+    assert record is not None
+    record.waiting_for[0]["schema"] = {"type": 5}  # stored before schemas were checked
+    await store.save_run(record)
+    await store.close()
+    refused = is_problem(await api.post(f"/executions/{run_id}/resume", json={"value": True}),
+                         409)
+    assert "node `ok` has an unusable answer schema" in refused["detail"]
 
 
 async def test_cancel_a_running_run_within_two_seconds(api: Client) -> None:

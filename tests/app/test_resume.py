@@ -14,7 +14,7 @@ from flowloom.app.settings import Settings
 from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.graphs import InputError
 from tests.conftest import Runner, chain, delay, t
-from tests.servers import FlakyServer
+from tests.servers import FlakyServer, SchemaHost
 from tests.service_fixtures import ServiceRunner
 
 
@@ -214,3 +214,33 @@ async def test_failed_child_fails_the_node_and_resumes_with_the_parent(
     child_record = await store.get_run("p2.sub")
     assert child_record is not None and child_record.status == "succeeded"
     assert len(server.hits["child"]) == 2
+
+
+async def test_an_unusable_answer_schema_is_a_clear_refusal(run: Runner,
+                                                            store: SqliteStore) -> None:
+    await run({"nodes": [approval("ok", {"type": "boolean"})]}, {"amount": 1},
+              execution_id="badschema")
+    record = await store.get_run("badschema")
+    assert record is not None
+    record.waiting_for[0]["schema"] = {"type": 5}  # as if stored before schemas were checked
+    await store.save_run(record)
+    with pytest.raises(NotResumable) as info:
+        await resume_workflow("badschema", True, store=store)
+    assert str(info.value).startswith("node `ok` has an unusable answer schema, so no answer "
+                                      "can be checked: schema.type: not a valid JSON Schema")
+    still = await store.get_run("badschema")
+    assert still is not None and still.status == "waiting"
+
+
+async def test_an_answer_schema_ref_is_not_fetched_at_resume(
+        run: Runner, store: SqliteStore, schema_host: tuple[SchemaHost, str]) -> None:
+    host, base = schema_host
+    await run({"nodes": [approval("ok", {"type": "boolean"})]}, {"amount": 1},
+              execution_id="refschema")
+    record = await store.get_run("refschema")
+    assert record is not None
+    record.waiting_for[0]["schema"] = {"$ref": f"{base}/answer.json"}
+    await store.save_run(record)
+    with pytest.raises(NotResumable, match=r"schema\.\$ref: .* are not fetched"):
+        await resume_workflow("refschema", 7, store=store)
+    assert host.requests == 0

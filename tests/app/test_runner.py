@@ -13,11 +13,12 @@ from flowloom.app.runner import run_workflow
 from flowloom.app.settings import Settings
 from flowloom.app.stores.base import RunQuery
 from flowloom.app.stores.sqlite import SqliteStore
-from flowloom.graphs import InputError, NodeError, SpecError, WorkflowError
+from flowloom.graphs import InputError, NodeError, SpecError, WorkflowError, WorkflowSpec
 from flowloom.graphs.context import NodeContext
 from flowloom.graphs.nodetype import NodeConfig, NodeType
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import Runner, chain, delay, t
+from tests.servers import SchemaHost
 
 SCHEMA = {"type": "object", "required": ["user"],
           "properties": {"user": {"type": "object", "required": ["age"],
@@ -204,3 +205,15 @@ def test_a_workflow_document_is_validated_once_per_content() -> None:
     for _ in range(2):  # a refused document is refused every time, never remembered
         with pytest.raises(SpecError, match="nowhere"):
             load_spec(bad)
+
+
+async def test_inputs_schema_ref_of_a_python_built_spec_is_not_fetched(
+        run: Runner, schema_host: tuple[SchemaHost, str]) -> None:
+    host, base = schema_host
+    # A WorkflowSpec handed in directly skips document validation; the runner still checks.
+    spec = WorkflowSpec.model_validate({"inputs_schema": {"$ref": f"{base}/in.json"},
+                                        "nodes": [t("a", 1)]})
+    with pytest.raises(SpecError) as info:
+        await run(spec, {"n": "x"})
+    assert [p.path for p in info.value.problems] == ["$.inputs_schema.$ref"]
+    assert host.requests == 0

@@ -132,7 +132,7 @@ def test_node_settings_are_checked() -> None:
 
 def test_inputs_schema_must_be_a_json_schema() -> None:
     doc = {"inputs_schema": {"type": "nonsense"}, "nodes": [t("a", 1)]}
-    assert "not a valid JSON Schema" in paths(doc)["$.inputs_schema"]
+    assert "not a valid JSON Schema" in paths(doc)["$.inputs_schema.type"]
 
 
 def test_workflow_id_slug() -> None:
