@@ -194,3 +194,41 @@ def test_a_compiled_expression_keeps_no_run_data_between_calls() -> None:
     del data
     gc.collect()
     assert seen() is None
+
+
+MUTATORS = [
+    ("dict", "update({'x': 2})"), ("dict", "pop('x')"), ("dict", "popitem()"),
+    ("dict", "clear()"), ("dict", "setdefault('y', 1)"), ("dict", "__setitem__('x', 2)"),
+    ("list", "append(9)"), ("list", "extend([9])"), ("list", "insert(0, 9)"),
+    ("list", "remove(1)"), ("list", "pop()"), ("list", "clear()"), ("list", "sort()"),
+    ("list", "reverse()"), ("list", "__setitem__(0, 9)"),
+    ("set", "add(9)"), ("set", "discard(1)"), ("set", "remove(1)"), ("set", "pop()"),
+    ("set", "clear()"), ("set", "update([9])"), ("set", "difference_update([1])"),
+]
+
+
+@pytest.mark.parametrize(("kind", "call"), MUTATORS)
+def test_values_in_scope_are_read_only(ex: Expressions, kind: str, call: str) -> None:
+    values = {"dict": {"x": 1}, "list": [3, 1], "set": {1, 2}}
+    before = {"dict": {"x": 1}, "list": [3, 1], "set": {1, 2}}
+    ns = namespace(inputs={"v": values[kind]}, outputs={"n": {"v": values[kind]}}, run={})
+    for expression in (f"inputs.v.{call}", f"n.v.{call}"):
+        with pytest.raises(ExpressionError, match="not allowed in the sandbox"):
+            ex.evaluate(expression, ns, field="f")
+        with pytest.raises(ExpressionError, match="not allowed in the sandbox"):
+            ex.render("{{ " + expression + " }} done", ns, field="f")
+    assert values == before
+
+
+@pytest.mark.parametrize("call", ["append(9)", "pop()", "sort()"])
+@pytest.mark.parametrize("target", ["a.l", "inputs.l"])
+async def test_a_mutating_expression_leaves_stored_values_alone(run: Runner, call: str,
+                                                                target: str) -> None:
+    doc = {"nodes": [t("a", {"l": [3, 1]}), t("b", "{{ " + target + "." + call + " }}")],
+           "edges": chain("a", "b")}
+    record = await run(doc, {"l": [2, 1]})
+    assert record.status == "failed"
+    [error] = record.errors
+    assert error.message.startswith("node `b`, field `output`: not allowed in the sandbox")
+    assert record.inputs == {"l": [2, 1]}
+    assert record.node_states["a"].output == {"l": [3, 1]}
