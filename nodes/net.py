@@ -23,6 +23,7 @@ from flowloom.nodes.services import NodeSettings
 MAX_REDIRECTS = 5
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +46,65 @@ class BlockedAddress(NodeError):
     pass
 
 
+def _networks(*cidrs: str) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(c) for c in cidrs)
+
+
+# The IANA special-purpose registries, written out rather than left to `is_global`,
+# whose answer changes between Python versions (3.11 calls fec0::1 and ::7f00:1 global).
+# Blocks with a few globally reachable anycast exceptions (192.0.0.0/24, 2001::/23) are
+# refused whole: no workflow needs PCP or TURN anycast.
+REFUSED_V4 = _networks(
+    "0.0.0.0/8",        # "this network"
+    "10.0.0.0/8",       # private
+    "100.64.0.0/10",    # shared address space (CGNAT; cloud metadata such as 100.100.100.200)
+    "127.0.0.0/8",      # loopback
+    "169.254.0.0/16",   # link-local (cloud metadata 169.254.169.254)
+    "172.16.0.0/12",    # private
+    "192.0.0.0/24",     # IETF protocol assignments
+    "192.0.2.0/24",     # documentation (TEST-NET-1)
+    "192.88.99.0/24",   # 6to4 relay anycast (deprecated): relays into other networks
+    "192.168.0.0/16",   # private
+    "198.18.0.0/15",    # benchmarking
+    "198.51.100.0/24",  # documentation (TEST-NET-2)
+    "203.0.113.0/24",   # documentation (TEST-NET-3)
+    "224.0.0.0/4",      # multicast
+    "240.0.0.0/4",      # reserved, and the limited broadcast 255.255.255.255
+)
+GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")  # everything else is special or unassigned
+REFUSED_V6 = _networks(
+    "::/96",            # IPv4-compatible (deprecated), with :: and ::1
+    "::ffff:0:0/96",    # IPv4-mapped: an IPv4 address in disguise
+    "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+    "64:ff9b::/96",     # NAT64 well-known prefix: a gateway maps it onto any IPv4 address
+    "64:ff9b:1::/48",   # NAT64 local use
+    "100::/64",         # discard-only
+    "100:0:0:1::/64",   # dummy prefix
+    "2001::/23",        # IETF protocol assignments (Teredo, benchmarking, ORCHID...)
+    "2001:db8::/32",    # documentation
+    "3fff::/20",        # documentation
+    "5f00::/16",        # SRv6 SIDs
+    "fc00::/7",         # unique local
+    "fe80::/10",        # link-local
+    "fec0::/10",        # site-local (deprecated)
+    "ff00::/8",         # multicast
+)
+SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+
+
 def is_public(address: str) -> bool:
+    """Whether `address` may be called: globally reachable unicast, nothing that a
+    gateway could translate into a refused address."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv4Address):
+        return not any(ip in net for net in REFUSED_V4) and ip.is_global
+    if ip.scope_id is not None or ip not in GLOBAL_UNICAST_V6:
+        return False
+    if any(ip in net for net in REFUSED_V6):
+        return False
+    if ip in SIX_TO_FOUR:  # 6to4 carries an IPv4 address: judge that one
+        return ip.sixtofour is not None and is_public(str(ip.sixtofour))
+    return True
 
 
 async def resolve(host: str, port: int) -> list[str]:
