@@ -108,7 +108,7 @@ class FlakyServer:
     def _record(self, request: Request, key: str, body: Any = None) -> int:
         self.hits[key].append({"idempotency_key": request.headers.get("idempotency-key"),
                                "at": time.monotonic(), "body": body,
-                               "method": request.method})
+                               "method": request.method, "headers": dict(request.headers)})
         return len(self.hits[key])
 
     async def flaky(self, request: Request) -> Response:
@@ -136,7 +136,8 @@ class FlakyServer:
         return JSONResponse({"slow": True})
 
     async def redirect(self, request: Request) -> Response:
-        return RedirectResponse(request.query_params["to"], status_code=302)
+        code = int(request.query_params.get("code", 302))
+        return RedirectResponse(request.query_params["to"], status_code=code)
 
     async def big(self, request: Request) -> Response:
         return PlainTextResponse("x" * int(request.query_params["bytes"]))
@@ -165,7 +166,8 @@ class FlakyServer:
             Route("/status/{code:int}", self.status),
             Route("/retry-after", self.retry_after),
             Route("/slow", self.slow, methods=["GET", "POST"]),
-            Route("/redirect", self.redirect), Route("/big", self.big),
+            Route("/redirect", self.redirect, methods=["GET", "POST", "PUT"]),
+            Route("/big", self.big),
             Route("/echo", self.echo, methods=["GET", "POST", "PUT"]),
             Route("/api/v3/tools/execute/{action}", self.tool, methods=["POST"]),
         ])

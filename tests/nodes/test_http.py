@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
-from tests.servers import FlakyServer
+from flowloom.app.stores.sqlite import SqliteStore
+from tests.servers import FlakyServer, ServerThread, free_port
 from tests.service_fixtures import ServiceRunner
 
 Web = tuple[FlakyServer, str]
@@ -148,3 +152,117 @@ async def test_redirects_are_followed_when_allowed(run_with: ServiceRunner, web:
     _, base = web
     record = await run_with({"nodes": [http("hop", f"{base}/redirect?to={base}/echo")]})
     assert record.output["body"]["method"] == "GET"
+
+
+@pytest.fixture(scope="module")
+def elsewhere() -> Iterator[tuple[FlakyServer, str]]:
+    """A second server: another port, so another origin."""
+    server = FlakyServer()
+    with ServerThread(server.app()) as thread:
+        yield server, thread.url
+
+
+SECRET_HEADERS = {"Authorization": "Bearer a1", "Cookie": "sid=c1",
+                  "Proxy-Authorization": "Basic p1", "X-Api-Key": "k1", "X-Trace": "t1"}
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+async def test_a_redirect_to_another_origin_drops_credentials(
+        run_with: ServiceRunner, web: Web, elsewhere: tuple[FlakyServer, str],
+        code: int) -> None:
+    other, other_base = elsewhere
+    other.hits.clear()
+    _, base = web
+    record = await run_with({"nodes": [http(
+        "hop", f"{base}/redirect?code={code}&to={other_base}/echo%3Fkey%3Dx",
+        headers=SECRET_HEADERS, sensitive_headers=["x-api-key"])]}, execution_id="creds")
+    assert record.status == "succeeded", record.errors
+    [hit] = other.hits["x"]
+    received = {k: v for k, v in hit["headers"].items() if k.startswith(("x-", "auth", "cook",
+                                                                         "proxy"))}
+    assert received == {"x-trace": "t1"}
+    assert hit["idempotency_key"] == "creds:hop"
+
+
+async def test_a_redirect_within_the_origin_keeps_credentials(run_with: ServiceRunner,
+                                                             web: Web) -> None:
+    server, base = web
+    record = await run_with({"nodes": [http(
+        "hop", f"{base}/redirect?code=302&to=/echo%3Fkey%3Dsame", headers=SECRET_HEADERS,
+        sensitive_headers=["X-Api-Key"])]})
+    assert record.status == "succeeded", record.errors
+    headers = server.hits["same"][0]["headers"]
+    assert [headers[k.lower()] for k in SECRET_HEADERS] == ["Bearer a1", "sid=c1", "Basic p1",
+                                                            "k1", "t1"]
+
+
+async def test_userinfo_credentials_stay_on_their_origin(
+        run_with: ServiceRunner, web: Web, elsewhere: tuple[FlakyServer, str]) -> None:
+    other, other_base = elsewhere
+    other.hits.clear()
+    _, base = web
+    with_user = base.replace("http://", "http://ada:pw@")
+    record = await run_with({"nodes": [http(
+        "hop", f"{with_user}/redirect?to={other_base}/echo%3Fkey%3Duser")]})
+    assert record.status == "succeeded", record.errors
+    assert "authorization" not in other.hits["user"][0]["headers"]
+
+
+# (method, status, same origin) -> (method, body) at the target, as browsers do; a body
+# never crosses to another origin.
+REDIRECTED = [
+    ("POST", 301, True, "GET", None), ("POST", 302, True, "GET", None),
+    ("POST", 303, True, "GET", None), ("PUT", 303, True, "GET", None),
+    ("POST", 307, True, "POST", {"n": 1}), ("POST", 308, True, "POST", {"n": 1}),
+    ("PUT", 302, True, "PUT", {"n": 1}), ("PUT", 307, True, "PUT", {"n": 1}),
+    ("POST", 302, False, "GET", None), ("POST", 303, False, "GET", None),
+    ("POST", 307, False, "POST", None), ("POST", 308, False, "POST", None),
+    ("PUT", 302, False, "PUT", None), ("PUT", 308, False, "PUT", None),
+]
+
+
+@pytest.mark.parametrize(("method", "code", "same", "then", "body"), REDIRECTED)
+async def test_what_a_redirect_does_to_method_and_body(
+        run_with: ServiceRunner, web: Web, elsewhere: tuple[FlakyServer, str], method: str,
+        code: int, same: bool, then: str, body: Any) -> None:
+    server, base = web
+    other, other_base = elsewhere
+    target_server, target = (server, base) if same else (other, other_base)
+    target_server.hits.clear()
+    record = await run_with({"nodes": [http(
+        "hop", f"{base}/redirect?code={code}&to={target}/echo%3Fkey%3Dm", method=method,
+        json={"n": 1})]})
+    assert record.status == "succeeded", record.errors
+    [hit] = target_server.hits["m"]
+    assert (hit["method"], hit["body"]) == (then, body)
+    assert ("content-type" in hit["headers"]) is (body is not None)
+
+
+@pytest.mark.parametrize("path", ["/status/404", "/status/503"])
+@pytest.mark.parametrize("where", ["server", "closed port"])
+async def test_urls_are_redacted_in_errors_records_events_and_logs(
+        run_with: ServiceRunner, web: Web, store: SqliteStore,
+        caplog: pytest.LogCaptureFixture, path: str, where: str) -> None:
+    caplog.set_level(logging.DEBUG)
+    _, base = web
+    port = base.rsplit(":", 1)[1] if where == "server" else str(free_port())
+    url = f"http://ada:s3cr3tpw@127.0.0.1:{port}{path}?token=t0kenval&x=1"
+    record = await run_with({"nodes": [http("leaky", url, retry=FAST_RETRY)]},
+                            execution_id=f"redact-{where[0]}{path[-3:]}")
+    assert record.status == "failed"
+    message = record.errors[0].message
+    if where == "server":
+        assert message.startswith(f"node `leaky`: HTTP {path[-3:]} from GET "
+                                  f"http://ada:***@127.0.0.1:{port}{path}?token=***&x=***")
+        assert "HTTP Request: GET http://ada:***@127.0.0.1" in caplog.text
+    else:
+        assert message.startswith(f"node `leaky`: GET http://ada:***@127.0.0.1:{port}{path}"
+                                  "?token=***&x=*** failed: ConnectError")
+    stored = await store.get_run(record.execution_id)
+    assert stored is not None
+    events = await store.list_events(record.execution_id)
+    retried = where == "closed port" or path == "/status/503"
+    assert any(e["event"] == "node.retrying" for e in events) is retried
+    for text in (message, stored.model_dump_json(), json.dumps(events, default=str),
+                 caplog.text):
+        assert "s3cr3tpw" not in text and "t0kenval" not in text

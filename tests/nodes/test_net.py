@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowloom.nodes.net import HttpPolicy, is_public, send
+from flowloom.nodes.net import HttpPolicy, is_public, redact_text, redact_url, send
 from tests.servers import FlakyServer
 
 # IANA IPv4 and IPv6 Special-Purpose Address Registries (2025), one representative or
@@ -161,3 +161,21 @@ async def test_the_connection_goes_to_the_checked_address_not_the_name(
     assert [r.url.host for r in sent] == ["127.0.0.1"]
     assert reply.parsed()["headers"]["host"] == f"localhost:{port}"
     assert reply.url == f"http://localhost:{port}/echo?key=pin"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://user:secret@host/x?token=abc", "https://user:***@host/x?token=***"),
+    ("https://ghp_token@github.com/o/r", "https://***@github.com/o/r"),
+    ("http://h:8080/p?a=1&a=2&b=", "http://h:8080/p?a=***&a=***&b=***"),
+    ("http://h/p?justatoken", "http://h/p?***"),
+    ("http://h/cb#access_token=abc", "http://h/cb#***"),
+    ("http://h/plain", "http://h/plain"),
+])
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact_url(httpx.URL(url)) == shown
+
+
+def test_redact_text_redacts_every_url_in_it() -> None:
+    text = "GET https://u:pw@a/x?k=v failed, then http://b/?t=1 too"
+    assert redact_text(text) == "GET https://u:***@a/x?k=*** failed, then http://b/?t=*** too"
