@@ -35,7 +35,10 @@ _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 def redact_url(url: str | httpx.URL) -> str:
     """`url` fit for errors and logs: a userinfo password (or a lone userinfo, often a
     token), every query value and the fragment become `***`."""
-    parts = urlsplit(str(url))
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:  # e.g. an unclosed `[`: show nothing rather than fail the error
+        return "<unparseable URL>"
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")

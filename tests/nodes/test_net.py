@@ -176,6 +176,10 @@ def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(httpx.URL(url)) == shown
 
 
+def test_an_unparseable_url_is_hidden_not_raised() -> None:
+    assert redact_url("http://[::1/x?token=abc") == "<unparseable URL>"
+
+
 def test_redact_text_redacts_every_url_in_it() -> None:
     text = "GET https://u:pw@a/x?k=v failed, then http://b/?t=1 too"
     assert redact_text(text) == "GET https://u:***@a/x?k=*** failed, then http://b/?t=*** too"
