@@ -40,7 +40,7 @@ async def test_record_has_the_shape_of_http_api(run: Runner) -> None:
     state = data["node_states"]["a"]
     assert set(state) == {"status", "output", "attempts", "cached", "started_at",
                           "finished_at", "latency_ms", "error", "model", "usage",
-                          "child_execution_id"}
+                          "child_execution_id", "idempotency_key"}
     assert state["status"] == "succeeded" and state["output"] == 5 and state["attempts"] == 1
     assert state["latency_ms"] >= 0
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowloom.graphs import validate_workflow
+from flowloom import validate_workflow
 from flowloom.graphs.schemas import InvalidSchema, validation_errors
 from tests.conftest import t
 from tests.servers import SchemaHost

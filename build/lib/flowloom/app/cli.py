@@ -14,7 +14,13 @@ from rich.live import Live
 from rich.table import Table
 
 from flowloom.app.records import RunRecord
-from flowloom.app.runner import NotResumable, execute_workflow_async, resume_workflow, run_sync
+from flowloom.app.runner import (
+    NotResumable,
+    RunNotFound,
+    execute_workflow_async,
+    resume_workflow,
+    run_sync,
+)
 from flowloom.app.settings import load_settings
 from flowloom.app.stores import open_store
 from flowloom.app.stores.base import RunQuery
@@ -216,7 +222,7 @@ def resume(
             execution_id, on_event=on_event, take_over=True, **kwargs))
     except InputError as exc:
         raise fail(f"bad value: {exc}; the run keeps waiting", 1) from None
-    except NotResumable as exc:
+    except (NotResumable, RunNotFound) as exc:
         raise fail(str(exc), 1) from None
     _report(record, as_json)
 

@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from jsonschema import Draft202012Validator
 from langgraph.types import Command
 
 from flowloom.app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
@@ -20,7 +19,8 @@ from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import Store, open_store
 from flowloom.app.stores.base import StoredWorkflow
-from flowloom.graphs import InputError, WorkflowError, WorkflowSpec
+from flowloom.graphs import InputError, Problem, SpecError, WorkflowError, WorkflowSpec
+from flowloom.graphs.schemas import InvalidSchema, validation_errors
 from flowloom.nodes.services import Services
 
 MAX_INPUT_BYTES = 256 * 1024
@@ -31,7 +31,11 @@ _retention_done: set[str] = set()
 
 
 class NotResumable(WorkflowError):
-    """The run is finished, unknown, or cannot take the given answer."""
+    """The run is finished, running elsewhere, or cannot take the given answer."""
+
+
+class RunNotFound(WorkflowError):
+    """No run has the given execution id."""
 
 
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
@@ -40,13 +44,19 @@ def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
     if size > MAX_INPUT_BYTES:
         raise InputError("$", f"inputs are {size:,} bytes; the limit is {MAX_INPUT_BYTES:,}")
     if spec.inputs_schema is not None:
-        check_value(spec.inputs_schema, inputs)
+        try:
+            check_value(spec.inputs_schema, inputs)
+        except InvalidSchema as exc:  # a spec built in Python skips document validation
+            path = "$.inputs_schema" + exc.path[1:]
+            raise SpecError([Problem(path, exc.message)]) from None
 
 
 def check_value(schema: dict[str, Any], value: Any) -> None:
-    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    """Raise InputError for the first way `value` fails `schema`; InvalidSchema when the
+    schema is unusable. Nothing is fetched: `$ref` resolves inside the schema only."""
+    errors = validation_errors(schema, value)
     if errors:
-        raise InputError(errors[0].json_path, errors[0].message)
+        raise InputError(*errors[0])
 
 
 def workflow_id_of(spec: WorkflowSpec, document: dict[str, Any]) -> str:
@@ -194,6 +204,10 @@ def check_answer(record: RunRecord, value: Any, node_id: str | None) -> Command[
         except InputError as exc:
             raise InputError(exc.path, f"answer to `{chosen[0]['node_id']}`: "
                                        f"{exc.message}") from None
+        except InvalidSchema as exc:
+            raise NotResumable(f"node `{chosen[0]['node_id']}` has an unusable answer "
+                               f"schema, so no answer can be checked: schema{exc.path[1:]}: "
+                               f"{exc.message}") from None
     return Command(resume={chosen[0]["interrupt_id"]: value})
 
 
@@ -219,7 +233,7 @@ async def resume_workflow(
     async with _resources(settings, store, services) as (store, services):
         record = await store.get_run(execution_id)
         if record is None:
-            raise NotResumable(f"no run with execution id `{execution_id}`")
+            raise RunNotFound(f"no run with execution id `{execution_id}`")
         if record.status in ("succeeded", "cancelled"):
             raise NotResumable(f"execution `{execution_id}` already {record.status}; "
                                "nothing to resume")
@@ -246,7 +260,7 @@ async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | 
     async with _resources(settings, store, Services()) as (store, _):
         record = await store.get_run(execution_id)
         if record is None:
-            raise NotResumable(f"no run with execution id `{execution_id}`")
+            raise RunNotFound(f"no run with execution id `{execution_id}`")
         if record.finished:
             raise NotResumable(f"execution `{execution_id}` already {record.status}")
         await store.request_cancel(execution_id, by)

@@ -89,6 +89,3 @@ class ExpressionError(NodeError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message, field=field, kind="ExpressionError")
 
-
-class StoreError(WorkflowError):
-    """The store could not read or write."""

@@ -336,8 +336,6 @@ class Expressions:
             raise
         except Exception as exc:
             raise ExpressionError(_describe(exc), field=field) from None
-        except RecursionError as exc:  # pragma: no cover - RecursionError is an Exception
-            raise ExpressionError(_describe(exc), field=field) from None
         finally:
             _budget.reset(token)
 

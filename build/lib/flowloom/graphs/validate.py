@@ -6,13 +6,12 @@ import json
 from collections.abc import Generator, Iterator
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ValidationError
 
 from flowloom.graphs.errors import Problem
 from flowloom.graphs.expressions import is_template, syntax_problem
 from flowloom.graphs.nodetype import NodeTypes
+from flowloom.graphs.schemas import schema_problems
 from flowloom.graphs.spec import (
     MAX_DOCUMENT_BYTES,
     MAX_NESTING_DEPTH,
@@ -85,10 +84,7 @@ def _validate(doc: Any, types: NodeTypes, path: str, depth: int) -> Iterator[Pro
         yield from _pydantic_problems(exc, path, "workflow")
     schema = doc.get("inputs_schema")
     if isinstance(schema, dict):
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            yield Problem(f"{path}.inputs_schema", f"not a valid JSON Schema: {exc.message}")
+        yield from schema_problems(schema, f"{path}.inputs_schema")
     if "output" in doc:
         yield from _check_templates(doc["output"], f"{path}.output", "workflow output")
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.types import interrupt
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.graphs.schemas import schema_problems
 from flowloom.nodes.services import Context
 
 
@@ -14,6 +16,16 @@ class ApprovalConfig(NodeConfig):
     answer_schema: dict[str, Any] | None = Field(default=None, alias="schema")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("answer_schema")
+    @classmethod
+    def _usable_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        problems = schema_problems(schema) if schema is not None else []
+        if problems:
+            where = f"schema{problems[0].path[1:]}"
+            raise PydanticCustomError("json_schema", "{where}: {why}",
+                                      {"where": where, "why": problems[0].message})
+        return schema
 
 
 class Approval(NodeType):

@@ -18,6 +18,9 @@ class HttpConfig(NodeConfig):
     json_body: Any = Field(default=None, alias="json")
     body: str | None = None
     expect_status: list[int] | int | None = None  # default: any 2xx
+    # Headers that carry credentials besides Authorization, Cookie and Proxy-Authorization:
+    # dropped, like those, on a redirect to another origin.
+    sensitive_headers: list[str] = Field(default_factory=list)
 
     model_config = {"extra": "forbid", "populate_by_name": True}
 
@@ -51,6 +54,7 @@ class Http(NodeType):
             policy=HttpPolicy.from_settings(ctx.services.settings), headers=headers,
             params=ctx.render(config.query, field="query") or None, json_body=json_body,
             content=body.encode() if isinstance(body, str) else None,
+            sensitive_headers=config.sensitive_headers,
         )
         expected = config.expect_status
         ok = (200 <= reply.status < 300 if expected is None

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
+import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -23,6 +26,49 @@ from flowloom.nodes.services import NodeSettings
 MAX_REDIRECTS = 5
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """`url` fit for errors and logs: a userinfo password (or a lone userinfo, often a
+    token), every query value and the fragment become `***`."""
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:  # e.g. an unclosed `[`: show nothing rather than fail the error
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if colon else f"***@{hostport}"
+    # A part without `=` may be a bare token: hidden whole.
+    query = "&".join(f"{p.partition('=')[0]}=***" if "=" in p else "***"
+                     for p in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query,
+                       "***" if parts.fragment else ""))
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URL in it redacted."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
+class RedactUrls(logging.Filter):
+    """Redacts the URLs that httpx logs (`HTTP Request: GET <url> ...`) at INFO level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(a) if isinstance(a, httpx.URL)
+                                else redact_text(a) if isinstance(a, str) else a
+                                for a in record.args)
+        record.msg = redact_text(str(record.msg))
+        return True
+
+
+logging.getLogger("httpx").addFilter(RedactUrls())
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +91,65 @@ class BlockedAddress(NodeError):
     pass
 
 
+def _networks(*cidrs: str) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(c) for c in cidrs)
+
+
+# The IANA special-purpose registries, written out rather than left to `is_global`,
+# whose answer changes between Python versions (3.11 calls fec0::1 and ::7f00:1 global).
+# Blocks with a few globally reachable anycast exceptions (192.0.0.0/24, 2001::/23) are
+# refused whole: no workflow needs PCP or TURN anycast.
+REFUSED_V4 = _networks(
+    "0.0.0.0/8",        # "this network"
+    "10.0.0.0/8",       # private
+    "100.64.0.0/10",    # shared address space (CGNAT; cloud metadata such as 100.100.100.200)
+    "127.0.0.0/8",      # loopback
+    "169.254.0.0/16",   # link-local (cloud metadata 169.254.169.254)
+    "172.16.0.0/12",    # private
+    "192.0.0.0/24",     # IETF protocol assignments
+    "192.0.2.0/24",     # documentation (TEST-NET-1)
+    "192.88.99.0/24",   # 6to4 relay anycast (deprecated): relays into other networks
+    "192.168.0.0/16",   # private
+    "198.18.0.0/15",    # benchmarking
+    "198.51.100.0/24",  # documentation (TEST-NET-2)
+    "203.0.113.0/24",   # documentation (TEST-NET-3)
+    "224.0.0.0/4",      # multicast
+    "240.0.0.0/4",      # reserved, and the limited broadcast 255.255.255.255
+)
+GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")  # everything else is special or unassigned
+REFUSED_V6 = _networks(
+    "::/96",            # IPv4-compatible (deprecated), with :: and ::1
+    "::ffff:0:0/96",    # IPv4-mapped: an IPv4 address in disguise
+    "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+    "64:ff9b::/96",     # NAT64 well-known prefix: a gateway maps it onto any IPv4 address
+    "64:ff9b:1::/48",   # NAT64 local use
+    "100::/64",         # discard-only
+    "100:0:0:1::/64",   # dummy prefix
+    "2001::/23",        # IETF protocol assignments (Teredo, benchmarking, ORCHID...)
+    "2001:db8::/32",    # documentation
+    "3fff::/20",        # documentation
+    "5f00::/16",        # SRv6 SIDs
+    "fc00::/7",         # unique local
+    "fe80::/10",        # link-local
+    "fec0::/10",        # site-local (deprecated)
+    "ff00::/8",         # multicast
+)
+SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+
+
 def is_public(address: str) -> bool:
+    """Whether `address` may be called: globally reachable unicast, nothing that a
+    gateway could translate into a refused address."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv4Address):
+        return not any(ip in net for net in REFUSED_V4) and ip.is_global
+    if ip.scope_id is not None or ip not in GLOBAL_UNICAST_V6:
+        return False
+    if any(ip in net for net in REFUSED_V6):
+        return False
+    if ip in SIX_TO_FOUR:  # 6to4 carries an IPv4 address: judge that one
+        return ip.sixtofour is not None and is_public(str(ip.sixtofour))
+    return True
 
 
 async def resolve(host: str, port: int) -> list[str]:
@@ -130,15 +230,32 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+BODY_HEADERS = frozenset({"content-type", "content-encoding", "content-language",
+                          "content-location", "content-length"})
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
+def _without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in names}
+
+
 async def send(client: httpx.AsyncClient, method: str, url: str, *, policy: HttpPolicy,
                headers: Mapping[str, str] | None = None, params: Any = None,
-               json_body: Any = None, content: Any = None) -> Reply:
+               json_body: Any = None, content: Any = None,
+               sensitive_headers: Iterable[str] = ()) -> Reply:
     """One request, following redirects itself so that every hop passes the guard.
-    The node's `timeout_s` bounds the whole call; the client's own timeout bounds each hop."""
+    The node's `timeout_s` bounds the whole call; the client's own timeout bounds each hop.
+    A redirect to another origin drops the credential headers, `sensitive_headers` and
+    the body; 303, and 301/302 after a POST, continue as a GET without body (as browsers)."""
     target = httpx.URL(url)
     if params:
         target = target.copy_merge_params(params)
     send_headers = dict(headers or {})
+    secret_names = CREDENTIAL_HEADERS | {h.lower() for h in sensitive_headers}
     for _ in range(MAX_REDIRECTS + 1):
         address = await checked_address(target, policy)
         pinned = target.copy_with(host=address)
@@ -149,28 +266,38 @@ async def send(client: httpx.AsyncClient, method: str, url: str, *, policy: Http
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
         except httpx.TimeoutException:
-            raise NodeError(f"{method} {target} timed out", kind="TimeoutError",
+            raise NodeError(f"{method} {redact_url(target)} timed out", kind="TimeoutError",
                             retriable=True) from None
         except httpx.TransportError as exc:
-            raise NodeError(f"{method} {target} failed: {type(exc).__name__}: {exc}",
-                            kind="NetworkError", retriable=True) from None
+            raise NodeError(f"{method} {redact_url(target)} failed: {type(exc).__name__}: "
+                            f"{redact_text(str(exc))}", kind="NetworkError",
+                            retriable=True) from None
         try:
             if response.is_redirect and "location" in response.headers:
-                target = target.join(response.headers["location"])
-                if response.status_code in (301, 302, 303) and method != "HEAD":
+                status, following = response.status_code, target.join(
+                    response.headers["location"])
+                if (status == 303 and method != "HEAD") or (status in (301, 302)
+                                                             and method == "POST"):
                     method, json_body, content = "GET", None, None
+                    send_headers = _without(send_headers, BODY_HEADERS)
+                if _origin(following) != _origin(target):
+                    # Once dropped, they stay dropped, even back on the first origin.
+                    send_headers = _without(send_headers, secret_names | BODY_HEADERS)
+                    json_body = content = None
+                target = following
                 continue
             body = await _read_capped(response, policy.max_response_bytes)
         finally:
             await response.aclose()
         return Reply(response.status_code, dict(response.headers), body, str(target))
-    raise NodeError(f"more than {MAX_REDIRECTS} redirects from {url}", kind="TooManyRedirects")
+    raise NodeError(f"more than {MAX_REDIRECTS} redirects from {redact_url(url)}",
+                    kind="TooManyRedirects")
 
 
 def status_error(reply: Reply, method: str, node_id: str | None = None) -> NodeError:
     """The error for an unexpected status: retriable for 408, 429 and 5xx."""
     retriable = reply.status in RETRIABLE_STATUS or reply.status >= 500
     snippet = reply.body[:200].decode(errors="replace")
-    return NodeError(f"HTTP {reply.status} from {method} {reply.url}: {snippet}",
+    return NodeError(f"HTTP {reply.status} from {method} {redact_url(reply.url)}: {snippet}",
                      node_id=node_id, kind="HTTPStatusError", retriable=retriable,
                      retry_after_s=retry_after_seconds(reply.headers.get("retry-after")))

@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from flowloom.app.runner import NotResumable
+from flowloom.app.runner import NotResumable, RunNotFound
 from flowloom.app.stores.base import InvalidCursor
-from flowloom.graphs.errors import InputError, SpecError, StoreError, WorkflowError
+from flowloom.app.stores.errors import StoreError
+from flowloom.graphs.errors import InputError, SpecError, WorkflowError
 
 PROBLEM = "application/problem+json"
 
@@ -44,10 +45,6 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class TooLarge(Exception):
-    """The request body passed the limit while it was being read."""
-
-
 class ApiError(Exception):
     def __init__(self, status: int, title: str, detail: str | None = None,
                  **extra: Any) -> None:
@@ -70,8 +67,6 @@ def _json_path(loc: tuple[Any, ...]) -> str:
 
 
 def to_problem(exc: Exception) -> JSONResponse:
-    if isinstance(exc, TooLarge):
-        return problem(413, "Request body too large", "the limit is 1,048,576 bytes")
     if isinstance(exc, ApiError):
         return problem(exc.status, exc.title, exc.detail, **exc.extra)
     if isinstance(exc, SpecError):
@@ -80,9 +75,10 @@ def to_problem(exc: Exception) -> JSONResponse:
     if isinstance(exc, InputError):
         return problem(422, "Invalid inputs", str(exc),
                        problems=[{"path": exc.path, "message": exc.message}])
+    if isinstance(exc, RunNotFound):
+        return problem(404, "Not found", str(exc))
     if isinstance(exc, NotResumable):
-        status = 404 if str(exc).startswith("no run") else 409
-        return problem(status, "Not found" if status == 404 else "Conflict", str(exc))
+        return problem(409, "Conflict", str(exc))
     if isinstance(exc, InvalidCursor):
         return problem(422, "Invalid cursor", str(exc))
     if isinstance(exc, StoreError):
@@ -102,7 +98,7 @@ def to_problem(exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, ApiError | WorkflowError | RequestValidationError
-                          | HTTPException | TooLarge):
+                          | HTTPException):
             import logging
             logging.getLogger("flowloom.api").exception("unhandled error")
         return to_problem(exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import uuid
@@ -11,7 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowloom.app.api.errors import PROBLEM, TooLarge
+from flowloom.app.api.errors import PROBLEM
 
 MAX_BODY_BYTES = 1024 * 1024
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
@@ -92,8 +91,7 @@ class FlowloomMiddleware:
                 started = started or message["type"] == "http.response.start"
                 await send_with_id(message)
 
-            with contextlib.suppress(TooLarge):
-                await self.app(scope, counted_receive, tracking_send)
+            await self.app(scope, counted_receive, tracking_send)
         finally:
             correlation_id.reset(token)
 

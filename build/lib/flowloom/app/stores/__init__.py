@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flowloom.app.settings import Settings
 from flowloom.app.stores.base import Store, StoredWorkflow
+from flowloom.app.stores.errors import StoreError
 from flowloom.app.stores.sqlite import SqliteStore
-from flowloom.graphs.errors import StoreError
 
 
 def open_store(settings: Settings) -> Store:

@@ -23,7 +23,7 @@ from flowloom.app.stores.base import (
     json_text,
     same_document,
 )
-from flowloom.graphs.errors import StoreError
+from flowloom.app.stores.errors import StoreError
 
 CHECKPOINTS, WRITES = "checkpoints", "checkpoint_writes"
 INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict

@@ -22,9 +22,9 @@ from flowloom.app.stores.base import (
     json_text,
     same_document,
 )
+from flowloom.app.stores.errors import StoreError
 from flowloom.app.stores.sqlite_db import SqliteDb
 from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
-from flowloom.graphs.errors import StoreError
 
 _SCHEMA = """
 PRAGMA journal_mode=WAL;
@@ -74,7 +74,6 @@ class SqliteStore:
                 raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from None
             db = await SqliteDb.open(self.path)
             try:
-                await db.call(_migrate)
                 await db.call(lambda conn: conn.executescript(_SCHEMA))
             except BaseException:
                 db.close()
@@ -304,13 +303,6 @@ def _put_workflow(conn: sqlite3.Connection, workflow_id: str, document: dict[str
     conn.execute("INSERT INTO workflows VALUES (?, ?, ?, ?, 0)",
                  (workflow_id, version, json.dumps(stored.document), _at(stored.created_at)))
     return stored
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Columns added after a store file was first made."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-    if columns and "updated_at" not in columns:
-        conn.execute("ALTER TABLE runs ADD COLUMN updated_at TEXT")
 
 
 def _workflow(row: Any) -> StoredWorkflow:

@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flowloom.graphs.errors import StoreError
+from flowloom.app.stores.errors import StoreError
 
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 30.0  # how long a call waits for another process on the same file
