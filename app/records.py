@@ -13,6 +13,9 @@ NodeStatus = Literal["running", "retrying", "waiting", "succeeded", "failed", "s
                      "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 MAX_RECORD_OUTPUT_BYTES = 256 * 1024
+# Every execution id, chosen or made (a uuid; `parent.each[3].sub` for a child run): no
+# spaces or slashes, which break URL paths and shell commands. The CLI and the API use it.
+EXECUTION_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\[\]-]{0,511}$"
 
 
 def utcnow() -> datetime:

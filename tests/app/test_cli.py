@@ -15,16 +15,6 @@ from tests.conftest import REPO
 EXAMPLES = REPO / "examples"
 
 
-@pytest.fixture
-def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'cli.db'}"}
-
-    def call(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "flowloom", *args], capture_output=True,
-                              text=True, env=env, cwd=tmp_path, timeout=60)
-    return call
-
-
 def test_run_json_prints_exactly_one_run_record(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("run", str(EXAMPLES / "hello.json"), "--json", "--input", "name=Ada")
     assert result.returncode == 0, result.stderr
@@ -72,7 +62,8 @@ def test_failed_run_exits_1(cli, tmp_path: Path) -> None:  # type: ignore[no-unt
     (["run", "{examples}/hello.json", "--inputs", "{bad"], 2, "flowloom: --inputs: not valid JSON"),
     (["run", "{examples}/hello.json", "--input", "novalue"], 2,
      "flowloom: --input 'novalue': expected KEY=VALUE"),
-    (["run", "bad.json"], 1, "flowloom: bad.json: $: not valid JSON"),
+    (["run", "bad.json"], 2, "flowloom: cannot read bad.json: not valid JSON: Expecting "
+                             "property name enclosed in double quotes at line 1 column 2"),
     (["run", "invalid.json"], 1, "flowloom: invalid workflow invalid.json: $.nodes[0].type"),
 ])
 def test_bad_file_or_inputs_is_one_clean_line(cli, tmp_path: Path, args: list[str], code: int,  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
-from flowloom.app.api.deps import ManagerDep, StoreDep
+from flowloom.app.api.deps import ExecutionIdPath, ManagerDep, StoreDep
 from flowloom.app.api.errors import ApiError
 from flowloom.app.api.middleware import correlation_id
 from flowloom.app.execution import load_spec
@@ -135,7 +135,7 @@ async def execute_inline(body: InlineExecuteBody, request: Request, store: Store
 
 
 @router.get("/executions/{execution_id}", response_model=RunRecord)
-async def get_execution(execution_id: str, store: StoreDep) -> RunRecord:
+async def get_execution(execution_id: ExecutionIdPath, store: StoreDep) -> RunRecord:
     return await _record(store, execution_id)
 
 
@@ -167,7 +167,7 @@ async def history(store: StoreDep, status: RunStatusFilter | None = None,
 
 
 @router.post("/executions/{execution_id}/resume", responses=RUN_RESPONSES)
-async def resume(execution_id: str, body: ResumeBody, store: StoreDep,
+async def resume(execution_id: ExecutionIdPath, body: ResumeBody, store: StoreDep,
                  manager: ManagerDep) -> Response:
     record = await _record(store, execution_id)
     if record.status in ("succeeded", "cancelled"):
@@ -191,7 +191,7 @@ async def resume(execution_id: str, body: ResumeBody, store: StoreDep,
 
 
 @router.post("/executions/{execution_id}/cancel", response_model=RunRecord)
-async def cancel(execution_id: str, store: StoreDep, manager: ManagerDep,
+async def cancel(execution_id: ExecutionIdPath, store: StoreDep, manager: ManagerDep,
                  response: Response, body: CancelBody | None = None) -> RunRecord:
     await _record(store, execution_id)
     record = await cancel_workflow(execution_id, by=(body or CancelBody()).by, store=store)
@@ -207,7 +207,7 @@ POLL_S = 0.1
 
 
 @router.get("/executions/{execution_id}/events")
-async def events(execution_id: str, store: StoreDep,
+async def events(execution_id: ExecutionIdPath, store: StoreDep,
                  last_event_id: str | None = Header(None)) -> EventSourceResponse:
     await _record(store, execution_id)
     try:
