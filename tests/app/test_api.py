@@ -284,6 +284,10 @@ async def test_inputs_and_body_limits(api: Client) -> None:
     is_problem(await api.post("/execute", content=b"{nope",
                               headers={"content-type": "application/json"}), 422)
     is_problem(await api.get("/executions/unknown"), 404)
+    # The CLI's execution id pattern (EXECUTION_ID_PATTERN): an id that can never exist.
+    for path in ("/executions/a%20b", "/executions/a%20b/events"):
+        assert "pattern" in json.dumps(is_problem(await api.get(path), 422))
+    is_problem(await api.post("/executions/a%20b/cancel"), 422)
 
 
 async def test_api_keys(make_app: Callable[..., FastAPI]) -> None:

@@ -142,3 +142,78 @@ def test_run_shows_live_node_progress_on_a_terminal(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "napping" in screen and "running" in screen  # drawn while the delay ran
     assert "succeeded" in out.decode()  # the summary still goes to stdout
+
+
+@pytest.mark.parametrize(("variable", "value", "command", "message"), [
+    ("FLOWLOOM_REDIS_URL", "bogus", ["run", "{examples}/hello.json"],
+     "Value error, must be an URL like redis://HOST:PORT/DB"),
+    ("FLOWLOOM_QUEUE_URL", "http://x", ["worker"],
+     "Value error, must be an URL like redis://HOST:PORT/DB"),
+    ("FLOWLOOM_QUEUE_URL", "redis://host:port/1", ["serve"],
+     "Value error, the port must be a number from 0 to 65535"),
+    ("FLOWLOOM_REDIS_URL", "redis://host/one", ["runs", "list"],
+     "Value error, the database (the URL's path) must be a number"),
+    ("FLOWLOOM_STORE", "postgres://x", ["runs", "show", "x"],
+     "Value error, must start with sqlite:/// or mongodb://"),
+    ("FLOWLOOM_SMTP_URL", "mail.example.com", ["cancel", "x"],
+     "Value error, must be an URL like smtp://user:pass@host:port"),
+    ("FLOWLOOM_WORKERS", "many", ["resume", "x"],
+     "Input should be a valid integer, unable to parse string as an integer"),
+    ("FLOWLOOM_RETENTION_DAYS", "0", ["runs", "watch", "x"],
+     "Input should be greater than or equal to 1"),
+    ("FLOWLOOM_STALE_AFTER_S", "soon", ["workflows", "list"],
+     "Input should be a valid number, unable to parse string as a number"),
+])
+def test_bad_setting_is_one_line_for_every_command(cli, variable: str, value: str,  # type: ignore[no-untyped-def]
+                                                   command: list[str], message: str) -> None:
+    result = cli(*[a.replace("{examples}", str(EXAMPLES)) for a in command], **{variable: value})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"flowloom: {variable}: {message}"]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "{examples}/hello.json", "--execution-id", "a b/c"],
+    ["runs", "show", "a b/c"], ["resume", "a b/c"], ["cancel", "a b/c"],
+    ["runs", "watch", "a b/c"]])
+def test_execution_ids_outside_the_pattern_are_refused(cli, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    result = cli(*[a.replace("{examples}", str(EXAMPLES)) for a in args])
+    assert result.returncode == 2
+    where = " ".join(args[:2]) if args[0] == "runs" else args[0]
+    which = "'--execution-id'" if args[0] == "run" else "'EXECUTION_ID'"
+    assert result.stderr.splitlines() == [
+        f"flowloom: {where}: Invalid value for {which}: 'a b/c' is not an execution id: "
+        "letters, digits, _ . - [ ] (up to 512, not starting with . - [ ])"]
+
+
+def test_the_execution_id_pattern_takes_made_and_child_ids() -> None:
+    import re
+
+    from flowloom.app.records import EXECUTION_ID_PATTERN
+    assert [bool(re.fullmatch(EXECUTION_ID_PATTERN, i)) for i in (
+        "0f3c9d2e8b7a4c1d9e6f5a4b3c2d1e0f", "run-1.each[3].sub", "cli_run.2", "a b/c", "-x",
+        ".x", "x" * 513)] == [True, True, True, False, False, False, False]
+
+
+def test_validate_a_file_that_is_not_json_exits_2(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "notes.json").write_text("nodes: [a, b]\n")
+    result = cli("validate", "notes.json")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "flowloom: cannot read notes.json: not valid JSON: Expecting value at line 1 column 1"]
+    (tmp_path / "list.json").write_text("[1]")
+    listed = cli("validate", "list.json")
+    assert (listed.returncode, listed.stderr) == (
+        1, "flowloom: list.json: $: a workflow must be a JSON object\n")
+
+
+def test_input_read_as_a_number_where_a_string_is_wanted_hints_at_quoting(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("run", str(EXAMPLES / "hello.json"), "--input", "name=123")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "flowloom: bad inputs: inputs.name: 123 is not of type 'string' "
+        """(to pass the string, write --input name='"123"')"""]
+    quoted = cli("run", str(EXAMPLES / "hello.json"), "--input", 'name="123"', "--json")
+    assert json.loads(quoted.stdout)["output"] == {"greeting": "Hello, 123!", "length": 3}
+    number = cli("run", str(EXAMPLES / "branching.json"), "--input", "amount=oops")
+    assert "to pass the string" not in number.stderr
