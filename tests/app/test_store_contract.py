@@ -169,8 +169,8 @@ async def test_cancel_request_survives_record_saves(backend: Store) -> None:
 
 
 async def test_retention_deletes_old_runs_with_their_events(backend: Store) -> None:
-    now = datetime.now(UTC)  # both within MongoDB's TTL, so only this delete decides
-    await backend.save_run(record("old", now - timedelta(seconds=10)))
+    now = datetime.now(UTC)
+    await backend.save_run(record("old", now - timedelta(seconds=10), status="succeeded"))
     await backend.append_events("old", [{"seq": 1, "event": "run.started"}])
     await backend.save_run(record("new", now))
     assert await backend.delete_runs_before(now - timedelta(seconds=5)) == 1
@@ -178,18 +178,68 @@ async def test_retention_deletes_old_runs_with_their_events(backend: Store) -> N
     assert await backend.list_events("old") == []
 
 
-async def test_mongodb_indexes_are_idempotent_and_carry_the_retention(backend: Store) -> None:
+async def test_retention_deletes_only_finished_runs(backend: Store) -> None:
+    old = datetime.now(UTC) - timedelta(days=400)
+    for status in ("queued", "running", "waiting", "succeeded", "failed", "cancelled"):
+        await backend.save_run(record(status, old, status=status))
+        await backend.append_events(status, [{"seq": 1, "event": "run.started"}])
+    assert await backend.delete_runs_before(datetime.now(UTC)) == 3
+    kept = (await backend.list_runs(RunQuery())).runs
+    assert sorted(r.execution_id for r in kept) == ["queued", "running", "waiting"]
+    assert [e["seq"] for e in await backend.list_events("waiting")] == [1]
+    assert await backend.list_events("failed") == []
+
+
+async def test_retention_keeps_a_waiting_run_resumable(backend: Store, tmp_path: Path) -> None:
+    settings = load_settings(store=f"sqlite:///{tmp_path / 'unused.db'}")
+    doc = {"id": "appr", "nodes": [t("before", "x"),
+                                   {"id": "ok", "type": "approval", "config": {"prompt": "?"}},
+                                   t("after", "{{ ok.approved }}")],
+           "edges": chain("before", "ok", "after")}
+    waiting = await execute_workflow_async(doc, {}, execution_id="w1", store=backend,
+                                           settings=settings)
+    done = await execute_workflow_async({"id": "plain", "nodes": [t("a", 1)]}, {},
+                                        execution_id="d1",
+                                        store=backend, settings=settings)
+    assert (waiting.status, done.status) == ("waiting", "succeeded")
+    # Every run is older than this cutoff: only the finished one goes.
+    assert await backend.delete_runs_before(datetime.now(UTC) + timedelta(minutes=1)) == 1
+    assert await backend.get_run("d1") is None
+    resumed = await resume_workflow("w1", {"approved": True}, store=backend, settings=settings)
+    assert resumed.status == "succeeded" and resumed.output is True
+    assert resumed.node_states["before"].output == "x"
+
+
+async def test_mongodb_has_no_ttl_index_and_drops_an_old_one(backend: Store) -> None:
     if not isinstance(backend, MongoStore):
         pytest.skip("MongoDB only")
-    await backend.save_run(record("x", datetime.now(UTC)))
-    again = MongoStore(backend.url, retention_days=3, client=backend.client)
-    await again.save_run(record("y", datetime.now(UTC)))  # creates indexes once more
+    # An index of an earlier version, which deleted waiting runs by age.
+    await backend.db["runs"].create_index([("expires_from", 1)], expireAfterSeconds=60)
+    again = MongoStore(backend.url, client=backend.client)
+    await again.save_run(record("y", datetime.now(UTC)))  # prepares the indexes once more
     for name in ("runs", "run_events"):
         info = await backend.db[name].index_information()
-        ttl = [i for i in info.values() if "expireAfterSeconds" in i]
-        assert len(ttl) == 1 and ttl[0]["key"] == [("expires_from", 1)]
+        assert [i for i in info.values() if "expireAfterSeconds" in i] == []
     runs = await backend.db["runs"].index_information()
     assert any(i["key"][:2] == [("workflow_id", 1), ("created_at", -1)] for i in runs.values())
+
+
+async def test_another_instance_sees_deletes_and_new_versions(backend: Store) -> None:
+    """Two processes on one store: neither answers from what it cached."""
+    other: Store = (SqliteStore(backend.path) if isinstance(backend, SqliteStore) else
+                    MongoStore(backend.url, client=backend.client))  # type: ignore[attr-defined]
+    doc = {"nodes": [t("a", 1)]}
+    assert (await backend.put_workflow("wf", doc)).version == 1
+    assert (await other.put_workflow("wf", {"nodes": [t("a", 2)]})).version == 2
+    again = await backend.put_workflow("wf", doc)  # not the version this instance stored
+    assert again.version == 3 and again.document["nodes"][0]["config"]["output"] == 1
+    assert await other.delete_workflow("wf") is True
+    undeleted = await backend.put_workflow("wf", doc)  # re-storing undeletes it
+    assert undeleted.version == 3
+    latest = await other.get_workflow("wf")
+    assert latest is not None and latest.version == 3
+    if isinstance(other, SqliteStore):
+        await other.close()
 
 
 async def test_runs_checkpoint_and_resume_on_the_backend(backend: Store, tmp_path: Path) -> None:
@@ -304,3 +354,21 @@ async def test_a_run_claimed_the_instant_it_was_written_is_claimed_once(
         await backend.save_run(record(f"q{n}", now, status="queued"))
         wins = [await backend.claim_run(f"q{n}", "queued", now) for _ in range(2)]
         assert wins == [True, False]
+
+
+async def test_mongodb_store_errors_hide_the_password() -> None:
+    from flowloom.app.api.errors import to_problem
+    from flowloom.app.stores.errors import StoreError
+
+    store = MongoStore("mongodb://user:secret@127.0.0.1:1/db?serverSelectionTimeoutMS=200")
+    try:
+        with pytest.raises(StoreError) as caught:
+            await store.get_run("x")
+    finally:
+        await store.close()
+    text = str(caught.value)
+    assert text.startswith("cannot prepare the MongoDB store at "
+                           "mongodb://user:***@127.0.0.1:1/db?serverSelectionTimeoutMS=***")
+    answer = to_problem(caught.value)  # the 503 the API sends
+    assert answer.status_code == 503 and b"secret" not in answer.body
+    assert "secret" not in text
