@@ -330,6 +330,49 @@ async def test_events_replay_for_a_late_subscriber_and_last_event_id(api: Client
     assert ids == list(range(4, len(events) + 1))
 
 
+async def test_events_replay_across_a_resume(make_app: Callable[..., FastAPI],
+                                            web: tuple[FlakyServer, str]) -> None:
+    _, base = web
+    doc = {"nodes": [t("first", 1), {"id": "call", "type": "http", "retry": {"max_attempts": 1},
+                                       "config": {"url": f"{base}/flaky?key=sse&fail=1"}}],
+           "edges": chain("first", "call")}
+    async for api in _client(make_app(http_allow_private=True)):
+        run_id = (await api.post("/execute", json={"workflow": doc})).json()["execution_id"]
+        resumed = await api.post(f"/executions/{run_id}/resume", json={})
+        assert resumed.json()["status"] == "succeeded"
+        stream = (await api.get(f"/executions/{run_id}/events")).text
+        data = [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: ")]
+        finished = [(d["seq"], d["status"]) for d in data if d["event"] == "run.finished"]
+        assert [status for _, status in finished] == ["failed", "succeeded"]
+        assert data[-1]["event"] == "run.finished" and data[-1]["seq"] == finished[-1][0]
+        assert [d["seq"] for d in data] == list(range(1, len(data) + 1))
+        # A subscriber who saw the first run to its end gets the resumed run's events.
+        later = await api.get(f"/executions/{run_id}/events",
+                              headers={"Last-Event-ID": str(finished[0][0])})
+        ids = [int(line[4:]) for line in later.text.splitlines() if line.startswith("id: ")]
+        assert ids == list(range(finished[0][0] + 1, len(data) + 1))
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "9223372036854775808",
+                                   "99999999999999999999999", "1_0"])
+async def test_a_bad_last_event_id_is_a_problem_not_a_cut_stream(api: Client,
+                                                                value: str) -> None:
+    doc = {"nodes": [t("a", 1)]}
+    run_id = (await api.post("/execute", json={"workflow": doc})).json()["execution_id"]
+    answer = await api.get(f"/executions/{run_id}/events",
+                           headers={"Last-Event-ID": value})
+    body = is_problem(answer, 422)
+    assert body["title"] == "Invalid Last-Event-ID"
+
+
+async def test_the_largest_last_event_id_ends_the_stream_empty(api: Client) -> None:
+    doc = {"nodes": [t("a", 1)]}
+    run_id = (await api.post("/execute", json={"workflow": doc})).json()["execution_id"]
+    answer = await api.get(f"/executions/{run_id}/events",
+                           headers={"Last-Event-ID": "9223372036854775807"})
+    assert answer.status_code == 200 and "id: " not in answer.text
+
+
 async def test_health_reports_each_service(api: Client) -> None:
     body = (await api.get("/health")).json()
     assert body["status"] == "ok"

@@ -204,18 +204,28 @@ async def cancel(execution_id: ExecutionIdPath, store: StoreDep, manager: Manage
 
 
 POLL_S = 0.1
+MAX_EVENT_ID = 2**63 - 1  # SQLite's and BSON's largest integer
+
+
+def _event_id(last_event_id: str | None) -> int:
+    if not last_event_id:
+        return 0
+    text = last_event_id.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_EVENT_ID:
+        raise ApiError(422, "Invalid Last-Event-ID",
+                       f"Last-Event-ID must be an event id from 0 to {MAX_EVENT_ID}")
+    return int(text)
 
 
 @router.get("/executions/{execution_id}/events")
 async def events(execution_id: ExecutionIdPath, store: StoreDep,
                  last_event_id: str | None = Header(None)) -> EventSourceResponse:
     await _record(store, execution_id)
-    try:
-        after = int(last_event_id) if last_event_id else 0
-    except ValueError:
-        raise ApiError(422, "Invalid Last-Event-ID", "Last-Event-ID must be a number") from None
+    after = _event_id(last_event_id)  # checked before the stream starts: a 422, not a cut
 
     async def stream() -> Any:
+        # A resumed run goes on with the same log after its `run.finished`: the stream
+        # ends only once the record is finished and nothing was logged after it.
         seq = after
         while True:
             batch = await store.list_events(execution_id, after=seq)
@@ -223,8 +233,6 @@ async def events(execution_id: ExecutionIdPath, store: StoreDep,
                 seq = event["seq"]
                 yield {"event": event["event"], "id": str(seq),
                        "data": json.dumps(event, default=str)}
-                if event["event"] == "run.finished":
-                    return
             if not batch:
                 record = await store.get_run(execution_id)
                 if record is None or (record.finished and not await store.list_events(
