@@ -373,6 +373,39 @@ async def test_the_largest_last_event_id_ends_the_stream_empty(api: Client) -> N
     assert answer.status_code == 200 and "id: " not in answer.text
 
 
+async def test_serve_deletes_finished_runs_past_retention_periodically(
+        make_app: Callable[..., FastAPI], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from flowloom.app.api import manager
+    from flowloom.app.records import RunRecord
+    from flowloom.app.stores.sqlite import SqliteStore
+    monkeypatch.setattr(manager, "RETENTION_EVERY_S", 0.01)
+    old = datetime.now(UTC) - timedelta(days=30)
+    before = SqliteStore(tmp_path / "api.db")
+    for run_id, status in (("old-done", "succeeded"), ("old-waiting", "waiting")):
+        await before.save_run(RunRecord(execution_id=run_id, created_at=old, status=status))
+    await before.close()
+
+    async def gone(api: Client, run_id: str) -> bool:
+        for _ in range(500):  # each poll yields to the purge loop
+            if (await api.get(f"/executions/{run_id}")).status_code == 404:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    app = make_app(retention_days=1)
+    async for api in _client(app):
+        assert await gone(api, "old-done")
+        # Written while the server runs: a later round deletes it too.
+        await app.state.store.save_run(RunRecord(execution_id="later", created_at=old,
+                                                 status="failed"))
+        assert await gone(api, "later")
+        waiting = await api.get("/executions/old-waiting")
+        assert waiting.status_code == 200 and waiting.json()["status"] == "waiting"
+
+
 async def test_health_reports_each_service(api: Client) -> None:
     body = (await api.get("/health")).json()
     assert body["status"] == "ok"
