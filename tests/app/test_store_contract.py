@@ -1,11 +1,12 @@
-"""One contract suite for every store backend: SQLite always; MongoDB against a real server
-when FLOWLOOM_TEST_MONGODB_URI is set; and the MongoDB code against a stand-in."""
+"""One contract suite for every store backend: SQLite; MongoDB on SecantusDB, a real
+wire-protocol server started by a fixture; and a MongoDB server of your own when
+FLOWLOOM_TEST_MONGODB_URI is set."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,30 +24,41 @@ from flowloom.graphs.errors import NodeError
 from flowloom.graphs.nodetype import NodeType
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import chain, t
+from tests.mongo_server import secantus_server
 
 BACKENDS = [
     "sqlite",
-    pytest.param("mongodb-standin", marks=pytest.mark.standin),
+    "mongodb-secantus",
     pytest.param("mongodb", marks=pytest.mark.skipif(
         not os.environ.get("FLOWLOOM_TEST_MONGODB_URI"),
-        reason="FLOWLOOM_TEST_MONGODB_URI is not set: no MongoDB server here")),
+        reason="FLOWLOOM_TEST_MONGODB_URI is not set: no MongoDB server of your own")),
 ]
+
+
+@pytest.fixture(scope="session")
+def secantus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("secantus") / "server.log"
+    try:
+        server = secantus_server(log)
+        uri = server.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"SecantusDB cannot start here: {exc}")
+    try:
+        yield uri
+    finally:
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "sqlite":
         store: Store = SqliteStore(tmp_path / "contract.db")
-    elif request.param == "mongodb-standin":
-        from tests.mongo_standin import AsyncMongoStandIn
-        fake = AsyncMongoStandIn()
-        store = MongoStore("mongodb://standin/flowloom_test", client=fake,
-                           sync_client_factory=fake.sync_client)
     else:
-        base = os.environ["FLOWLOOM_TEST_MONGODB_URI"].rstrip("/")
+        base = (request.getfixturevalue("secantus_uri") if request.param == "mongodb-secantus"
+                else os.environ["FLOWLOOM_TEST_MONGODB_URI"]).rstrip("/")
         store = MongoStore(f"{base}/flowloom_test_{uuid.uuid4().hex[:8]}")
     yield store
-    if isinstance(store, MongoStore) and request.param == "mongodb":
+    if isinstance(store, MongoStore):
         await store.client.drop_database(store.db_name)
     await store.close()
 
