@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from flowloom.graphs.limits import MAX_VALUE_DEPTH, deepest_path
+
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 NodeStatus = Literal["running", "retrying", "waiting", "succeeded", "failed", "skipped",
                      "cancelled"]
@@ -80,7 +82,12 @@ class RunRecord(BaseModel):
 
 
 def truncate_for_record(value: Any) -> Any:
-    """Outputs over 256 KB are kept whole in the checkpoint and cut here, with a marker."""
+    """Outputs over 256 KB are kept whole in the checkpoint and cut here, with a marker;
+    so is one nested too deep to read back (a workflow's output rule can nest outputs)."""
+    path = deepest_path(value, MAX_VALUE_DEPTH)
+    if path is not None:
+        return {"truncated": True, "reason": f"nested deeper than {MAX_VALUE_DEPTH} levels "
+                                             f"at {path}"}
     text = json.dumps(value, default=str)
     if len(text.encode()) <= MAX_RECORD_OUTPUT_BYTES:
         return value

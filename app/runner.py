@@ -20,6 +20,7 @@ from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import Store, open_store
 from flowloom.app.stores.base import StoredWorkflow
 from flowloom.graphs import InputError, Problem, SpecError, WorkflowError, WorkflowSpec
+from flowloom.graphs.limits import ValueTooLarge, check_value_shape
 from flowloom.graphs.schemas import InvalidSchema, validation_errors
 from flowloom.nodes.services import Services
 
@@ -40,9 +41,10 @@ class RunNotFound(WorkflowError):
 
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
     """Raise InputError naming the failing JSON path when inputs do not fit the schema."""
-    size = len(json.dumps(inputs, default=str).encode())
-    if size > MAX_INPUT_BYTES:
-        raise InputError("$", f"inputs are {size:,} bytes; the limit is {MAX_INPUT_BYTES:,}")
+    try:
+        check_value_shape(inputs, what="inputs", max_bytes=MAX_INPUT_BYTES)
+    except ValueTooLarge as exc:
+        raise InputError(exc.path, exc.message) from None
     if spec.inputs_schema is not None:
         try:
             check_value(spec.inputs_schema, inputs)
@@ -198,6 +200,12 @@ def check_answer(record: RunRecord, value: Any, node_id: str | None) -> Command[
         chosen = pending
     if value is _MISSING:
         raise NotResumable(f"node `{chosen[0]['node_id']}` waits for an answer: give a value")
+    try:  # the answer becomes the approval node's output, so outputs' limits apply
+        check_value_shape(value, what=f"answer to `{chosen[0]['node_id']}`",
+                          max_bytes=MAX_INPUT_BYTES)
+    except ValueTooLarge as exc:
+        raise InputError(exc.path, f"answer to `{chosen[0]['node_id']}`: "
+                                   f"{exc.message}") from None
     if chosen[0].get("schema"):
         try:
             check_value(chosen[0]["schema"], value)
