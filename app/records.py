@@ -81,6 +81,17 @@ class RunRecord(BaseModel):
         return self.status in FINISHED
 
 
+def mark_cancelled(record: RunRecord, by: str) -> None:
+    """Cancel a run that no process is driving: its record is all there is to change."""
+    now = utcnow()
+    record.status, record.cancelled_by, record.cancelled_at = "cancelled", by, now
+    record.finished_at = record.updated_at = now
+    for state in record.node_states.values():
+        if state.status in ("waiting", "running", "retrying"):
+            state.status = "cancelled"
+    record.waiting_for = []
+
+
 def truncate_for_record(value: Any) -> Any:
     """Outputs over 256 KB are kept whole in the checkpoint and cut here, with a marker;
     so is one nested too deep to read back (a workflow's output rule can nest outputs)."""

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from langgraph.types import Command
 
 from flowloom.app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
-from flowloom.app.records import RunRecord, utcnow
+from flowloom.app.records import RunRecord, mark_cancelled, utcnow
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import Store, open_store
@@ -273,13 +273,7 @@ async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | 
             raise NotResumable(f"execution `{execution_id}` already {record.status}")
         await store.request_cancel(execution_id, by)
         if record.status in ("queued", "waiting"):
-            now = utcnow()
-            record.status, record.cancelled_by, record.cancelled_at = "cancelled", by, now
-            record.finished_at = record.updated_at = now
-            for state in record.node_states.values():
-                if state.status in ("waiting", "running", "retrying"):
-                    state.status = "cancelled"
-            record.waiting_for = []
+            mark_cancelled(record, by)
             await store.save_run(record)
         return record
 

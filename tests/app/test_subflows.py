@@ -1,0 +1,73 @@
+"""Child runs of `subworkflow` nodes: how deep they nest and how a parent's end reaches them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flowloom.app.runner import cancel_workflow
+from flowloom.app.stores.base import RunQuery
+from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.app.subflows import MAX_SUBWORKFLOW_DEPTH
+from tests.conftest import Runner, delay
+
+
+def sub(node_id: str, **config: object) -> dict[str, object]:
+    return {"id": node_id, "type": "subworkflow", "config": config}
+
+
+async def test_a_self_calling_workflow_stops_at_the_depth_limit(
+        run: Runner, store: SqliteStore) -> None:
+    await store.put_workflow("again", {"id": "again", "nodes": [sub("call", workflow_id="again")]})
+    record = await run({"id": "root", "nodes": [sub("call", workflow_id="again")]},
+                       execution_id="r")
+    assert record.status == "failed" and record.errors[0].type == "SubworkflowFailed"
+    deepest = "r" + ".call" * MAX_SUBWORKFLOW_DEPTH
+    last = await store.get_run(deepest)
+    assert last is not None and last.status == "failed"
+    chain = " > ".join(["`root`"] + ["`again`"] * MAX_SUBWORKFLOW_DEPTH)
+    assert last.errors[0].type == "LimitExceeded"
+    assert last.errors[0].message == (
+        "node `call`: subworkflows nest at most MAX_SUBWORKFLOW_DEPTH=8 levels deep; "
+        f"chain: {chain} > ...")
+    assert "MAX_SUBWORKFLOW_DEPTH=8" in record.errors[0].message
+    runs = (await store.list_runs(RunQuery(limit=50))).runs
+    assert sorted(r.execution_id for r in runs) == [
+        "r" + ".call" * depth for depth in range(MAX_SUBWORKFLOW_DEPTH + 1)]
+    assert {r.status for r in runs} == {"failed"}
+
+
+async def _wait_for_node(store: SqliteStore, execution_id: str, node_id: str) -> None:
+    for _ in range(500):
+        record = await store.get_run(execution_id)
+        if record is not None and node_id in record.node_states:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"node `{node_id}` of {execution_id} never started")
+
+
+async def test_cancelling_a_parent_cancels_its_children_and_theirs(
+        run: Runner, store: SqliteStore) -> None:
+    grandchild = {"nodes": [delay("nap", 30)]}
+    child = {"nodes": [sub("inner", workflow=grandchild)]}
+    task = asyncio.create_task(run({"nodes": [sub("outer", workflow=child)]},
+                                   execution_id="top"))
+    await _wait_for_node(store, "top.outer.inner", "nap")
+    await cancel_workflow("top", by="carol", store=store)
+    record = await task
+    assert record.status == "cancelled" and record.cancelled_by == "carol"
+    for child_id in ("top.outer", "top.outer.inner"):
+        stored = await store.get_run(child_id)
+        assert stored is not None
+        assert (stored.status, stored.cancelled_by) == ("cancelled", "carol")
+    inner = await store.get_run("top.outer.inner")
+    assert inner is not None and inner.node_states["nap"].status == "cancelled"
+
+
+async def test_a_parent_timing_out_cancels_its_child(run: Runner, store: SqliteStore) -> None:
+    child = {"nodes": [delay("nap", 30)]}
+    record = await run({"settings": {"timeout_s": 0.5},
+                        "nodes": [sub("outer", workflow=child)]}, execution_id="slow")
+    assert record.status == "failed" and record.errors[0].type == "TimeoutError"
+    stored = await store.get_run("slow.outer")
+    assert stored is not None
+    assert (stored.status, stored.cancelled_by) == ("cancelled", "parent slow")
