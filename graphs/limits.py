@@ -21,27 +21,43 @@ class ValueTooLarge(WorkflowError):
         super().__init__(f"{what} at {path}: {message}")
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _step(path: str, key: Any) -> str:
     return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
 
 
+def _too_deep(value: Any, max_depth: int) -> bool:
+    """The fast walk every node output takes: no paths, only containers are stacked."""
+    if not isinstance(value, _CONTAINERS):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if depth > max_depth:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, _CONTAINERS):
+                push((child, depth + 1))
+    return False
+
+
 def deepest_path(value: Any, max_depth: int) -> str | None:
-    """The JSON path of the first object or array at level `max_depth + 1`, if any.
+    """The JSON path of an object or array at level `max_depth + 1`, if there is one.
     Iterative, so a value nested thousands of levels deep cannot exhaust the stack."""
+    if not _too_deep(value, max_depth):
+        return None
     stack: list[tuple[Any, str, int]] = [(value, "$", 1)]
     while stack:
         item, path, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.items()
-        elif isinstance(item, list | tuple):
-            children = enumerate(item)
-        else:
-            continue
         if depth > max_depth:
             return path
+        children = item.items() if isinstance(item, dict) else enumerate(item)
         stack.extend((child, _step(path, key), depth + 1) for key, child in children
-                     if isinstance(child, dict | list | tuple))
-    return None
+                     if isinstance(child, _CONTAINERS))
+    return None  # pragma: no cover - _too_deep found a level this walk reaches
 
 
 def check_value_shape(value: Any, *, what: str, max_depth: int = MAX_VALUE_DEPTH,
