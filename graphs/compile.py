@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+from dataclasses import replace
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -15,18 +17,22 @@ from flowloom.graphs.expressions import Expressions
 from flowloom.graphs.loops import MAX_FOREACH_ITEMS, WAVE_MIN, Body, foreach_steps, while_steps
 from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.plan import NodePlan, plan_nodes
+from flowloom.graphs.regions import find_branches
 from flowloom.graphs.spec import WorkflowSpec
 from flowloom.graphs.state import FlowState
-from flowloom.graphs.steps import GraphScope, SimpleStep, Step
+from flowloom.graphs.steps import BranchStep, GraphScope, SimpleStep, Step
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
 
-def recursion_limit(spec: WorkflowSpec, node_types: NodeTypes) -> int:
+def recursion_limit(spec: WorkflowSpec, node_types: NodeTypes,
+                    only: Collection[str] | None = None) -> int:
     """Supersteps a run may take: each node settles in one or two steps, a waiting join
     adds none of its own, and each while pass takes two."""
     steps = 10
     for node in spec.nodes:
+        if only is not None and node.id not in only:
+            continue
         steps += 3
         kind = node_types[node.type]
         if kind.expands == "repeat":
@@ -48,28 +54,56 @@ def _body(node: NodePlan, scope: GraphScope) -> Body:
     return Body(graph, None, compiled.with_config(recursion_limit=limit))
 
 
-def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | None) -> Graph:
+def _steps(graph: GraphScope, plan: NodePlan) -> tuple[dict[str, Step], str, NodePlan | None]:
+    """The LangGraph nodes of one workflow node, the one that retries, and its plan."""
+    if plan.kind.expands == "fan_out":
+        body = _body(plan, graph)
+        steps = foreach_steps(graph, plan, body, graph.spec.settings.max_concurrency)
+        return steps, f"{plan.id}.items", body.single
+    if plan.kind.expands == "repeat":
+        body = _body(plan, graph)
+        return while_steps(graph, plan, body), f"{plan.id}.body", body.single
+    return {plan.id: SimpleStep(graph, plan)}, plan.id, plan
+
+
+def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | None,
+           only: tuple[str, ...] | None = None) -> Graph:
+    """The graph of the workflow, or of the branch made of the nodes `only`. Branches that
+    can run apart become subgraphs (see `graphs.regions`), split again inside."""
     spec = graph.spec
+    all_plans = plan_nodes(spec, graph.node_types)
+    ids = only if only is not None else tuple(all_plans)
+    inside = set(ids)
+    edges = [(source, plan.id) for plan in all_plans.values() for source, _ in plan.in_edges]
+    branches = find_branches(
+        ids, edges, fires_early=lambda node: all_plans[node].join_any,
+        must_split=lambda node: bool(all_plans[node].kind.expands
+                                     or all_plans[node].kind.durable_start))
+    owner = {node: branch.name for branch in branches for node in branch.nodes}
+
+    def step_names(targets: Iterable[str]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(owner.get(t, t) for t in targets if t in inside))
+
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(FlowState, context_schema=RunContext)
-    for plan in plan_nodes(spec, graph.node_types).values():
-        steps: dict[str, Step]
-        retry_plan: NodePlan | None = plan
-        if plan.kind.expands == "fan_out":
-            body = _body(plan, graph)
-            steps = foreach_steps(graph, plan, body, spec.settings.max_concurrency)
-            retry_node, retry_plan = f"{plan.id}.items", body.single
-        elif plan.kind.expands == "repeat":
-            body = _body(plan, graph)
-            steps = while_steps(graph, plan, body)
-            retry_node, retry_plan = f"{plan.id}.body", body.single
-        else:
-            steps = {plan.id: SimpleStep(graph, plan)}
-            retry_node = plan.id
+    for branch in branches:
+        subgraph = _build(graph, checkpointer=None, only=branch.nodes)
+        limit = recursion_limit(spec, graph.node_types, branch.nodes)
+        leaving = step_names(t for n in branch.nodes for t in all_plans[n].targets
+                             if owner.get(t) != branch.name)
+        builder.add_node(branch.name, BranchStep(branch, subgraph.with_config(
+            recursion_limit=limit), leaving))
+    for node_id in ids:
+        if node_id in owner:
+            continue
+        plan = replace(all_plans[node_id], targets=step_names(all_plans[node_id].targets))
+        steps, retry_node, retry_plan = _steps(graph, plan)
         for name, step in steps.items():
             policy = retry_policy(retry_plan) if name == retry_node and retry_plan else None
             builder.add_node(name, step, retry_policy=policy)
-        if not plan.in_edges:
-            builder.add_edge(START, plan.id)
+    entries = step_names(n for n in ids
+                         if not any(s in inside for s, _ in all_plans[n].in_edges))
+    for entry in entries:
+        builder.add_edge(START, entry)
     return builder.compile(checkpointer=checkpointer, name=spec.id or "workflow")
 
 

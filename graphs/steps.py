@@ -22,6 +22,7 @@ from flowloom.graphs.execute import attempt_number, execute
 from flowloom.graphs.expressions import Expressions
 from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.plan import NodePlan, readiness
+from flowloom.graphs.regions import Branch
 from flowloom.graphs.spec import WorkflowSpec
 from flowloom.graphs.state import FlowState, node_meta, visible_outputs
 
@@ -132,3 +133,24 @@ class SimpleStep:
         ctx = node_context(self.graph, plan, state, run, config, taken)
         outcome = await execute(plan, ctx)
         return settled(plan, outcome.output, outcome.meta)
+
+
+class BranchStep:
+    """A branch compiled into its own subgraph: one task of its parent, so its nodes
+    advance at their own pace, each step checkpointed under the task's namespace. When it
+    ends, its nodes' outputs and states join the parent's, and the nodes after it run."""
+
+    def __init__(self, branch: Branch, compiled: Any, leaving: tuple[str, ...]) -> None:
+        self.nodes = branch.nodes
+        self.compiled = compiled
+        self.leaving = list(leaving)
+        self.__name__ = f"step_{branch.name}"
+
+    async def __call__(self, state: FlowState, config: RunnableConfig) -> Command[Any]:
+        start = {key: value for key, value in state.items()
+                 if key in ("inputs", "run", "scope", "outputs", "nodes")}
+        final = await self.compiled.ainvoke(start, config)
+        outputs, metas = final.get("outputs") or {}, final.get("nodes") or {}
+        return Command(update={"outputs": {n: outputs[n] for n in self.nodes if n in outputs},
+                               "nodes": {n: metas[n] for n in self.nodes if n in metas}},
+                       goto=self.leaving)

@@ -8,11 +8,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from flowloom.graphs.limits import MAX_VALUE_DEPTH, deepest_path
+
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 NodeStatus = Literal["running", "retrying", "waiting", "succeeded", "failed", "skipped",
                      "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 MAX_RECORD_OUTPUT_BYTES = 256 * 1024
+# Every execution id, chosen or made (a uuid; `parent.each[3].sub` for a child run): no
+# spaces or slashes, which break URL paths and shell commands. The CLI and the API use it.
+EXECUTION_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\[\]-]{0,511}$"
 
 
 def utcnow() -> datetime:
@@ -76,8 +81,24 @@ class RunRecord(BaseModel):
         return self.status in FINISHED
 
 
+def mark_cancelled(record: RunRecord, by: str) -> None:
+    """Cancel a run that no process is driving: its record is all there is to change."""
+    now = utcnow()
+    record.status, record.cancelled_by, record.cancelled_at = "cancelled", by, now
+    record.finished_at = record.updated_at = now
+    for state in record.node_states.values():
+        if state.status in ("waiting", "running", "retrying"):
+            state.status = "cancelled"
+    record.waiting_for = []
+
+
 def truncate_for_record(value: Any) -> Any:
-    """Outputs over 256 KB are kept whole in the checkpoint and cut here, with a marker."""
+    """Outputs over 256 KB are kept whole in the checkpoint and cut here, with a marker;
+    so is one nested too deep to read back (a workflow's output rule can nest outputs)."""
+    path = deepest_path(value, MAX_VALUE_DEPTH)
+    if path is not None:
+        return {"truncated": True, "reason": f"nested deeper than {MAX_VALUE_DEPTH} levels "
+                                             f"at {path}"}
     text = json.dumps(value, default=str)
     if len(text.encode()) <= MAX_RECORD_OUTPUT_BYTES:
         return value

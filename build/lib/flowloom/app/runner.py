@@ -14,12 +14,13 @@ from typing import Any, TypeVar
 from langgraph.types import Command
 
 from flowloom.app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
-from flowloom.app.records import RunRecord, utcnow
+from flowloom.app.records import RunRecord, mark_cancelled, utcnow
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import Store, open_store
 from flowloom.app.stores.base import StoredWorkflow
 from flowloom.graphs import InputError, Problem, SpecError, WorkflowError, WorkflowSpec
+from flowloom.graphs.limits import ValueTooLarge, check_value_shape
 from flowloom.graphs.schemas import InvalidSchema, validation_errors
 from flowloom.nodes.services import Services
 
@@ -40,9 +41,10 @@ class RunNotFound(WorkflowError):
 
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
     """Raise InputError naming the failing JSON path when inputs do not fit the schema."""
-    size = len(json.dumps(inputs, default=str).encode())
-    if size > MAX_INPUT_BYTES:
-        raise InputError("$", f"inputs are {size:,} bytes; the limit is {MAX_INPUT_BYTES:,}")
+    try:
+        check_value_shape(inputs, what="inputs", max_bytes=MAX_INPUT_BYTES)
+    except ValueTooLarge as exc:
+        raise InputError(exc.path, exc.message) from None
     if spec.inputs_schema is not None:
         try:
             check_value(spec.inputs_schema, inputs)
@@ -198,6 +200,12 @@ def check_answer(record: RunRecord, value: Any, node_id: str | None) -> Command[
         chosen = pending
     if value is _MISSING:
         raise NotResumable(f"node `{chosen[0]['node_id']}` waits for an answer: give a value")
+    try:  # the answer becomes the approval node's output, so outputs' limits apply
+        check_value_shape(value, what=f"answer to `{chosen[0]['node_id']}`",
+                          max_bytes=MAX_INPUT_BYTES)
+    except ValueTooLarge as exc:
+        raise InputError(exc.path, f"answer to `{chosen[0]['node_id']}`: "
+                                   f"{exc.message}") from None
     if chosen[0].get("schema"):
         try:
             check_value(chosen[0]["schema"], value)
@@ -265,13 +273,7 @@ async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | 
             raise NotResumable(f"execution `{execution_id}` already {record.status}")
         await store.request_cancel(execution_id, by)
         if record.status in ("queued", "waiting"):
-            now = utcnow()
-            record.status, record.cancelled_by, record.cancelled_at = "cancelled", by, now
-            record.finished_at = record.updated_at = now
-            for state in record.node_states.values():
-                if state.status in ("waiting", "running", "retrying"):
-                    state.status = "cancelled"
-            record.waiting_for = []
+            mark_cancelled(record, by)
             await store.save_run(record)
         return record
 

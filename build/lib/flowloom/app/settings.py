@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,10 +47,37 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:/// or mongodb://")
         return value
 
+    @field_validator("redis_url", "queue_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return _url(value, ("redis", "rediss", "unix"), "redis://HOST:PORT/DB")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        return _url(value, ("smtp", "smtps"), "smtp://user:pass@host:port")
+
     @property
     def sqlite_path(self) -> Path | None:
         return Path(self.store.removeprefix("sqlite:///")) if self.store.startswith(
             "sqlite:///") else None
+
+
+def _url(value: str | None, schemes: tuple[str, ...], example: str) -> str | None:
+    """An URL of one of `schemes`, with a numeric port and (for Redis) database."""
+    if not value:
+        return None
+    url = urlsplit(value)
+    if url.scheme not in schemes:
+        raise ValueError(f"must be an URL like {example}")
+    try:
+        url.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError("the port must be a number from 0 to 65535") from None
+    database = url.path.strip("/")
+    if url.scheme in ("redis", "rediss") and database and not database.isdigit():
+        raise ValueError("the database (the URL's path) must be a number")
+    return value
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,7 +1,7 @@
 """The compiler: format models, validation, expressions and compilation. Pure, no I/O.
 
-Names that need the node registry load on first use, so `nodes` can import `graphs.errors`
-and `graphs.expressions` without a cycle.
+`compile_workflow`, `load_workflow` and `validate_workflow` take the node-type registry as
+an argument here (in their modules); `flowloom` exports them with Flowloom's own types.
 """
 
 from typing import Any
@@ -19,9 +19,6 @@ from flowloom.graphs.expressions import Expressions
 from flowloom.graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
 
 _LAZY = {
-    "compile_workflow": "flowloom.graphs.compile",
-    "load_workflow": "flowloom.graphs.loader",
-    "validate_workflow": "flowloom.graphs.loader",
     "canonical_document": "flowloom.graphs.loader",
     "read_document": "flowloom.graphs.loader",
 }
@@ -47,8 +44,5 @@ __all__ = [
     "WorkflowError",
     "WorkflowSpec",
     "canonical_document",
-    "compile_workflow",
-    "load_workflow",
     "read_document",
-    "validate_workflow",
 ]

@@ -11,6 +11,7 @@ from langgraph.types import RetryPolicy
 
 from flowloom.graphs.context import NodeContext, RunContext
 from flowloom.graphs.errors import NodeError
+from flowloom.graphs.limits import ValueTooLarge, check_value_shape
 from flowloom.graphs.plan import NodePlan
 from flowloom.graphs.state import node_meta
 
@@ -66,6 +67,15 @@ def as_node_error(exc: BaseException, plan: NodePlan) -> NodeError:
     return NodeError(f"{type(exc).__name__}: {exc}", node_id=plan.id, kind=type(exc).__name__)
 
 
+def output_error(plan: NodePlan, output: Any) -> NodeError | None:
+    """The error of an output too deep to store and read back, if it is."""
+    try:
+        check_value_shape(output, what="output")
+    except ValueTooLarge as exc:
+        return NodeError(str(exc), node_id=plan.id, kind="LimitExceeded")
+    return None
+
+
 def error_output(error: NodeError) -> dict[str, Any]:
     return {"error": {"type": error.kind, "message": str(error)}}
 
@@ -110,6 +120,9 @@ async def execute(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
         if error.retriable and ctx.attempt < plan.node.retry.max_attempts:
             await honour_retry_after(plan, ctx.attempt, error)
         return settle_failure(plan, ctx, error, started)
+    too_deep = output_error(plan, output)
+    if too_deep is not None:
+        return settle_failure(plan, ctx, too_deep, started)
     finished = clock()
     meta = node_meta("succeeded", plan.kind.route(plan.config, output), attempts=ctx.attempt,
                      started_at=started, finished_at=finished,

@@ -13,7 +13,13 @@ from langgraph.types import Command, Send
 
 from flowloom.graphs.context import RunContext
 from flowloom.graphs.errors import NodeError
-from flowloom.graphs.execute import NodeFailed, RetryableFailure, execute, settle_failure
+from flowloom.graphs.execute import (
+    NodeFailed,
+    RetryableFailure,
+    execute,
+    output_error,
+    settle_failure,
+)
 from flowloom.graphs.plan import NodePlan
 from flowloom.graphs.state import FlowState, node_meta, workflow_output
 from flowloom.graphs.steps import (
@@ -154,6 +160,10 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
             outcome = settle_failure(plan, ctx, exc, progress["started_at"])
             return settled(plan, outcome.output, outcome.meta)
         output = [r[2] for r in results]
+        too_deep = output_error(plan, output)  # the list adds a level to its items
+        if too_deep is not None:
+            outcome = settle_failure(plan, ctx, too_deep, progress["started_at"])
+            return settled(plan, outcome.output, outcome.meta)
         finished = run.services.clock()
         meta = node_meta("succeeded", [""], attempts=1, started_at=progress["started_at"],
                          finished_at=finished, items=len(output),
@@ -195,6 +205,10 @@ def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step
             ctx.log(f"stopped after max_iterations={cfg.max_iterations}", "warning")
         finished = run.services.clock()
         output = {"iterations": progress["iteration"], "last": progress["last"]}
+        too_deep = output_error(plan, output)  # `last` sits a level down
+        if too_deep is not None:
+            outcome = settle_failure(plan, ctx, too_deep, progress["started_at"])
+            return settled(plan, outcome.output, outcome.meta)
         meta = node_meta("succeeded", [""], attempts=1, started_at=progress["started_at"],
                          finished_at=finished,
                          latency_ms=round((finished - progress["started_at"]) * 1000, 3))
@@ -218,6 +232,12 @@ def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step
         except NodeError as exc:
             ctx = node_context(graph, plan, state, run, config, [])
             error = _loop_error(plan, f"pass {iteration}", exc)
+            outcome = settle_failure(plan, ctx, error, progress["started_at"])
+            return settled(plan, outcome.output, outcome.meta)
+        too_deep = output_error(plan, output)  # a body's output rule can nest its nodes'
+        if too_deep is not None:
+            ctx = node_context(graph, plan, state, run, config, [])
+            error = _loop_error(plan, f"pass {iteration}", too_deep)
             outcome = settle_failure(plan, ctx, error, progress["started_at"])
             return settled(plan, outcome.output, outcome.meta)
         new = {**progress, "iteration": iteration + 1, "last": output}

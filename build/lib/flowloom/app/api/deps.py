@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from flowloom.app.api.manager import RunManager
+from flowloom.app.records import EXECUTION_ID_PATTERN
 from flowloom.app.settings import Settings
 from flowloom.app.stores.base import Store
 
@@ -26,3 +27,5 @@ async def _settings(request: Request) -> Settings:
 StoreDep = Annotated[Store, Depends(_store)]
 ManagerDep = Annotated[RunManager, Depends(_manager)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+ExecutionIdPath = Annotated[str, Path(pattern=EXECUTION_ID_PATTERN,
+                                      description="an execution id")]

@@ -6,12 +6,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 
 from flowloom.app.api import errors
-from flowloom.app.api.manager import RunManager
+from flowloom.app.api.manager import RunManager, purge_forever
 from flowloom.app.api.middleware import FlowloomMiddleware
 from flowloom.app.api.routes import executions, health, workflows
 from flowloom.app.queue import QueueManager
@@ -61,6 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.info("recovered %d run(s) left unfinished by a stopped process", recovered)
             watcher = asyncio.create_task(manager.keep_recovering())
             stack.callback(watcher.cancel)
+            purger = asyncio.create_task(
+                purge_forever(store, timedelta(days=settings.retention_days)))
+            stack.callback(purger.cancel)
             freeze_startup_heap()
             stack.callback(thaw_heap)
             yield

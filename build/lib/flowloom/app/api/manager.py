@@ -18,6 +18,7 @@ from flowloom.nodes.services import Services
 
 log = logging.getLogger("flowloom.api")
 RECOVER_EVERY_S = 2.0
+RETENTION_EVERY_S = 3600.0
 
 
 async def recover_forever(recover: Callable[[], Awaitable[int]]) -> None:
@@ -28,6 +29,17 @@ async def recover_forever(recover: Callable[[], Awaitable[int]]) -> None:
             await recover()
         except Exception:  # a store hiccup must not end the loop
             log.exception("recovering unfinished runs failed")
+
+
+async def purge_forever(store: Store, retention: timedelta) -> None:
+    """Retention in a long-lived server: finished runs past `retention` go at the start and
+    then every RETENTION_EVERY_S, not only once per process."""
+    while True:
+        try:
+            await store.delete_runs_before(utcnow() - retention)
+        except Exception:  # a store hiccup must not end the loop
+            log.exception("deleting runs past their retention failed")
+        await asyncio.sleep(RETENTION_EVERY_S)
 
 
 class RunManager:

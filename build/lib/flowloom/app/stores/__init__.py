@@ -14,7 +14,7 @@ def open_store(settings: Settings) -> Store:
     if path is not None:
         return SqliteStore(path)
     from flowloom.app.stores.mongo import MongoStore  # pymongo is only needed for this backend
-    return MongoStore(settings.store, retention_days=settings.retention_days)
+    return MongoStore(settings.store)
 
 
 __all__ = ["SqliteStore", "Store", "StoreError", "StoredWorkflow", "open_store"]

@@ -120,8 +120,9 @@ class Store(Protocol):
         return the (request_hash, execution_id) it is tied to instead."""
 
     async def delete_runs_before(self, cutoff: datetime) -> int:
-        """Retention: delete runs created before `cutoff`, with their events and
-        checkpoints; returns how many runs went."""
+        """Retention: delete the finished runs (succeeded, failed, cancelled) created
+        before `cutoff`, with their events and checkpoints; returns how many runs went.
+        A waiting, queued or running run is kept whatever its age: it may still resume."""
 
     def checkpointer(self) -> AbstractAsyncContextManager[BaseCheckpointSaver[Any]]:
         """The LangGraph checkpoint saver of this backend, open for the block."""

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from flowloom.graphs.errors import WorkflowError
+from flowloom.nodes.net import redact_text
 
 
 class StoreError(WorkflowError):
-    """The store could not read or write."""
+    """The store could not read or write. Its message names the store by its URL with
+    the password (and query values) hidden: it reaches `/health`, 503 answers and logs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_text(message))

@@ -11,9 +11,9 @@ from typing import Any
 
 from langgraph.checkpoint.mongodb import MongoDBSaver
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, MongoClient
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from flowloom.app.records import RunRecord
+from flowloom.app.records import FINISHED, RunRecord
 from flowloom.app.stores.base import (
     RunPage,
     RunQuery,
@@ -26,7 +26,6 @@ from flowloom.app.stores.base import (
 from flowloom.app.stores.errors import StoreError
 
 CHECKPOINTS, WRITES = "checkpoints", "checkpoint_writes"
-INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
 
 
 def _ms(value: datetime) -> datetime:
@@ -44,11 +43,10 @@ def _database_name(url: str) -> str:
 
 
 class MongoStore:
-    def __init__(self, url: str, *, retention_days: int = 7, client: Any = None,
+    def __init__(self, url: str, *, client: Any = None,
                  sync_client_factory: Callable[[], Any] | None = None) -> None:
         self.url = url
         self.db_name = _database_name(url)
-        self.retention_s = retention_days * 86400
         self.client = client if client is not None else AsyncMongoClient(url, tz_aware=True)
         self.db = self.client[self.db_name]
         self._sync_client_factory = sync_client_factory or (
@@ -68,24 +66,20 @@ class MongoStore:
                     [*keys, ("created_at", DESCENDING), ("_id", DESCENDING)])
             await self.db.run_events.create_index([("execution_id", ASCENDING),
                                                    ("seq", ASCENDING)], unique=True)
-            for name in ("runs", "run_events"):
-                await self._ttl_index(name)
+            for name in ("runs", "run_events", CHECKPOINTS, WRITES):
+                await self._drop_ttl_indexes(name)
         except PyMongoError as exc:
             raise StoreError(f"cannot prepare the MongoDB store at {self.url}: {exc}") from None
         self._ready = True
         return self.db
 
-    async def _ttl_index(self, collection: str) -> None:
-        """Retention: MongoDB deletes runs and their events `retention_days` after they
-        were created. A changed retention updates the existing index in place."""
-        try:
-            await self.db[collection].create_index([("expires_from", ASCENDING)],
-                                                   expireAfterSeconds=self.retention_s)
-        except OperationFailure as exc:
-            if exc.code not in INDEX_CONFLICT:
-                raise
-            await self.db.command({"collMod": collection, "index": {
-                "keyPattern": {"expires_from": 1}, "expireAfterSeconds": self.retention_s}})
+    async def _drop_ttl_indexes(self, collection: str) -> None:
+        """A TTL index deletes by age whatever the run's status, checkpoints of a run
+        waiting for approval included: retention is `delete_runs_before` alone, and the
+        TTL indexes of earlier versions go."""
+        for name, index in (await self.db[collection].index_information()).items():
+            if "expireAfterSeconds" in index:
+                await self.db[collection].drop_index(name)
 
     async def close(self) -> None:
         if self._saver_client is not None:
@@ -151,8 +145,7 @@ class MongoStore:
             {"$set": {"status": record.status, "record": record.model_dump_json(),
                       "updated_at": _ms(record.updated_at or record.created_at)},
              "$setOnInsert": {"workflow_id": record.workflow_id,
-                              "created_at": _ms(record.created_at),
-                              "expires_from": _ms(record.created_at)}},
+                              "created_at": _ms(record.created_at)}},
             upsert=True)
 
     async def get_run(self, execution_id: str) -> RunRecord | None:
@@ -196,11 +189,8 @@ class MongoStore:
         if not events:
             return
         db = await self._setup()
-        run = await db.runs.find_one({"_id": execution_id}, {"created_at": 1})
-        # Events expire with their run, whose creation starts the retention clock.
-        expires_from = run["created_at"] if run else _ms(datetime.now(UTC))
-        docs = [{"execution_id": execution_id, "seq": e["seq"], "event": json_text(e),
-                 "expires_from": expires_from} for e in events]
+        docs = [{"execution_id": execution_id, "seq": e["seq"], "event": json_text(e)}
+                for e in events]
         try:
             await db.run_events.insert_many(docs, ordered=False)
         except BulkWriteError as exc:  # a replayed flush: the duplicates are already there
@@ -255,10 +245,10 @@ class MongoStore:
             return (doc["request_hash"], doc["execution_id"]) if doc else None
 
     async def delete_runs_before(self, cutoff: datetime) -> int:
-        """The TTL index does this on its own; this is for an explicit purge."""
         db = await self._setup()
         ids = [d["_id"] for d in await db.runs.find(
-            {"created_at": {"$lt": _ms(cutoff)}}, {"_id": 1}).to_list(None)]
+            {"created_at": {"$lt": _ms(cutoff)}, "status": {"$in": sorted(FINISHED)}},
+            {"_id": 1}).to_list(None)]
         if ids:
             await db.run_events.delete_many({"execution_id": {"$in": ids}})
             await db.idempotency_keys.delete_many({"execution_id": {"$in": ids}})
@@ -275,7 +265,7 @@ class MongoStore:
             self._saver_client = self._sync_client_factory()
             self._saver = MongoDBSaver(self._saver_client, db_name=self.db_name,
                                        checkpoint_collection_name=CHECKPOINTS,
-                                       writes_collection_name=WRITES, ttl=self.retention_s)
+                                       writes_collection_name=WRITES)
         yield self._saver
 
 

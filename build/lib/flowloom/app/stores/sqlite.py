@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flowloom.app.records import RunRecord
+from flowloom.app.records import FINISHED, RunRecord
 from flowloom.app.stores.base import (
     RunPage,
     RunQuery,
@@ -64,7 +64,6 @@ class SqliteStore:
         self.path = path
         self._db_: SqliteDb | None = None
         self._saver: InlineSqliteSaver | None = None
-        self._latest: dict[str, StoredWorkflow] = {}
 
     async def _db(self) -> SqliteDb:
         if self._db_ is None:
@@ -94,14 +93,11 @@ class SqliteStore:
 
     async def put_workflow(self, workflow_id: str, document: dict[str, Any],
                            *, new_version: bool = False) -> StoredWorkflow:
-        known = self._latest.get(workflow_id)
-        if known is not None and not new_version and same_document(known.document, document):
-            return known  # stored by this process, unchanged: spare the transaction
+        # No per-process cache of the latest version: another process on the same file
+        # may have deleted the workflow or added a version since.
         db = await self._db()
-        stored = await db.write(lambda conn: _put_workflow(conn, workflow_id, document,
-                                                           new_version))
-        self._latest[workflow_id] = stored
-        return stored
+        return await db.write(lambda conn: _put_workflow(conn, workflow_id, document,
+                                                         new_version))
 
     async def get_workflow(self, workflow_id: str, version: int | None = None, *,
                            include_deleted: bool = False) -> StoredWorkflow | None:
@@ -124,7 +120,6 @@ class SqliteStore:
         return [_workflow(row) for row in await db.fetchall(sql, (limit, offset))]
 
     async def delete_workflow(self, workflow_id: str) -> bool:
-        self._latest.pop(workflow_id, None)
         # Versions stay, marked deleted, so the run history can still show what ran.
         db = await self._db()
         changed = await db.execute("UPDATE workflows SET deleted = 1 "
@@ -245,7 +240,8 @@ class SqliteStore:
     async def delete_runs_before(self, cutoff: datetime) -> int:
         db = await self._db()
         ids = [row[0] for row in await db.fetchall(
-            "SELECT execution_id FROM runs WHERE created_at < ?", (_at(cutoff),))]
+            "SELECT execution_id FROM runs WHERE created_at < ? AND status IN (?, ?, ?)",
+            (_at(cutoff), *sorted(FINISHED)))]
         tables = {row[0] for row in await db.fetchall(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         for start in range(0, len(ids), RETENTION_BATCH):

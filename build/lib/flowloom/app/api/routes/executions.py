@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
-from flowloom.app.api.deps import ManagerDep, StoreDep
+from flowloom.app.api.deps import ExecutionIdPath, ManagerDep, StoreDep
 from flowloom.app.api.errors import ApiError
 from flowloom.app.api.middleware import correlation_id
 from flowloom.app.execution import load_spec
@@ -135,7 +135,7 @@ async def execute_inline(body: InlineExecuteBody, request: Request, store: Store
 
 
 @router.get("/executions/{execution_id}", response_model=RunRecord)
-async def get_execution(execution_id: str, store: StoreDep) -> RunRecord:
+async def get_execution(execution_id: ExecutionIdPath, store: StoreDep) -> RunRecord:
     return await _record(store, execution_id)
 
 
@@ -167,7 +167,7 @@ async def history(store: StoreDep, status: RunStatusFilter | None = None,
 
 
 @router.post("/executions/{execution_id}/resume", responses=RUN_RESPONSES)
-async def resume(execution_id: str, body: ResumeBody, store: StoreDep,
+async def resume(execution_id: ExecutionIdPath, body: ResumeBody, store: StoreDep,
                  manager: ManagerDep) -> Response:
     record = await _record(store, execution_id)
     if record.status in ("succeeded", "cancelled"):
@@ -191,7 +191,7 @@ async def resume(execution_id: str, body: ResumeBody, store: StoreDep,
 
 
 @router.post("/executions/{execution_id}/cancel", response_model=RunRecord)
-async def cancel(execution_id: str, store: StoreDep, manager: ManagerDep,
+async def cancel(execution_id: ExecutionIdPath, store: StoreDep, manager: ManagerDep,
                  response: Response, body: CancelBody | None = None) -> RunRecord:
     await _record(store, execution_id)
     record = await cancel_workflow(execution_id, by=(body or CancelBody()).by, store=store)
@@ -204,18 +204,28 @@ async def cancel(execution_id: str, store: StoreDep, manager: ManagerDep,
 
 
 POLL_S = 0.1
+MAX_EVENT_ID = 2**63 - 1  # SQLite's and BSON's largest integer
+
+
+def _event_id(last_event_id: str | None) -> int:
+    if not last_event_id:
+        return 0
+    text = last_event_id.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_EVENT_ID:
+        raise ApiError(422, "Invalid Last-Event-ID",
+                       f"Last-Event-ID must be an event id from 0 to {MAX_EVENT_ID}")
+    return int(text)
 
 
 @router.get("/executions/{execution_id}/events")
-async def events(execution_id: str, store: StoreDep,
+async def events(execution_id: ExecutionIdPath, store: StoreDep,
                  last_event_id: str | None = Header(None)) -> EventSourceResponse:
     await _record(store, execution_id)
-    try:
-        after = int(last_event_id) if last_event_id else 0
-    except ValueError:
-        raise ApiError(422, "Invalid Last-Event-ID", "Last-Event-ID must be a number") from None
+    after = _event_id(last_event_id)  # checked before the stream starts: a 422, not a cut
 
     async def stream() -> Any:
+        # A resumed run goes on with the same log after its `run.finished`: the stream
+        # ends only once the record is finished and nothing was logged after it.
         seq = after
         while True:
             batch = await store.list_events(execution_id, after=seq)
@@ -223,8 +233,6 @@ async def events(execution_id: str, store: StoreDep,
                 seq = event["seq"]
                 yield {"event": event["event"], "id": str(seq),
                        "data": json.dumps(event, default=str)}
-                if event["event"] == "run.finished":
-                    return
             if not batch:
                 record = await store.get_run(execution_id)
                 if record is None or (record.finished and not await store.list_events(

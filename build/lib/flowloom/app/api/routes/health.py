@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from flowloom.app.api.deps import ManagerDep, SettingsDep, StoreDep
 from flowloom.app.llm_cache import RedisLLMCache
 from flowloom.app.stores.base import RunQuery
+from flowloom.nodes.net import redact_text
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +20,7 @@ async def health(store: StoreDep, manager: ManagerDep, settings: SettingsDep) ->
         await store.list_runs(RunQuery(limit=1))
         services["store"] = {"ok": True, "backend": settings.store.split(":", 1)[0]}
     except Exception as exc:  # health reports it; it must not fail itself
-        services["store"] = {"ok": False, "error": str(exc)}
+        services["store"] = {"ok": False, "error": redact_text(str(exc))}
     cache = manager.services.cache
     if isinstance(cache, RedisLLMCache):
         try:

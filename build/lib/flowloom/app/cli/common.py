@@ -1,0 +1,76 @@
+"""What every command shares: the two consoles, one-line failures, settings, the store,
+and the checks of ids and files."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from flowloom.app.records import EXECUTION_ID_PATTERN
+from flowloom.app.settings import Settings, SettingsError, load_settings
+from flowloom.app.stores import Store, open_store
+
+T = TypeVar("T")
+err = Console(stderr=True, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+EXIT_STATUS = {"succeeded": 0, "failed": 1, "cancelled": 1, "waiting": 3}
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err.print(f"flowloom: {message}", markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+def configured() -> Settings:
+    """The settings, or one line naming the bad variable and exit 2."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise fail(str(exc), 2) from None
+
+
+async def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    store = open_store(settings)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def _execution_id(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(EXECUTION_ID_PATTERN, value):
+        raise typer.BadParameter(
+            f"{value!r} is not an execution id: letters, digits, _ . - [ ] (up to 512, "
+            "not starting with . - [ ])")
+    return value
+
+
+ExecutionId = Annotated[str, typer.Argument(callback=_execution_id, metavar="EXECUTION_ID")]
+ExecutionIdOption = Annotated[str | None, typer.Option(
+    "--execution-id", callback=_execution_id, help="Choose the run's id.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def read_file(file: Path) -> dict[str, Any]:
+    """The file's document; exit 2 when it cannot be read as JSON, 1 when it is not an
+    object."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror or exc}", 2) from None
+    except UnicodeDecodeError as exc:
+        raise fail(f"cannot read {file}: not UTF-8 text ({exc.reason})", 2) from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"cannot read {file}: not valid JSON: {exc.msg} at line {exc.lineno} "
+                   f"column {exc.colno}", 2) from None
+    if not isinstance(document, dict):
+        raise fail(f"{file}: $: a workflow must be a JSON object", 1)
+    return document

@@ -1,0 +1,77 @@
+"""How deep and how large a JSON value may be wherever one enters a run: inputs,
+approval answers and node outputs. Deeper values could not be read back from the store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flowloom.graphs.errors import WorkflowError
+
+MAX_VALUE_DEPTH = 64  # levels of objects and arrays; `{"a": [1]}` is 2 levels deep
+
+
+class ValueTooLarge(WorkflowError):
+    """A value nested too deep or too large; `path` is where, `what` is whose value."""
+
+    def __init__(self, what: str, path: str, message: str) -> None:
+        self.what = what
+        self.path = path
+        self.message = message
+        super().__init__(f"{what} at {path}: {message}")
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def _step(path: str, key: Any) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
+
+
+def _too_deep(value: Any, max_depth: int) -> bool:
+    """The fast walk every node output takes: no paths, only containers are stacked."""
+    if not isinstance(value, _CONTAINERS):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if depth > max_depth:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, _CONTAINERS):
+                push((child, depth + 1))
+    return False
+
+
+def deepest_path(value: Any, max_depth: int) -> str | None:
+    """The JSON path of an object or array at level `max_depth + 1`, if there is one.
+    Iterative, so a value nested thousands of levels deep cannot exhaust the stack."""
+    if not _too_deep(value, max_depth):
+        return None
+    stack: list[tuple[Any, str, int]] = [(value, "$", 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > max_depth:
+            return path
+        children = item.items() if isinstance(item, dict) else enumerate(item)
+        stack.extend((child, _step(path, key), depth + 1) for key, child in children
+                     if isinstance(child, _CONTAINERS))
+    return None  # pragma: no cover - _too_deep found a level this walk reaches
+
+
+def check_value_shape(value: Any, *, what: str, max_depth: int = MAX_VALUE_DEPTH,
+                      max_bytes: int | None = None) -> None:
+    """Raise ValueTooLarge naming `what` and the path when `value` is nested deeper than
+    `max_depth` levels, or is over `max_bytes` as JSON (when given)."""
+    path = deepest_path(value, max_depth)
+    if path is not None:
+        raise ValueTooLarge(what, path, f"nested deeper than {max_depth} levels; "
+                                        f"the limit is MAX_VALUE_DEPTH={max_depth}")
+    if max_bytes is not None:
+        size = len(json.dumps(value, default=str).encode())
+        if size > max_bytes:
+            raise ValueTooLarge(what, "$", f"{size:,} bytes; the limit is {max_bytes:,}")
+
+
+__all__ = ["MAX_VALUE_DEPTH", "ValueTooLarge", "check_value_shape", "deepest_path"]

@@ -1,0 +1,152 @@
+"""Where a workflow forks into branches that can run apart.
+
+LangGraph ends a superstep only when all of its tasks have finished, so nodes of two
+branches that share a graph advance in lockstep: a slow node in one holds the next node of
+the other. A branch compiled into its own subgraph runs as one task of its parent, at its
+own pace, and is checkpointed on its own. This module finds those branches.
+
+For each fork F (a node with several successors, or the start of a graph with several
+entries) taken in topological order, its region is every node between F and its immediate
+post-dominator J (where all of F's paths meet again; the end of the graph if they never
+do). The region splits into branches: its weakly connected parts. A fork is split only when
+no node of its region has an in-edge from outside the region and F, and when J does not
+fire on its first arrival (a `join` with `mode: any` keeps today's shared steps: inside one
+task its successors would have to wait for the slowest branch). Branches nest: each is
+split again when it is compiled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+_SOURCE, _SINK = "\x00source", "\x00sink"
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """A part of a graph compiled into its own subgraph."""
+
+    name: str  # the LangGraph node that runs it: `<first node id>.branch`
+    nodes: tuple[str, ...]  # in document order
+
+
+def _topological(nodes: Sequence[str], succ: Mapping[str, list[str]]) -> list[str]:
+    indegree = dict.fromkeys(nodes, 0)
+    for n in nodes:
+        for s in succ[n]:
+            indegree[s] += 1
+    ready = [n for n in nodes if indegree[n] == 0]
+    order: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for s in succ[n]:
+            indegree[s] -= 1
+            if indegree[s] == 0:
+                ready.append(s)
+    return order
+
+
+def _post_dominators(order: list[str], succ: Mapping[str, list[str]]) -> dict[str, str]:
+    """Immediate post-dominator of each node of a DAG with one sink (Cooper, Harvey and
+    Kennedy's intersection, walked in reverse topological order)."""
+    rank = {n: i for i, n in enumerate(order)}
+    ipdom: dict[str, str] = {_SINK: _SINK}
+
+    def meet(a: str, b: str) -> str:
+        while a != b:
+            while rank[a] < rank[b]:
+                a = ipdom[a]
+            while rank[b] < rank[a]:
+                b = ipdom[b]
+        return a
+
+    for n in reversed(order[:-1]):
+        found: str | None = None
+        for s in succ[n]:
+            found = s if found is None else meet(found, s)
+        ipdom[n] = found or _SINK
+    return ipdom
+
+
+def find_branches(
+    nodes: Sequence[str],
+    edges: Iterable[tuple[str, str]],
+    fires_early: Callable[[str], bool] = lambda node: False,
+    must_split: Callable[[str], bool] = lambda node: False,
+) -> list[Branch]:
+    """The branches to compile apart among `nodes` (edges leaving `nodes` are ignored).
+
+    `fires_early(j)`: j runs on its first arrival, so forks meeting at j stay shared.
+    `must_split(n)`: a branch of n alone still needs a subgraph (it takes several steps).
+    A branch of one single-step node is left in place: it is one task either way.
+    """
+    inside = set(nodes)
+    succ: dict[str, list[str]] = {n: [] for n in [_SOURCE, *nodes, _SINK]}
+    pred: dict[str, list[str]] = {n: [] for n in succ}
+    for a, b in edges:
+        if a in inside and b in inside:
+            succ[a].append(b)
+            pred[b].append(a)
+    for n in nodes:
+        if not pred[n]:
+            succ[_SOURCE].append(n)
+            pred[n].append(_SOURCE)
+        if not succ[n]:
+            succ[n].append(_SINK)
+            pred[_SINK].append(n)
+    order = _topological([_SOURCE, *nodes, _SINK], succ)
+    ipdom = _post_dominators(order, succ)
+    position = {n: i for i, n in enumerate(nodes)}
+    taken: set[str] = set()
+    branches: list[Branch] = []
+    for fork in order[:-1]:
+        if fork in taken or len(succ[fork]) < 2:
+            continue
+        join = ipdom[fork]
+        if join != _SINK and fires_early(join):
+            continue
+        region = _region(fork, join, succ)
+        if any(p != fork and p not in region for n in region for p in pred[n]):
+            continue  # entered from elsewhere too: this fork's branches are not apart
+        parts = _connected(region, succ, pred)
+        if len(parts) < 2:
+            continue
+        for part in parts:
+            ordered = tuple(sorted(part, key=position.__getitem__))
+            taken.update(part)
+            if len(ordered) > 1 or must_split(ordered[0]):
+                branches.append(Branch(f"{ordered[0]}.branch", ordered))
+    return branches
+
+
+def _region(fork: str, join: str, succ: Mapping[str, list[str]]) -> set[str]:
+    region: set[str] = set()
+    stack = [s for s in succ[fork] if s != join]
+    while stack:
+        n = stack.pop()
+        if n in region or n in (join, _SINK):
+            continue
+        region.add(n)
+        stack.extend(succ[n])
+    return region
+
+
+def _connected(region: Collection[str], succ: Mapping[str, list[str]],
+               pred: Mapping[str, list[str]]) -> list[set[str]]:
+    parts: list[set[str]] = []
+    seen: set[str] = set()
+    for start in sorted(region):
+        if start in seen:
+            continue
+        part, stack = set(), [start]
+        while stack:
+            n = stack.pop()
+            if n in part:
+                continue
+            part.add(n)
+            stack.extend(m for m in (*succ[n], *pred[n]) if m in region)
+        seen |= part
+        parts.append(part)
+    return parts

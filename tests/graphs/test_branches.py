@@ -1,0 +1,207 @@
+"""Branches that never wait for each other: a pause, a delay or a slow node in one branch
+holds up no node of another. Asserted by the order of events, never by the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flowloom.app.runner import resume_workflow
+from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.graphs.context import NodeContext
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.nodetype import NodeType
+from flowloom.graphs.regions import Branch, find_branches
+from flowloom.nodes.registry import NODE_TYPES, register_node_type
+from tests.conftest import Runner, chain, delay, t
+
+
+def approval(node_id: str) -> dict[str, Any]:
+    return {"id": node_id, "type": "approval", "config": {"prompt": f"{node_id}?"}}
+
+
+def finished_before(events: list[dict[str, Any]], first: str, then: str) -> bool:
+    """`first` succeeded before `then` started (or ended) in the event log."""
+    kinds = [(e["event"], e["node_id"]) for e in events if "node_id" in e]
+    done = kinds.index(("node.succeeded", first))
+    later = [i for i, k in enumerate(kinds) if k[1] == then]
+    return bool(later) and done < later[0]
+
+
+# The decomposition itself
+
+
+def test_a_fork_splits_into_its_branches() -> None:
+    edges = [*chain("s", "a1", "a2", "j"), *chain("s", "b1", "j"), ("j", "end")]
+    edges = [(e["source"], e["target"]) if isinstance(e, dict) else e for e in edges]
+    nodes = ["s", "a1", "a2", "b1", "j", "end"]
+    # b1 alone is one task either way; a1 -> a2 gets its own subgraph.
+    assert find_branches(nodes, edges) == [Branch("a1.branch", ("a1", "a2"))]
+    assert find_branches(nodes, edges, must_split=lambda n: n == "b1") == [
+        Branch("a1.branch", ("a1", "a2")), Branch("b1.branch", ("b1",))]
+
+
+def test_entry_points_are_branches_of_the_start() -> None:
+    edges = [("a1", "a2"), ("b1", "b2")]
+    assert find_branches(["a1", "a2", "b1", "b2"], edges) == [
+        Branch("a1.branch", ("a1", "a2")), Branch("b1.branch", ("b1", "b2"))]
+
+
+def test_branches_nest() -> None:
+    edges = [("s", "x"), ("x", "p"), ("x", "q"), ("p", "y"), ("q", "y"), ("s", "z1"),
+             ("z1", "z2")]
+    # At the top: {x, p, q, y} and {z1, z2}; {p} and {q} are split again inside.
+    assert find_branches(["s", "x", "p", "q", "y", "z1", "z2"], edges) == [
+        Branch("x.branch", ("x", "p", "q", "y")), Branch("z1.branch", ("z1", "z2"))]
+    assert find_branches(["x", "p", "q", "y"], edges) == []  # single nodes stay in place
+
+
+def test_a_crossing_edge_keeps_a_region_together() -> None:
+    # b2 is fed by both branches: the fork at s is not split; the shared region advances
+    # in lockstep (docs/semantics.md).
+    edges = [("s", "a1"), ("a1", "a2"), ("s", "b1"), ("b1", "b2"), ("a1", "b2"),
+             ("a2", "j"), ("b2", "j")]
+    assert find_branches(["s", "a1", "a2", "b1", "b2", "j"], edges) == []
+
+
+def test_a_join_that_fires_on_first_arrival_keeps_its_fork_shared() -> None:
+    edges = [("s", "a1"), ("a1", "a2"), ("s", "b1"), ("b1", "b2"), ("a2", "j"), ("b2", "j")]
+    nodes = ["s", "a1", "a2", "b1", "b2", "j"]
+    assert len(find_branches(nodes, edges)) == 2
+    assert find_branches(nodes, edges, fires_early=lambda n: n == "j") == []
+
+
+# Runs
+
+
+async def test_a_chain_finishes_while_an_approval_beside_it_waits(run: Runner) -> None:
+    doc = {"nodes": [t("start", 1), approval("ask"), t("a1", 1), t("a2", 2), t("a3", 3)],
+           "edges": [*chain("start", "ask"), *chain("start", "a1", "a2", "a3")]}
+    record = await run(doc, execution_id="beside")
+    assert record.status == "waiting"
+    assert [w["node_id"] for w in record.waiting_for] == ["ask"]
+    assert {n: record.node_states[n].status for n in ("a1", "a2", "a3")} == {
+        "a1": "succeeded", "a2": "succeeded", "a3": "succeeded"}
+
+
+async def test_two_approvals_in_two_branches_are_answered_in_either_order(
+        run: Runner, store: SqliteStore) -> None:
+    doc = {"nodes": [t("start", 1), approval("legal"), t("after_legal", "L"),
+                     approval("finance"), t("after_finance", "F")],
+           "edges": [*chain("start", "legal", "after_legal"),
+                     *chain("start", "finance", "after_finance")]}
+    for first, second in (("legal", "finance"), ("finance", "legal")):
+        execution_id = f"two-{first}"
+        waiting = await run(doc, execution_id=execution_id)
+        assert sorted(w["node_id"] for w in waiting.waiting_for) == ["finance", "legal"]
+        events: list[dict[str, Any]] = []
+        half = await resume_workflow(execution_id, {"approved": True}, node_id=first,
+                                     store=store, on_event=events.append)
+        assert half.status == "waiting"
+        assert [w["node_id"] for w in half.waiting_for] == [second]
+        assert half.node_states[f"after_{first}"].status == "succeeded"
+        assert f"after_{second}" not in half.node_states
+        done = await resume_workflow(execution_id, {"approved": False}, node_id=second,
+                                     store=store, on_event=events.append)
+        assert done.status == "succeeded"
+        assert done.node_states[first].output == {"approved": True}
+        assert done.node_states[second].output == {"approved": False}
+        # Nothing finished ran again: each node succeeded once over both resumes (the
+        # approval still open after the first answer asked again, and only that).
+        succeeded = [e["node_id"] for e in events if e["event"] == "node.succeeded"]
+        assert sorted(succeeded) == sorted([first, f"after_{first}", second,
+                                            f"after_{second}"])
+        waits = [e["node_id"] for e in events if e["event"] == "node.waiting"]
+        assert waits == [second]
+
+
+async def test_a_join_fires_while_a_delay_beside_it_still_waits(run: Runner) -> None:
+    doc = {"nodes": [t("start", 1), {"id": "par", "type": "parallel"}, t("p1", 1), t("p2", 2),
+                     {"id": "join", "type": "join"}, t("after", "{{ outputs.join }}"),
+                     delay("slow", 0.5), t("slow_done", "S")],
+           "edges": [*chain("start", "par", "p1", "join", "after"), *chain("par", "p2", "join"),
+                     *chain("start", "slow", "slow_done")]}
+    record = await run(doc)
+    assert record.status == "succeeded"
+    assert record.node_states["after"].output == {"p1": 1, "p2": 2}
+    assert finished_before(run.events, "after", "slow_done")
+    assert finished_before(run.events, "join", "slow_done")
+    started = run.order("node.started")
+    assert started.count("join") == 1 and started.count("after") == 1
+
+
+class FailsOnce(NodeType):
+    """Fails its first attempt with a retriable error."""
+
+    name = "test_fails_once"
+
+    async def run(self, config: Any, ctx: NodeContext[Any]) -> Any:
+        if ctx.attempt == 1:
+            raise NodeError("try again", retriable=True)
+        return ctx.attempt
+
+
+@pytest.fixture
+def fails_once() -> Iterator[None]:
+    register_node_type(FailsOnce())
+    yield
+    NODE_TYPES.pop(FailsOnce.name)
+
+
+async def test_a_retry_backoff_holds_no_other_branch(run: Runner, fails_once: None) -> None:
+    flaky = {"id": "flaky", "type": "test_fails_once",
+             "retry": {"max_attempts": 2, "initial_delay_s": 0.3, "jitter": False}}
+    doc = {"nodes": [t("start", 1), flaky, t("c1", 1), t("c2", 2), t("c3", 3)],
+           "edges": [*chain("start", "flaky"), *chain("start", "c1", "c2", "c3")]}
+    record = await run(doc)
+    assert record.node_states["flaky"].output == 2
+    kinds = [(e["event"], e["node_id"]) for e in run.events if "node_id" in e]
+    # The whole chain ran during the backoff between the two attempts.
+    retried = kinds.index(("node.retrying", "flaky"))
+    assert retried < kinds.index(("node.succeeded", "c3")) < kinds.index(
+        ("node.succeeded", "flaky"))
+
+
+async def test_a_failure_stops_every_branch_at_once(run: Runner) -> None:
+    bad = {"id": "bad", "type": "transform", "config": {"output": "{{ 1 // 0 }}"}}
+    doc = {"nodes": [t("start", 1), t("a1", 1), bad, delay("slow", 30), t("slow_done", "S")],
+           "edges": [*chain("start", "a1", "bad"), *chain("start", "slow", "slow_done")]}
+    record = await run(doc)
+    assert record.status == "failed"
+    assert record.errors[0].node_id == "bad"
+    # The 30 s delay was cut short: it never succeeded, and what follows it never ran.
+    assert record.node_states["slow"].status in ("cancelled", "failed")
+    assert [e["node_id"] for e in run.events if e["event"] == "node.started"
+            and e["node_id"] == "slow_done"] == []
+
+
+async def test_nested_fan_outs_run_and_join_once(run: Runner) -> None:
+    body = {"nodes": [{"id": "par", "type": "parallel"}, t("x", "{{ item * 10 }}"),
+                      t("y", "{{ item + 1 }}"), {"id": "j", "type": "join"},
+                      t("sum", "{{ outputs.x + outputs.y }}")],
+            "edges": [*chain("par", "x", "j", "sum"), *chain("par", "y", "j")]}
+    doc = {"nodes": [t("start", 1), {"id": "outer", "type": "parallel"},
+                     {"id": "each", "type": "foreach", "config": {"items": "[1, 2, 3]",
+                                                                  "body": body}},
+                     t("other", "O"), t("other2", "{{ outputs.other }}!"),
+                     {"id": "end", "type": "join"}],
+           "edges": [*chain("start", "outer", "each", "end"),
+                     *chain("outer", "other", "other2", "end")]}
+    record = await run(doc)
+    assert record.status == "succeeded"
+    assert record.node_states["each"].output == [12, 23, 34]
+    assert record.node_states["end"].output == {"each": [12, 23, 34], "other2": "O!"}
+    assert run.order("node.started").count("end") == 1
+
+
+async def test_a_region_with_a_crossing_edge_still_runs_right(run: Runner) -> None:
+    nodes = [t("s", 1), t("a1", 2), t("a2", "{{ outputs.a1 + 1 }}"), t("b1", 10),
+             t("b2", "{{ outputs.a1 + outputs.b1 }}"), t("j", "{{ outputs.a2 + outputs.b2 }}")]
+    edges = [*chain("s", "a1", "a2", "j"), *chain("s", "b1", "b2", "j"),
+             {"source": "a1", "target": "b2"}]
+    record = await run({"nodes": nodes, "edges": edges})
+    assert record.status == "succeeded"
+    assert record.node_states["j"].output == 15
+    assert run.order("node.started").count("j") == 1
