@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -66,6 +66,21 @@ def _steps(graph: GraphScope, plan: NodePlan) -> tuple[dict[str, Step], str, Nod
     return {plan.id: SimpleStep(graph, plan)}, plan.id, plan
 
 
+def _routes(plan: NodePlan, steps: Mapping[str, Step],
+            labels: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Where each step may route with `Command`, labelled with the workflow's branch names,
+    so `get_graph()` and its Mermaid drawing show the workflow's edges."""
+    after = {target: labels.get(target, "") for target in plan.targets}
+    if plan.kind.expands == "fan_out":
+        items, done = f"{plan.id}.items", f"{plan.id}.done"
+        return {plan.id: {items: "each item", done: "", **after}, items: {done: ""},
+                done: after}
+    if plan.kind.expands == "repeat":
+        body = f"{plan.id}.body"
+        return {plan.id: {body: "again", **after}, body: {plan.id: ""}}
+    return {name: after for name in steps}
+
+
 def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | None,
            only: tuple[str, ...] | None = None) -> Graph:
     """The graph of the workflow, or of the branch made of the nodes `only`. Branches that
@@ -84,6 +99,15 @@ def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | No
     def step_names(targets: Iterable[str]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(owner.get(t, t) for t in targets if t in inside))
 
+    labels: dict[str, dict[str, str]] = {}  # node -> step it routes to -> edge branch names
+    for plan in all_plans.values():
+        for source, port in plan.in_edges:
+            if source in inside and plan.id in inside and owner.get(source) != owner.get(
+                    plan.id, plan.id):
+                names = labels.setdefault(source, {})
+                step = owner.get(plan.id, plan.id)
+                names[step] = "/".join(filter(None, (names.get(step), port)))
+
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(FlowState, context_schema=RunContext)
     for branch in branches:
         subgraph = _build(graph, checkpointer=None, only=branch.nodes)
@@ -91,15 +115,18 @@ def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | No
         leaving = step_names(t for n in branch.nodes for t in all_plans[n].targets
                              if owner.get(t) != branch.name)
         builder.add_node(branch.name, BranchStep(branch, subgraph.with_config(
-            recursion_limit=limit), leaving))
+            recursion_limit=limit), leaving), destinations=leaving)
     for node_id in ids:
         if node_id in owner:
             continue
         plan = replace(all_plans[node_id], targets=step_names(all_plans[node_id].targets))
         steps, retry_node, retry_plan = _steps(graph, plan)
+        routes = _routes(plan, steps, labels.get(node_id, {}))
         for name, step in steps.items():
             policy = retry_policy(retry_plan) if name == retry_node and retry_plan else None
-            builder.add_node(name, step, retry_policy=policy)
+            route = routes[name]
+            builder.add_node(name, step, retry_policy=policy,
+                             destinations=route if any(route.values()) else tuple(route))
     entries = step_names(n for n in ids
                          if not any(s in inside for s, _ in all_plans[n].in_edges))
     for entry in entries:

@@ -205,3 +205,21 @@ async def test_a_region_with_a_crossing_edge_still_runs_right(run: Runner) -> No
     assert record.status == "succeeded"
     assert record.node_states["j"].output == 15
     assert run.order("node.started").count("j") == 1
+
+
+def test_the_compiled_graph_shows_every_workflow_edge() -> None:
+    from flowloom import compile_workflow, load_workflow
+    doc = {"nodes": [{"id": "c", "type": "condition", "config": {"expression": "inputs.x"}},
+                     t("a", 1), t("b", 2), {"id": "j", "type": "join"},
+                     {"id": "each", "type": "foreach",
+                      "config": {"items": "[1]", "body": {"nodes": [t("x", 1)]}}}],
+           "edges": [{"source": "c", "target": "a", "branch": "true"},
+                     {"source": "c", "target": "b", "branch": "false"},
+                     *chain("a", "j", "each"), *chain("b", "j")]}
+    graph = compile_workflow(load_workflow(doc)).get_graph()
+    edges = {(e.source, e.target, e.data or "") for e in graph.edges}
+    assert edges == {("__start__", "c", ""), ("c", "a", "true"), ("c", "b", "false"),
+                     ("a", "j", ""), ("b", "j", ""), ("j", "each", ""),
+                     ("each", "each.items", "each item"), ("each", "each.done", ""),
+                     ("each.items", "each.done", ""), ("each.done", "__end__", "")}
+    assert "c -. &nbsp;true&nbsp; .-> a;" in graph.draw_mermaid()
