@@ -164,9 +164,11 @@ def compiled_graph(spec: WorkflowSpec, record: RunRecord, saver: Any) -> tuple[A
 async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: Services,
                 live: LiveRecord, graph_input: Any) -> None:
     """Run (or continue) the graph of `record` to its end or to a pause."""
-    ctx = RunContext(record.execution_id, record.workflow_id, services, live.emit)
-    config: RunnableConfig = {"configurable": {"thread_id": record.execution_id},
-                              "max_concurrency": spec.settings.max_concurrency}
+    ctx = RunContext(record.execution_id, record.workflow_id, services, live.emit,
+                     max_concurrency=spec.settings.max_concurrency)
+    # The cap is the run's slots (RunContext.slot), not LangGraph's tasks per step: a
+    # branch is one task however long it runs, and a cap on tasks would hold branches.
+    config: RunnableConfig = {"configurable": {"thread_id": record.execution_id}}
     record.status, record.finished_at, record.waiting_for = "running", None, []
     log.info("run %s of %s v%s started", record.execution_id, record.workflow_id,
              record.workflow_version)

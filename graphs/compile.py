@@ -15,7 +15,7 @@ from flowloom.graphs.errors import CompileError
 from flowloom.graphs.execute import retry_policy
 from flowloom.graphs.expressions import Expressions
 from flowloom.graphs.loops import MAX_FOREACH_ITEMS, WAVE_MIN, Body, foreach_steps, while_steps
-from flowloom.graphs.nodetype import NodeTypes
+from flowloom.graphs.nodetype import NodeType, NodeTypes
 from flowloom.graphs.plan import NodePlan, plan_nodes
 from flowloom.graphs.regions import find_branches
 from flowloom.graphs.spec import WorkflowSpec
@@ -66,6 +66,10 @@ def _steps(graph: GraphScope, plan: NodePlan) -> tuple[dict[str, Step], str, Nod
     return {plan.id: SimpleStep(graph, plan)}, plan.id, plan
 
 
+def _holds(kind: NodeType) -> bool:
+    return bool(kind.waits or kind.pauses or kind.expands or kind.durable_start)
+
+
 def _routes(plan: NodePlan, steps: Mapping[str, Step],
             labels: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """Where each step may route with `Command`, labelled with the workflow's branch names,
@@ -93,7 +97,8 @@ def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | No
     branches = find_branches(
         ids, edges, fires_early=lambda node: all_plans[node].join_any,
         must_split=lambda node: bool(all_plans[node].kind.expands
-                                     or all_plans[node].kind.durable_start))
+                                     or all_plans[node].kind.durable_start),
+        holds=lambda node: _holds(all_plans[node].kind))
     owner = {node: branch.name for branch in branches for node in branch.nodes}
 
     def step_names(targets: Iterable[str]) -> tuple[str, ...]:
@@ -105,8 +110,8 @@ def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | No
             if source in inside and plan.id in inside and owner.get(source) != owner.get(
                     plan.id, plan.id):
                 names = labels.setdefault(source, {})
-                step = owner.get(plan.id, plan.id)
-                names[step] = "/".join(filter(None, (names.get(step), port)))
+                to = owner.get(plan.id, plan.id)
+                names[to] = "/".join(filter(None, (names.get(to), port)))
 
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(FlowState, context_schema=RunContext)
     for branch in branches:

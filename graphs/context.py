@@ -7,6 +7,7 @@ uses (HTTP, models, cache) are its own business and arrive through the same obje
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -52,12 +53,20 @@ class RunContext(Generic[S]):
     emit: EventSink = _ignore
     attempts: dict[str, int] = field(default_factory=dict)
     semaphores: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    max_concurrency: int | None = None  # nodes awaiting at once, across the whole run
+    stopping: bool = False  # a node failed the run: nothing new starts
 
     def semaphore(self, key: str, size: int) -> asyncio.Semaphore:
         sem = self.semaphores.get(key)
         if sem is None:
             sem = self.semaphores[key] = asyncio.Semaphore(size)
         return sem
+
+    def slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A place among the run's `max_concurrency` nodes running at once."""
+        if self.max_concurrency is None:
+            return contextlib.nullcontext()
+        return self.semaphore(":run", self.max_concurrency)
 
 
 @dataclass(slots=True)

@@ -93,6 +93,17 @@ def attempt_number(run: RunContext[Any], task_key: str) -> int:
 
 async def execute(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
     """One attempt of a single-step node. Raises RetryableFailure or NodeFailed."""
+    if not plan.kind.waits:  # computes at once: no slot to wait for, nothing to cut short
+        return await _attempt(plan, ctx)
+    async with ctx.run.slot():
+        if ctx.run.stopping:
+            # Another node failed the run while this one waited for its turn: start
+            # nothing; LangGraph is about to cancel this task with the others.
+            await asyncio.Future()
+        return await _attempt(plan, ctx)
+
+
+async def _attempt(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
     run = ctx.run
     clock = ctx.services.clock
     started = clock()
@@ -152,5 +163,8 @@ def settle_failure(
                   "at": finished, "error": error.as_dict(), "meta": meta,
                   "handled": not plan.fails_run})
     if plan.fails_run:
+        # Outside loops nothing catches it: the run fails. (A loop may take over an
+        # item's failure, so inside one it is the loop that decides.)
+        ctx.run.stopping = ctx.run.stopping or "[" not in ctx.path
         raise NodeFailed(error, meta)
     return Outcome(error_output(error), meta)

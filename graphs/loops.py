@@ -137,6 +137,7 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
                     run.emit({"event": "node.failed", "node_id": payload["path"],
                               "at": run.services.clock(), "error": error.as_dict(),
                               "meta": meta, "handled": False})
+                    run.stopping = run.stopping or "[" not in payload["path"]
                     raise NodeFailed(error, meta) from None
                 return Command(update={"items": [[plan.id, index, None, error.as_dict()]]},
                                goto=done_node)

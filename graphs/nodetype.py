@@ -39,6 +39,7 @@ class NodeType:
       continues from it (a delay waits only for what remains).
     - `side_effects`: the node touches the outside world; its idempotency key is recorded.
     - `waits`: False for types whose `run` only computes, never awaits: no timer is armed.
+    - `pauses`: the node may stop the run to wait for an answer (`interrupt`).
     - `entry`/`exit`: where runs start, and which nodes the output rule prefers.
     """
 
@@ -52,6 +53,7 @@ class NodeType:
     durable_start: ClassVar[bool] = False
     side_effects: ClassVar[bool] = False
     waits: ClassVar[bool] = True
+    pauses: ClassVar[bool] = False
     entry: ClassVar[bool] = False
     exit: ClassVar[bool] = False
     shape: ClassVar[tuple[str, str]] = ("[", "]")  # Mermaid brackets

@@ -75,11 +75,14 @@ def find_branches(
     edges: Iterable[tuple[str, str]],
     fires_early: Callable[[str], bool] = lambda node: False,
     must_split: Callable[[str], bool] = lambda node: False,
+    holds: Callable[[str], bool] = lambda node: True,
 ) -> list[Branch]:
     """The branches to compile apart among `nodes` (edges leaving `nodes` are ignored).
 
     `fires_early(j)`: j runs on its first arrival, so forks meeting at j stay shared.
     `must_split(n)`: a branch of n alone still needs a subgraph (it takes several steps).
+    `holds(n)`: n can keep a step open (it awaits, pauses or loops); a fork whose region
+    has no such node is left shared, as its steps end as soon as they start.
     A branch of one single-step node is left in place: it is one task either way.
     """
     inside = set(nodes)
@@ -108,6 +111,8 @@ def find_branches(
         if join != _SINK and fires_early(join):
             continue
         region = _region(fork, join, succ)
+        if not any(holds(n) for n in region):
+            continue
         if any(p != fork and p not in region for n in region for p in pred[n]):
             continue  # entered from elsewhere too: this fork's branches are not apart
         parts = _connected(region, succ, pred)

@@ -33,6 +33,7 @@ class Approval(NodeType):
     runner checks the answer against `schema` before resuming. Output: the answer."""
 
     name = "approval"
+    pauses = True
     waits = False
     Config = ApprovalConfig
     templates = ("prompt",)

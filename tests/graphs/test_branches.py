@@ -223,3 +223,59 @@ def test_the_compiled_graph_shows_every_workflow_edge() -> None:
                      ("each", "each.items", "each item"), ("each", "each.done", ""),
                      ("each.items", "each.done", ""), ("each.done", "__end__", "")}
     assert "c -. &nbsp;true&nbsp; .-> a;" in graph.draw_mermaid()
+
+
+class Busy(NodeType):
+    """Waits a moment and counts how many of its kind are in flight; fails on `fail_on`."""
+
+    name = "test_busy"
+    in_flight = 0
+    peak = 0
+    calls: list[Any] = []
+
+    async def run(self, config: Any, ctx: NodeContext[Any]) -> Any:
+        item = ctx.scope.extra.get("item")
+        Busy.calls.append(item)
+        Busy.in_flight += 1
+        Busy.peak = max(Busy.peak, Busy.in_flight)
+        try:
+            await ctx.services.sleep(0.02)
+        finally:
+            Busy.in_flight -= 1
+        if item == getattr(config, "fail_on", None):
+            raise NodeError(f"item {item} failed")
+        return item
+
+
+@pytest.fixture
+def busy() -> Iterator[type[Busy]]:
+    Busy.in_flight = Busy.peak = 0
+    Busy.calls = []
+    register_node_type(Busy())
+    yield Busy
+    NODE_TYPES.pop(Busy.name)
+
+
+async def test_max_concurrency_caps_the_whole_run_nested_loops_included(
+        run: Runner, busy: type[Busy]) -> None:
+    inner = {"nodes": [{"id": "work", "type": "test_busy"}]}
+    outer = {"nodes": [{"id": "rows", "type": "foreach",
+                        "config": {"items": "[1, 2, 3]", "body": inner}}]}
+    doc = {"settings": {"max_concurrency": 3},
+           "nodes": [{"id": "grid", "type": "foreach",
+                      "config": {"items": "[1, 2, 3]", "body": outer}}]}
+    record = await run(doc)
+    assert record.status == "succeeded"
+    assert len(busy.calls) == 9
+    assert busy.peak == 3  # nine waiting at once without the run-wide cap
+
+
+async def test_a_failed_item_stops_the_items_waiting_their_turn(
+        run: Runner, busy: type[Busy]) -> None:
+    body = {"nodes": [{"id": "work", "type": "test_busy", "config": {"fail_on": 2}}]}
+    doc = {"nodes": [{"id": "each", "type": "foreach",
+                      "config": {"items": "[1, 2, 3, 4, 5]", "max_concurrency": 1,
+                                 "body": body}}]}
+    record = await run(doc)
+    assert record.status == "failed"
+    assert busy.calls == [1, 2]  # 3, 4 and 5 never started

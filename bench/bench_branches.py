@@ -1,0 +1,113 @@
+"""Branches that run apart, measured through the Python API. Prints a table.
+
+    python bench/bench_branches.py [--runs 5]
+
+1. Critical path: one branch of 10 `http` calls of 50 ms to a local server beside one of
+   2 calls of 250 ms and 260 ms, then a join. Total time against the critical path (the
+   longer branch, 510 ms) and against the same workflow compiled without branch subgraphs
+   in the same run (LangGraph's lockstep: each step waits for its slowest task, ~910 ms).
+2. Fan-out cost: 64 branches of 5 transform nodes against a chain of the same 320 nodes,
+   per node, on the embedded store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+
+from bench.table import print_table
+from flowloom.app.runner import execute_workflow_async
+from flowloom.app.settings import load_settings
+from flowloom.graphs import compile as compiler
+from tests.servers import FlakyServer, ServerThread
+
+
+def call(node_id: str, base: str, seconds: float) -> dict[str, Any]:
+    return {"id": node_id, "type": "http",
+            "config": {"url": f"{base}/slow?seconds={seconds}&key={node_id}"}}
+
+
+def critical_path_document(base: str) -> dict[str, Any]:
+    fast = [f"f{i}" for i in range(10)]
+    nodes = [{"id": "start", "type": "start"}, *[call(n, base, 0.05) for n in fast],
+             call("s1", base, 0.25), call("s2", base, 0.26), {"id": "join", "type": "join"}]
+    edges = [{"source": a, "target": b} for a, b in
+             [*zip(["start", *fast], [*fast, "join"], strict=True),
+              ("start", "s1"), ("s1", "s2"), ("s2", "join")]]
+    return {"id": "critical", "nodes": nodes, "edges": edges}
+
+
+def fan_document(branches: int, length: int) -> dict[str, Any]:
+    nodes: list[dict[str, Any]] = [{"id": "start", "type": "start"}]
+    edges: list[dict[str, str]] = []
+    for b in range(branches):
+        ids = [f"b{b}_{i}" for i in range(length)]
+        nodes += [{"id": n, "type": "transform", "config": {"output": i}}
+                  for i, n in enumerate(ids)]
+        edges += [{"source": a, "target": n} for a, n in zip(["start", *ids], ids, strict=False)]
+    return {"id": f"fan{branches}", "nodes": nodes, "edges": edges}
+
+
+def chain_document(count: int) -> dict[str, Any]:
+    ids = [f"n{i}" for i in range(count)]
+    nodes = [{"id": "start", "type": "start"},
+             *[{"id": n, "type": "transform", "config": {"output": i}} for i, n in enumerate(ids)]]
+    edges = [{"source": a, "target": b} for a, b in zip(["start", *ids], ids, strict=False)]
+    return {"id": f"chain{count}", "nodes": nodes, "edges": edges}
+
+
+async def timed(document: dict[str, Any], settings: Any, runs: int) -> float:
+    await execute_workflow_async(document, settings=settings)  # warm: compile, open store
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        record = await execute_workflow_async(document, settings=settings)
+        times.append(time.perf_counter() - started)
+        assert record.status == "succeeded", record.errors
+    return statistics.median(times)
+
+
+async def lockstep(document: dict[str, Any], settings: Any, runs: int) -> float:
+    """The same document compiled with no branch subgraphs: LangGraph's shared steps."""
+    found = compiler.find_branches
+    compiler.find_branches = lambda *args, **kwargs: []  # type: ignore[assignment]
+    try:
+        return await timed({**document, "id": document["id"] + "-lockstep"}, settings, runs)
+    finally:
+        compiler.find_branches = found
+
+
+async def main(runs: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="flowloom-bench-"))
+    settings = load_settings(store=f"sqlite:///{folder / 'bench.db'}",
+                             http_allow_private=True)
+    with ServerThread(FlakyServer().app()) as server:
+        doc = critical_path_document(server.url)
+        apart = await timed(doc, settings, runs)
+        shared = await lockstep(doc, settings, runs)
+    fan = await timed(fan_document(64, 5), settings, runs)
+    chain = await timed(chain_document(320), settings, runs)
+    per_fan, per_chain = fan / 321 * 1000, chain / 321 * 1000
+    print_table([
+        ("critical path: branches apart", f"{apart * 1000:.0f} ms",
+         f"<= {1.1 * 510 + 20:.0f} ms (1.1 x 510 ms + 20 ms)"),
+        ("critical path: lockstep (same run)", f"{shared * 1000:.0f} ms", "~910 ms"),
+        ("ratio apart / critical path", f"{apart / 0.51:.2f}", "<= 1.1 + 20 ms"),
+        ("64 branches x 5 nodes, per node", f"{per_fan:.2f} ms", ""),
+        ("chain of 320 nodes, per node", f"{per_chain:.2f} ms", ""),
+        ("ratio fan-out / chain per node", f"{per_fan / per_chain:.2f}", "<= 2"),
+    ])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    asyncio.run(main(parser.parse_args().runs))

@@ -1,1 +1,0 @@
-"""Node types: one module each, registered in `nodes.registry`."""
