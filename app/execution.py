@@ -22,6 +22,7 @@ from flowloom.app.records import (
     utcnow,
 )
 from flowloom.app.stores.base import Store
+from flowloom.app.stores.errors import StoreError
 from flowloom.app.workflows import compile_workflow, load_workflow, workflow_output
 from flowloom.graphs.context import RunContext
 from flowloom.graphs.errors import NodeError
@@ -33,6 +34,7 @@ from flowloom.nodes.services import Services
 EventCallback = Callable[[dict[str, Any]], None]
 log = logging.getLogger("flowloom.run")
 FLUSH_INTERVAL_S = 0.25
+FINAL_RETRY_S = (0.1, 0.5, 2.0)
 HEARTBEAT_S = 1.0  # a running record is rewritten at least this often; see stale_runs()
 
 
@@ -67,17 +69,43 @@ class LiveRecord:
         self.dirty = False
         self.record.updated_at = utcnow()
         events, self.pending = self.pending, []
-        await self.store.save_run_with_events(self.record, events)
+        try:
+            await self.store.save_run_with_events(self.record, events)
+        except BaseException:
+            self.pending = events + self.pending  # written with the next flush, in order
+            self.dirty = True
+            raise
+
+    async def flush_final(self) -> None:
+        """The last write of a run: retried through a store hiccup, so the real outcome
+        is what stays (a record left `running` would be run again by recovery)."""
+        for pause in FINAL_RETRY_S:
+            try:
+                return await self.flush()
+            except StoreError as exc:
+                log.warning("run %s: writing its outcome failed (%s); retrying in %g s",
+                            self.record.execution_id, exc, pause)
+                await asyncio.sleep(pause)
+        await self.flush()
 
     async def watch(self, run_task: asyncio.Task[Any]) -> None:
-        beat = time.monotonic()
+        """Heartbeats, progress and cancel checks while the run goes. A store error never
+        ends the watch (nor the run): it backs off and tries again."""
+        beat, failures = time.monotonic(), 0
         while not run_task.done():
-            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await asyncio.sleep(min(FLUSH_INTERVAL_S * 2 ** failures, 5.0))
             due = time.monotonic() - beat > HEARTBEAT_S
             if due:
                 beat = time.monotonic()
-            await self.flush(heartbeat=due)
-            by = await self.store.cancel_requested(self.record.execution_id)
+            try:
+                await self.flush(heartbeat=due)
+                by = await self.store.cancel_requested(self.record.execution_id)
+            except StoreError as exc:
+                failures = min(failures + 1, 5)
+                log.warning("run %s: the store failed (%s); its record is written again "
+                            "shortly", self.record.execution_id, exc)
+                continue
+            failures = 0
             if by is not None and self.cancelled_by is None:
                 self.cancelled_by = by
                 run_task.cancel()
@@ -209,6 +237,11 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
             record.status, record.cancelled_by = "cancelled", live.cancelled_by
             record.cancelled_at = utcnow()
             settle_unfinished(record, spec, live, None)
+        except Exception as exc:  # the engine or the store gave up: the run failed, say how
+            log.exception("run %s failed outside its nodes", record.execution_id)
+            record.status = "failed"
+            record.errors.append(RunError(type=type(exc).__name__, message=str(exc)))
+            settle_unfinished(record, spec, live, None)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -218,4 +251,4 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
     log.info("run %s %s", record.execution_id, record.status)
     if record.finished:
         live.emit({"event": "run.finished", "status": record.status})
-    await live.flush()
+    await live.flush_final()

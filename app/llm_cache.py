@@ -28,26 +28,35 @@ Call = Callable[[], Awaitable[Answer]]
 
 
 class _SingleFlight:
+    """Identical requests in flight share one call. The call runs in a task of its own:
+    a waiter that is cancelled (its run cancelled or timed out) leaves the others their
+    answer; the call is cancelled only when nobody waits for it any more."""
+
     def __init__(self) -> None:
-        self._inflight: dict[str, asyncio.Future[Answer]] = {}
+        self._inflight: dict[str, tuple[asyncio.Task[Answer], list[int]]] = {}
 
     async def run(self, key: str, call: Call) -> tuple[Answer, bool]:
         """(answer, shared): `shared` when another caller's call produced it."""
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending), True
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        entry = self._inflight.get(key)
+        shared = entry is not None
+        if entry is None:
+            task: asyncio.Task[Answer] = asyncio.ensure_future(call())
+            entry = self._inflight[key] = (task, [0])
+            task.add_done_callback(lambda done: self._forget(key, done))
+        task, waiters = entry
+        waiters[0] += 1
         try:
-            answer = await call()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here, so an unawaited failure is not logged
-            raise
+            return await asyncio.shield(task), shared
         finally:
-            self._inflight.pop(key, None)
-        future.set_result(answer)
-        return answer, False
+            waiters[0] -= 1
+            if waiters[0] == 0 and not task.done():
+                task.cancel()
+
+    def _forget(self, key: str, done: asyncio.Task[Answer]) -> None:
+        if self._inflight.get(key, (None,))[0] is done:
+            del self._inflight[key]
+        if not done.cancelled():
+            done.exception()  # every waiter saw it; not "never retrieved"
 
 
 class MemoryLLMCache:

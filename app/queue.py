@@ -124,7 +124,7 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
         done = await start_prepared(store, services, await spec_of(store, record), record)
     else:  # `running` but orphaned: continue from its checkpoint
         done = await resume_workflow(execution_id, store=store, services=services,
-                                     take_over=True)
+                                     take_over=True, force=True)  # claimed just above
     return done.status
 
 

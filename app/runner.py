@@ -229,6 +229,7 @@ async def resume_workflow(
     services: Services | None = None,
     on_event: EventCallback | None = None,
     take_over: bool = True,
+    force: bool = False,
 ) -> RunRecord:
     """Continue a run from its last checkpoint: after a crash, a failure (only failed and
     unfinished nodes run again) or to answer an approval. A bad answer is refused and the
@@ -237,7 +238,11 @@ async def resume_workflow(
     The run is claimed first, so of two resumes at once one goes ahead and the other is
     refused. A `running` run that this process is not executing is taken over: the
     caller says its process stopped (`flowloom resume` after a crash, the recovery of a
-    stale run). Callers that cannot know pass `take_over=False` and are refused."""
+    stale run) once its record is older than `stale_after_s`: a fresh record means its
+    process is alive, and the run is refused. `force` takes it over anyway (the caller
+    claimed it, or knows its process is gone). Callers that cannot know pass
+    `take_over=False` and are refused."""
+    settings = settings or load_settings()
     async with _resources(settings, store, services) as (store, services):
         record = await store.get_run(execution_id)
         if record is None:
@@ -250,6 +255,14 @@ async def resume_workflow(
         if record.status == "running" and (execution_id in _DRIVEN_HERE or not take_over):
             raise NotResumable(f"execution `{execution_id}` is running; if its process "
                                "stops, it can be resumed then")
+        if record.status == "running" and not force:
+            age = (utcnow() - (record.updated_at or record.created_at)).total_seconds()
+            if age < settings.stale_after_s:
+                raise NotResumable(
+                    f"execution `{execution_id}` is running in another process (its record "
+                    f"was written {age:.1f} s ago); it counts as stopped once its record is "
+                    f"{settings.stale_after_s:g} s old (FLOWLOOM_STALE_AFTER_S): resume it "
+                    "then, or with --force if you know that process is gone")
         seen = record.updated_at or record.created_at
         if not await store.claim_run(execution_id, record.status, seen):
             raise NotResumable(f"execution `{execution_id}` was resumed or changed by "

@@ -42,7 +42,7 @@ class Subflows:
                                             parent_execution_id=parent_execution_id, **common)
             elif record.status in ("running", "queued", "failed"):  # the parent is resuming
                 # A `running` child ran in the parent's process, which stopped: take it over.
-                record = await self.resume(child_id, take_over=True, **common)
+                record = await self.resume(child_id, take_over=True, force=True, **common)
         except asyncio.CancelledError:  # the parent was cancelled or timed out
             await self._cancel(child_id, parent_execution_id)
             raise

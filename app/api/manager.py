@@ -100,7 +100,8 @@ class RunManager:
                 return None
             return await resume_workflow(execution_id, store=self.store,
                                          services=self.services,
-                                         take_over=claim is not None, **kwargs)
+                                         take_over=claim is not None,
+                                         force=claim is not None, **kwargs)
         return self.submit(execution_id, work)
 
     async def recover(self) -> int:

@@ -152,6 +152,9 @@ def resume(
         "--value", help="The answer to a waiting approval, as JSON.")] = None,
     node: Annotated[str | None, typer.Option(
         "--node", help="Which approval to answer when several wait.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Take over a `running` run whose record is still fresh: only when "
+                        "you know the process running it is gone.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Continue a run from its last checkpoint (after a crash, a failure or an approval)."""
@@ -165,9 +168,9 @@ def resume(
     if answer is not ...:
         kwargs["value"] = answer
     try:
-        # The user resumes a `running` run because its process stopped: take it over.
+        # A `running` run is taken over once its record is stale (its process stopped).
         record = _with_progress(as_json, lambda on_event: resume_workflow(
-            execution_id, on_event=on_event, take_over=True, **kwargs))
+            execution_id, on_event=on_event, take_over=True, force=force, **kwargs))
     except InputError as exc:
         raise fail(f"bad value: {exc}; the run keeps waiting", 1) from None
     except (NotResumable, RunNotFound) as exc:

@@ -51,7 +51,8 @@ class Crash:
         proc.wait(timeout=10)
 
     def resume(self, execution_id: str, *extra: str) -> dict[str, Any]:
-        proc = self.cli("resume", execution_id, "--json", *extra)
+        # The killed process's record is still fresh: the test knows that process is gone.
+        proc = self.cli("resume", execution_id, "--json", "--force", *extra)
         out, errors = proc.communicate(timeout=60)
         assert proc.returncode == 0, errors
         return dict(json.loads(out))

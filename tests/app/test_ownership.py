@@ -1,0 +1,137 @@
+"""Who runs a run: a shared model call outlives one waiter's cancel, a store hiccup never
+replaces a run's outcome, and a run with a live owner is not taken over from the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowloom.app.llm_cache import MemoryLLMCache
+from flowloom.app.records import RunRecord
+from flowloom.app.runner import execute_workflow_async
+from flowloom.app.settings import Settings
+from flowloom.app.stores.errors import StoreError
+from flowloom.app.stores.sqlite import SqliteStore
+from tests.conftest import delay, t
+
+
+async def test_a_shared_model_call_survives_one_waiters_cancel() -> None:
+    cache = MemoryLLMCache()
+    gate = asyncio.Event()
+    calls = 0
+
+    async def call() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return {"text": "hi"}
+
+    first = asyncio.create_task(cache.get_or_call("d", 60, call))
+    second = asyncio.create_task(cache.get_or_call("d", 60, call))
+    await asyncio.sleep(0)  # both are waiting on the one call now
+    await asyncio.sleep(0)
+    first.cancel()
+    gate.set()
+    assert await second == ({"text": "hi"}, True)
+    assert first.cancelled()
+    assert calls == 1
+
+
+async def test_a_call_nobody_waits_for_is_cancelled() -> None:
+    cache = MemoryLLMCache()
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def call() -> dict[str, Any]:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+        return {}
+
+    only = asyncio.create_task(cache.get_or_call("d", 60, call))
+    await started.wait()
+    only.cancel()
+    await asyncio.wait_for(stopped.wait(), 10)
+    assert only.cancelled()
+
+
+class HiccupStore(SqliteStore):
+    """A real SQLite store whose run writes fail a few times mid-run (heartbeats)."""
+
+    def __init__(self, path: Path, fail_calls: set[int]) -> None:
+        super().__init__(path)
+        self.fail_calls = fail_calls
+        self.calls = 0
+
+    async def save_run_with_events(self, record: RunRecord,
+                                   events: list[dict[str, Any]]) -> None:
+        self.calls += 1
+        if self.calls in self.fail_calls:
+            raise StoreError("injected: the store is briefly unavailable")
+        await super().save_run_with_events(record, events)
+
+
+async def test_a_store_hiccup_while_running_never_replaces_the_outcome(
+        settings: Settings, tmp_path: Path) -> None:
+    store = HiccupStore(tmp_path / "hiccup.db", fail_calls={2, 3, 4})
+    try:
+        doc = {"nodes": [t("a", 1), delay("nap", 1.5), t("b", "done")],
+               "edges": [{"source": "a", "target": "nap"}, {"source": "nap", "target": "b"}]}
+        record = await execute_workflow_async(doc, settings=settings, store=store,
+                                              execution_id="hiccup")
+        assert record.status == "succeeded" and record.output == "done"
+        assert store.calls > 4  # the injected failures happened, and writes went on
+        stored = await store.get_run("hiccup")
+        assert stored is not None and stored.status == "succeeded"
+        events = await store.list_events("hiccup")
+        # No event was lost with the failed writes: numbered without a gap, in order.
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert events[-1]["event"] == "run.finished"
+        assert [e["node_id"] for e in events if e["event"] == "node.succeeded"] == [
+            "a", "nap", "b"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_to_take_over_a_run_with_a_live_owner(tmp_path: Path) -> None:
+    env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'live.db'}"}
+    doc = tmp_path / "long.json"
+    doc.write_text(json.dumps({"nodes": [t("a", 1), delay("nap", 60)],
+                               "edges": [{"source": "a", "target": "nap"}]}))
+    owner = subprocess.Popen([sys.executable, "-m", "flowloom", "run", str(doc),
+                              "--execution-id", "live", "--json"], env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until the owner is inside its delay
+            shown = subprocess.run([sys.executable, "-m", "flowloom", "runs", "show", "live",
+                                    "--json"], env=env, cwd=tmp_path, capture_output=True,
+                                   text=True, timeout=60)
+            if shown.returncode == 0 and json.loads(shown.stdout)["node_states"].get(
+                    "nap", {}).get("status") == "running":
+                break
+            assert owner.poll() is None and time.monotonic() < deadline, owner.communicate()
+            time.sleep(0.1)
+        taken = subprocess.run([sys.executable, "-m", "flowloom", "resume", "live"], env=env,
+                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert taken.returncode == 1
+        assert "is running in another process" in taken.stderr
+        assert "--force" in taken.stderr
+        events = subprocess.run([sys.executable, "-m", "flowloom", "runs", "show", "live",
+                                 "--json"], env=env, cwd=tmp_path, capture_output=True,
+                                text=True, timeout=60)
+        assert json.loads(events.stdout)["status"] == "running"
+        assert owner.poll() is None  # the owner goes on, alone
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
