@@ -267,6 +267,11 @@ async def resume_workflow(
         if not await store.claim_run(execution_id, record.status, seen):
             raise NotResumable(f"execution `{execution_id}` was resumed or changed by "
                                "another request meanwhile; read it again")
+        by = await store.cancel_requested(execution_id) if record.status == "running" else None
+        if by is not None:  # an orphan whose cancel was asked for: cancel, do not run it
+            mark_cancelled(record, by)
+            await store.save_run(record)
+            return record
         record.errors = []
         record.node_states = {k: v for k, v in record.node_states.items()
                               if v.status not in ("cancelled", "waiting")
@@ -284,10 +289,20 @@ async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | 
             raise RunNotFound(f"no run with execution id `{execution_id}`")
         if record.finished:
             raise NotResumable(f"execution `{execution_id}` already {record.status}")
+        # The request first: a process that claims the run from here on sees it (a queued
+        # run is then never started; a running one stops at its next check).
         await store.request_cancel(execution_id, by)
-        if record.status in ("queued", "waiting"):
+        while record.status in ("queued", "waiting"):
+            seen = (record.status, record.updated_at or record.created_at)
             mark_cancelled(record, by)
-            await store.save_run(record)
+            if await store.save_run_if(record, *seen):
+                return record
+            # Claimed meanwhile (an answer resumed it): ask its new owner to stop.
+            fresh = await store.get_run(execution_id)
+            if fresh is None or fresh.finished:
+                return fresh or record
+            record = fresh
+            await store.request_cancel(execution_id, by)
         return record
 
 

@@ -112,7 +112,14 @@ class Store(Protocol):
         `running` and its `updated_at` moves forward, in the record as read back too: it
         is no longer stale, every later claim from the same sighting fails, and if the
         claimer dies before its first write, the run goes stale and can be claimed again.
-        A run changed since (cancelled, say) cannot be claimed."""
+        A run changed since (cancelled, say) cannot be claimed, nor a queued run whose
+        cancel was asked for; claiming a failed or waiting run (a resume on purpose)
+        clears an earlier cancel request that lost its race."""
+
+    async def save_run_if(self, record: RunRecord, seen_status: str,
+                          seen_updated_at: datetime) -> bool:
+        """Write `record` only if the stored run is still in `seen_status`, last written
+        at `seen_updated_at` (a compare-and-set: a cancel that loses to a claim fails)."""
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
                                     execution_id: str) -> tuple[str, str] | None:

@@ -226,9 +226,23 @@ class MongoStore:
         # Later than what was seen even within the same millisecond: the record must
         # change, or a second claimer would match too (and MongoDB counts no change).
         claimed = max(_ms(datetime.now(UTC)), seen + timedelta(milliseconds=1))
+        where: dict[str, Any] = {"_id": execution_id, "status": seen_status, "updated_at": seen}
+        change: dict[str, Any] = {"$set": {"status": "running", "updated_at": claimed}}
+        if seen_status == "queued":
+            where["cancel_requested_by"] = None  # also matches a missing field
+        elif seen_status in ("failed", "waiting"):
+            change["$unset"] = {"cancel_requested_by": ""}
+        result = await db.runs.update_one(where, change)
+        return bool(result.modified_count)
+
+    async def save_run_if(self, record: RunRecord, seen_status: str,
+                          seen_updated_at: datetime) -> bool:
+        db = await self._setup()
         result = await db.runs.update_one(
-            {"_id": execution_id, "status": seen_status, "updated_at": seen},
-            {"$set": {"status": "running", "updated_at": claimed}})
+            {"_id": record.execution_id, "status": seen_status,
+             "updated_at": _ms(seen_updated_at)},
+            {"$set": {"status": record.status, "record": record.model_dump_json(),
+                      "updated_at": _ms(record.updated_at or record.created_at)}})
         return bool(result.modified_count)
 
     async def claim_idempotency_key(self, key: str, request_hash: str,

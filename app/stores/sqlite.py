@@ -217,9 +217,21 @@ class SqliteStore:
         claimed = max(datetime.now(UTC), seen + timedelta(microseconds=1))
         changed = await db.execute(
             "UPDATE runs SET status = 'running', updated_at = ?1, record = json_set(record, "
-            "'$.status', 'running', '$.updated_at', ?1) "
-            "WHERE execution_id = ?2 AND status = ?3 AND updated_at = ?4",
+            "'$.status', 'running', '$.updated_at', ?1), cancel_requested_by = CASE WHEN "
+            "?3 IN ('failed', 'waiting') THEN NULL ELSE cancel_requested_by END "
+            "WHERE execution_id = ?2 AND status = ?3 AND updated_at = ?4 "
+            "AND (?3 != 'queued' OR cancel_requested_by IS NULL)",
             (_at(claimed), execution_id, seen_status, _at(seen_updated_at)))
+        return changed == 1
+
+    async def save_run_if(self, record: RunRecord, seen_status: str,
+                          seen_updated_at: datetime) -> bool:
+        db = await self._db()
+        row = _run_row(record)
+        changed = await db.execute(
+            "UPDATE runs SET status = ?, updated_at = ?, record = ? "
+            "WHERE execution_id = ? AND status = ? AND updated_at = ?",
+            (row[3], row[5], row[6], record.execution_id, seen_status, _at(seen_updated_at)))
         return changed == 1
 
     async def claim_idempotency_key(self, key: str, request_hash: str,

@@ -135,3 +135,36 @@ def test_the_cli_refuses_to_take_over_a_run_with_a_live_owner(tmp_path: Path) ->
     finally:
         owner.kill()
         owner.wait(timeout=10)
+
+
+async def test_cancel_and_claim_race_never_both_win(settings: Settings, store: SqliteStore
+                                                    ) -> None:
+    from flowloom.app.runner import cancel_workflow, prepare_run
+    doc = {"nodes": [t("a", 1)]}
+    outcomes = []
+    for trial in range(100):
+        _, queued = await prepare_run(store, doc, execution_id=f"race{trial}",
+                                      status="queued")
+        seen = queued.updated_at or queued.created_at
+        claimed, cancelled = await asyncio.gather(
+            store.claim_run(queued.execution_id, "queued", seen),
+            cancel_workflow(queued.execution_id, by="alice", store=store, settings=settings))
+        stored = await store.get_run(queued.execution_id)
+        assert stored is not None
+        flagged = await store.cancel_requested(queued.execution_id)
+        # Either the claim won (running, and its owner is asked to stop) or the cancel
+        # did (cancelled, never started): never a run both cancelled and started.
+        assert (claimed, stored.status) in ((True, "running"), (False, "cancelled")), trial
+        assert flagged == "alice"
+        outcomes.append(claimed)
+    assert len(outcomes) == 100
+
+
+async def test_a_cancelled_orphan_is_not_run_again_by_recovery(settings: Settings,
+                                                               store: SqliteStore) -> None:
+    from flowloom.app.runner import prepare_run, resume_workflow
+    _, orphan = await prepare_run(store, {"nodes": [t("a", 1)]}, execution_id="orphan")
+    await store.request_cancel("orphan", "alice")  # its process died before noticing
+    done = await resume_workflow("orphan", store=store, settings=settings, force=True)
+    assert (done.status, done.cancelled_by) == ("cancelled", "alice")
+    assert await store.list_events("orphan") == []  # nothing ran

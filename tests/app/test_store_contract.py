@@ -384,3 +384,34 @@ async def test_mongodb_store_errors_hide_the_password() -> None:
     answer = to_problem(caught.value)  # the 503 the API sends
     assert answer.status_code == 503 and b"secret" not in answer.body
     assert "secret" not in text
+
+
+async def test_a_queued_run_with_a_cancel_request_is_never_claimed(backend: Store) -> None:
+    now = datetime.now(UTC)
+    await backend.save_run(record("asked", now, status="queued"))
+    await backend.request_cancel("asked", "alice")
+    assert await backend.claim_run("asked", "queued", now) is False
+    assert await backend.cancel_requested("asked") == "alice"
+
+
+async def test_resuming_a_failed_run_on_purpose_clears_a_stale_cancel_request(
+        backend: Store) -> None:
+    now = datetime.now(UTC)
+    await backend.save_run(record("lost-race", now, status="failed"))
+    await backend.request_cancel("lost-race", "alice")  # came after the run had failed
+    assert await backend.claim_run("lost-race", "failed", now) is True
+    assert await backend.cancel_requested("lost-race") is None
+
+
+async def test_a_conditional_save_loses_to_a_claim(backend: Store) -> None:
+    now = datetime.now(UTC)
+    queued = record("raced", now, status="queued")
+    await backend.save_run(queued)
+    assert await backend.claim_run("raced", "queued", now) is True
+    cancelled = queued.model_copy(update={"status": "cancelled", "updated_at": now})
+    assert await backend.save_run_if(cancelled, "queued", now) is False
+    stored = await backend.get_run("raced")
+    assert stored is not None and stored.status == "running"
+    assert await backend.save_run_if(cancelled, "running", stored.updated_at) is True
+    stored = await backend.get_run("raced")
+    assert stored is not None and stored.status == "cancelled"
