@@ -39,6 +39,10 @@ class RunNotFound(WorkflowError):
     """No run has the given execution id."""
 
 
+class RunExists(WorkflowError):
+    """A new run was asked for under an execution id that is taken."""
+
+
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
     """Raise InputError naming the failing JSON path when inputs do not fit the schema."""
     try:
@@ -129,16 +133,14 @@ async def prepare_run(
         canonical = spec.model_dump(mode="json", exclude_none=True)
         stored = await store.put_workflow(workflow_id_of(spec, canonical), canonical)
     workflow_id = stored.id
-    fresh = execution_id is None  # a new uuid cannot exist yet: skip the look-up
     execution_id = execution_id or uuid.uuid4().hex
-    if not fresh and await store.get_run(execution_id) is not None:
-        raise WorkflowError(f"execution `{execution_id}` already exists; "
-                            "use `flowloom resume` to continue it")
     record = RunRecord(execution_id=execution_id, workflow_id=workflow_id,
                        workflow_version=stored.version, status=status,  # type: ignore[arg-type]
                        inputs=inputs, correlation_id=correlation_id,
                        parent_execution_id=parent_execution_id)
-    await store.save_run(record)
+    if not await store.create_run(record):
+        raise RunExists(f"execution `{execution_id}` already exists; "
+                        "use `flowloom resume` to continue it")
     return spec, record
 
 

@@ -116,6 +116,10 @@ class Store(Protocol):
         cancel was asked for; claiming a failed or waiting run (a resume on purpose)
         clears an earlier cancel request that lost its race."""
 
+    async def create_run(self, record: RunRecord) -> bool:
+        """Store a new run's first record; False, writing nothing, when a run with its
+        execution id exists already (of two creators, exactly one wins)."""
+
     async def save_run_if(self, record: RunRecord, seen_status: str,
                           seen_updated_at: datetime) -> bool:
         """Write `record` only if the stored run is still in `seen_status`, last written

@@ -148,6 +148,18 @@ class MongoStore:
                               "created_at": _ms(record.created_at)}},
             upsert=True)
 
+    async def create_run(self, record: RunRecord) -> bool:
+        db = await self._setup()
+        try:
+            await db.runs.insert_one({
+                "_id": record.execution_id, "status": record.status,
+                "record": record.model_dump_json(), "workflow_id": record.workflow_id,
+                "updated_at": _ms(record.updated_at or record.created_at),
+                "created_at": _ms(record.created_at)})
+        except DuplicateKeyError:
+            return False
+        return True
+
     async def get_run(self, execution_id: str) -> RunRecord | None:
         db = await self._setup()
         doc = await db.runs.find_one({"_id": execution_id})

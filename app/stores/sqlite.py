@@ -133,6 +133,10 @@ class SqliteStore:
         row = _run_row(record)
         await db.execute(_SAVE_RUN, row)
 
+    async def create_run(self, record: RunRecord) -> bool:
+        db = await self._db()
+        return await db.execute(_CREATE_RUN, _run_row(record)) == 1
+
     async def save_run_with_events(self, record: RunRecord,
                                    events: list[dict[str, Any]]) -> None:
         """The record and its new events in one transaction (one commit per flush)."""
@@ -284,6 +288,8 @@ _SAVE_RUN = ("INSERT INTO runs (execution_id, workflow_id, workflow_version, sta
              "created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?) "
              "ON CONFLICT(execution_id) DO UPDATE SET status = excluded.status, "
              "updated_at = excluded.updated_at, record = excluded.record")
+_CREATE_RUN = ("INSERT OR IGNORE INTO runs (execution_id, workflow_id, workflow_version, "
+               "status, created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _APPEND_EVENT = "INSERT OR IGNORE INTO run_events VALUES (?, ?, ?)"
 
 

@@ -148,6 +148,35 @@ async def test_idempotency_key(api: Client) -> None:
     assert len((await api.get("/executions")).json()["items"]) == 1
 
 
+async def test_concurrent_requests_with_one_key_make_one_run(api: Client) -> None:
+    headers = {"Idempotency-Key": "burst"}
+    body = {"workflow": {"nodes": [delay("nap", 0.2), t("done", "ok")],
+                         "edges": chain("nap", "done")}}
+    answers = await asyncio.gather(*[api.post("/execute", json=body, headers=headers)
+                                     for _ in range(50)])
+    assert [a.status_code for a in answers] == [200] * 50
+    assert {a.json()["execution_id"] for a in answers} == {answers[0].json()["execution_id"]}
+    assert {a.json()["status"] for a in answers} == {"succeeded"}
+    assert len((await api.get("/executions")).json()["items"]) == 1
+
+
+async def test_a_key_whose_first_request_died_before_its_run_still_gets_one(
+        api: Client, tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "api.db")  # another connection to the API's store
+    body = {"workflow": HELLO, "inputs": {"name": "A"}}
+    # The first request claimed the key, then its process died before storing the run.
+    digest_of = await api.post("/execute", json=body, headers={"Idempotency-Key": "probe"})
+    assert digest_of.status_code == 200
+    probe = await store.claim_idempotency_key("probe", "x", "y")
+    assert probe is not None
+    assert await store.claim_idempotency_key("orphan-key", probe[0], "never-stored") is None
+    answer = await api.post("/execute", json=body, headers={"Idempotency-Key": "orphan-key"})
+    assert answer.status_code == 200
+    assert answer.json()["execution_id"] == "never-stored"
+    assert answer.json()["status"] == "succeeded"
+    await store.close()
+
+
 async def test_inputs_refused_do_not_use_up_the_idempotency_key(api: Client) -> None:
     typed = {"nodes": [t("hi", "{{ name }}")], "inputs_schema": {
         "type": "object", "properties": {"name": {"type": "string"}}}}

@@ -146,7 +146,7 @@ async def test_cancel_and_claim_race_never_both_win(settings: Settings, store: S
         _, queued = await prepare_run(store, doc, execution_id=f"race{trial}",
                                       status="queued")
         seen = queued.updated_at or queued.created_at
-        claimed, cancelled = await asyncio.gather(
+        claimed, _ = await asyncio.gather(
             store.claim_run(queued.execution_id, "queued", seen),
             cancel_workflow(queued.execution_id, by="alice", store=store, settings=settings))
         stored = await store.get_run(queued.execution_id)
@@ -163,7 +163,7 @@ async def test_cancel_and_claim_race_never_both_win(settings: Settings, store: S
 async def test_a_cancelled_orphan_is_not_run_again_by_recovery(settings: Settings,
                                                                store: SqliteStore) -> None:
     from flowloom.app.runner import prepare_run, resume_workflow
-    _, orphan = await prepare_run(store, {"nodes": [t("a", 1)]}, execution_id="orphan")
+    await prepare_run(store, {"nodes": [t("a", 1)]}, execution_id="orphan")
     await store.request_cancel("orphan", "alice")  # its process died before noticing
     done = await resume_workflow("orphan", store=store, settings=settings, force=True)
     assert (done.status, done.cancelled_by) == ("cancelled", "alice")

@@ -415,3 +415,11 @@ async def test_a_conditional_save_loses_to_a_claim(backend: Store) -> None:
     assert await backend.save_run_if(cancelled, "running", stored.updated_at) is True
     stored = await backend.get_run("raced")
     assert stored is not None and stored.status == "cancelled"
+
+
+async def test_a_run_is_created_once(backend: Store) -> None:
+    now = datetime.now(UTC)
+    assert await backend.create_run(record("new", now, status="queued")) is True
+    assert await backend.create_run(record("new", now, status="running")) is False
+    stored = await backend.get_run("new")
+    assert stored is not None and stored.status == "queued"

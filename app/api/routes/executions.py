@@ -19,7 +19,14 @@ from flowloom.app.api.errors import ApiError
 from flowloom.app.api.middleware import correlation_id
 from flowloom.app.execution import load_spec
 from flowloom.app.records import RunRecord, utcnow
-from flowloom.app.runner import MISSING, cancel_workflow, check_answer, check_inputs, prepare_run
+from flowloom.app.runner import (
+    MISSING,
+    RunExists,
+    cancel_workflow,
+    check_answer,
+    check_inputs,
+    prepare_run,
+)
 from flowloom.app.stores.base import RunQuery, Store, StoredWorkflow
 
 router = APIRouter(tags=["executions"])
@@ -87,6 +94,17 @@ async def _answer_with(manager: ManagerDep, store: Store, task: asyncio.Task[Any
     return _run_response(record, 200 if done and record.status != "running" else 202)
 
 
+async def _first_run(store: Store, first: RunRecord, body: ExecuteBody) -> Response:
+    """The answer to a repeated request: the first request's run, waited for as the
+    first request waits (a sync request until it ends or `wait_s` passes)."""
+    deadline = asyncio.get_running_loop().time() + (0 if body.is_async else body.wait_s)
+    while not first.finished and first.status != "waiting" and (
+            asyncio.get_running_loop().time() < deadline):
+        await asyncio.sleep(0.05)
+        first = await _record(store, first.execution_id)
+    return _run_response(first, 200 if first.finished or first.status == "waiting" else 202)
+
+
 async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request,
                    store: Store, manager: ManagerDep, idempotency_key: str | None,
                    stored: StoredWorkflow | None = None) -> Response:
@@ -102,11 +120,20 @@ async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request
             if taken[0] != digest:
                 raise ApiError(422, "Idempotency-Key reused",
                                "this Idempotency-Key was used with another request body")
-            first = await _record(store, taken[1])
-            return _run_response(first, 200 if first.finished else 202)
-    _, record = await prepare_run(store, spec, body.inputs, execution_id=execution_id,
-                                  correlation_id=correlation_id.get(), status="queued",
-                                  stored=stored)
+            # The key's run, made by the first request or, if that one has not stored it
+            # yet (or died before it could), by this one: whoever creates it runs it.
+            execution_id = taken[1]
+            first = await store.get_run(execution_id)
+            if first is not None:
+                return await _first_run(store, first, body)
+    try:
+        _, record = await prepare_run(store, spec, body.inputs, execution_id=execution_id,
+                                      correlation_id=correlation_id.get(), status="queued",
+                                      stored=stored)
+    except RunExists:
+        if not idempotency_key:
+            raise
+        return await _first_run(store, await _record(store, execution_id), body)
     task = manager.start(record, spec)
     return await _answer_with(manager, store, task, execution_id, body.is_async, body.wait_s)
 
