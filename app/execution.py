@@ -9,6 +9,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -22,7 +23,7 @@ from flowloom.app.records import (
     utcnow,
 )
 from flowloom.app.stores.base import Store
-from flowloom.app.stores.errors import StoreError
+from flowloom.app.stores.errors import LeaseLost, StoreError
 from flowloom.app.workflows import compile_workflow, load_workflow, workflow_output
 from flowloom.graphs.context import RunContext
 from flowloom.graphs.errors import NodeError
@@ -35,6 +36,9 @@ EventCallback = Callable[[dict[str, Any]], None]
 log = logging.getLogger("flowloom.run")
 FLUSH_INTERVAL_S = 0.25
 FINAL_RETRY_S = (0.1, 0.5, 2.0)
+LEASE_CHECK_S = 2.0  # a node starting this long after the last write renews the lease first
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TICK = timedelta(microseconds=1000)  # fenced writes move `updated_at` (MongoDB keeps ms)
 HEARTBEAT_S = 1.0  # a running record is rewritten at least this often; see stale_runs()
 
 
@@ -52,6 +56,12 @@ class LiveRecord:
         self.on_event = on_event
         self.cancelled_by: str | None = None
         self.dirty = False
+        # Ownership: every write is conditional on the run's `updated_at` as this process
+        # last wrote it; a process that took the run over changed it, and we stop.
+        self.fence: datetime | None = None
+        self.lost = False
+        self.last_write = time.monotonic()
+        self.lock = asyncio.Lock()
 
     def emit(self, event: RunEvent) -> None:
         self.seq += 1
@@ -64,17 +74,34 @@ class LiveRecord:
             self.on_event(recorded)
 
     async def flush(self, *, heartbeat: bool = False) -> None:
-        if not self.dirty and not heartbeat:
-            return
-        self.dirty = False
-        self.record.updated_at = utcnow()
-        events, self.pending = self.pending, []
-        try:
-            await self.store.save_run_with_events(self.record, events)
-        except BaseException:
-            self.pending = events + self.pending  # written with the next flush, in order
-            self.dirty = True
-            raise
+        async with self.lock:
+            if self.lost or (not self.dirty and not heartbeat):
+                return
+            self.dirty = False
+            self.record.updated_at = max(utcnow(), (self.fence or EPOCH) + TICK)
+            events, self.pending = self.pending, []
+            try:
+                await self.store.save_run_with_events(self.record, events, fence=self.fence)
+            except LeaseLost:
+                self.lost = True
+                log.warning("run %s was taken over by another process; this one stops",
+                            self.record.execution_id)
+                raise
+            except BaseException:
+                self.pending = events + self.pending  # written with the next flush, in order
+                self.dirty = True
+                raise
+            self.fence = self.record.updated_at
+            self.last_write = time.monotonic()
+
+    async def guard(self) -> None:
+        """Before a node starts: if this process has not written the run for a while (its
+        loop stalled, it was stopped), renew the lease by writing now; a run another
+        process took over meanwhile raises LeaseLost, and nothing new starts here."""
+        if self.lost:
+            raise LeaseLost(f"run {self.record.execution_id} was taken over")
+        if time.monotonic() - self.last_write > LEASE_CHECK_S:
+            await self.flush(heartbeat=True)
 
     async def flush_final(self) -> None:
         """The last write of a run: retried through a store hiccup, so the real outcome
@@ -82,11 +109,14 @@ class LiveRecord:
         for pause in FINAL_RETRY_S:
             try:
                 return await self.flush()
+            except LeaseLost:
+                return  # the run is another process's now: its outcome is theirs to write
             except StoreError as exc:
                 log.warning("run %s: writing its outcome failed (%s); retrying in %g s",
                             self.record.execution_id, exc, pause)
                 await asyncio.sleep(pause)
-        await self.flush()
+        with contextlib.suppress(LeaseLost):
+            await self.flush()
 
     async def watch(self, run_task: asyncio.Task[Any]) -> None:
         """Heartbeats, progress and cancel checks while the run goes. A store error never
@@ -100,6 +130,9 @@ class LiveRecord:
             try:
                 await self.flush(heartbeat=due)
                 by = await self.store.cancel_requested(self.record.execution_id)
+            except LeaseLost:
+                run_task.cancel()
+                return
             except StoreError as exc:
                 failures = min(failures + 1, 5)
                 log.warning("run %s: the store failed (%s); its record is written again "
@@ -193,7 +226,7 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
                 live: LiveRecord, graph_input: Any) -> None:
     """Run (or continue) the graph of `record` to its end or to a pause."""
     ctx = RunContext(record.execution_id, record.workflow_id, services, live.emit,
-                     max_concurrency=spec.settings.max_concurrency)
+                     max_concurrency=spec.settings.max_concurrency, guard=live.guard)
     # The cap is the run's slots (RunContext.slot), not LangGraph's tasks per step: a
     # branch is one task however long it runs, and a cap on tasks would hold branches.
     config: RunnableConfig = {"configurable": {"thread_id": record.execution_id}}
@@ -231,6 +264,10 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
                 f"run timed out after {spec.settings.timeout_s:g}s (settings.timeout_s)")))
             settle_unfinished(record, spec, live, None)
         except asyncio.CancelledError:
+            if live.lost:
+                log.warning("run %s: stopped here, another process owns it now",
+                            record.execution_id)
+                return
             if live.cancelled_by is None:  # we were cancelled from outside: pass it on
                 run_task.cancel()
                 raise
@@ -238,6 +275,10 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
             record.cancelled_at = utcnow()
             settle_unfinished(record, spec, live, None)
         except Exception as exc:  # the engine or the store gave up: the run failed, say how
+            if live.lost:
+                log.warning("run %s: stopped here, another process owns it now",
+                            record.execution_id)
+                return
             log.exception("run %s failed outside its nodes", record.execution_id)
             record.status = "failed"
             record.errors.append(RunError(type=type(exc).__name__, message=str(exc)))

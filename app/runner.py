@@ -103,6 +103,11 @@ async def _execute(store: Store, services: Services, spec: WorkflowSpec, record:
         # A run that never started has no events; a resumed one continues their numbering.
         events = await store.list_events(record.execution_id) if record.started_at else []
         live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event)
+        # Fence every write of this run on what the store holds now: our claim (or our
+        # creation) is the last write; a later claim by anyone else stops this process.
+        stored = await store.get_run(record.execution_id)
+        if stored is not None:
+            live.fence = record.updated_at = stored.updated_at or stored.created_at
         services = _with_subflows(services, store)
         await drive(spec, record, store, services, live, graph_input)
         return record

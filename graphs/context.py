@@ -55,6 +55,7 @@ class RunContext(Generic[S]):
     semaphores: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     max_concurrency: int | None = None  # nodes awaiting at once, across the whole run
     stopping: bool = False  # a node failed the run: nothing new starts
+    guard: Callable[[], Awaitable[None]] | None = None  # before a node starts: may we?
 
     def semaphore(self, key: str, size: int) -> asyncio.Semaphore:
         sem = self.semaphores.get(key)

@@ -100,6 +100,8 @@ async def execute(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
             # Another node failed the run while this one waited for its turn: start
             # nothing; LangGraph is about to cancel this task with the others.
             await asyncio.Future()
+        if ctx.run.guard is not None:  # the runner's check that the run is still ours
+            await ctx.run.guard()
         return await _attempt(plan, ctx)
 
 

@@ -90,9 +90,12 @@ class Store(Protocol):
     async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
         """Append to the run's event log; each event carries its `seq`."""
 
-    async def save_run_with_events(self, record: RunRecord,
-                                   events: list[dict[str, Any]]) -> None:
-        """`append_events` then `save_run`, in one transaction where the backend can."""
+    async def save_run_with_events(self, record: RunRecord, events: list[dict[str, Any]],
+                                   fence: datetime | None = None) -> None:
+        """`append_events` then `save_run`, in one transaction where the backend can.
+        With `fence` (the run's `updated_at` as this owner last wrote it), the write is
+        conditional: if anyone wrote the run since (another process claimed it), nothing
+        is written and LeaseLost is raised."""
 
     async def list_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]: ...
 

@@ -12,3 +12,8 @@ class StoreError(WorkflowError):
 
     def __init__(self, message: str) -> None:
         super().__init__(redact_text(message))
+
+
+class LeaseLost(StoreError):
+    """A fenced write found the run written by someone else since: another process
+    took it over, and this one must stop."""

@@ -23,7 +23,7 @@ from flowloom.app.stores.base import (
     json_text,
     same_document,
 )
-from flowloom.app.stores.errors import StoreError
+from flowloom.app.stores.errors import LeaseLost, StoreError
 
 CHECKPOINTS, WRITES = "checkpoints", "checkpoint_writes"
 
@@ -191,11 +191,23 @@ class MongoStore:
         last = docs[query.limit - 1] if len(docs) > query.limit else None
         return RunPage(runs, encode_cursor(last["created_at"], last["_id"]) if last else None)
 
-    async def save_run_with_events(self, record: RunRecord,
-                                   events: list[dict[str, Any]]) -> None:
-        # Events first: a reader that sees the record's progress finds its events too.
+    async def save_run_with_events(self, record: RunRecord, events: list[dict[str, Any]],
+                                   fence: datetime | None = None) -> None:
+        if fence is None:
+            # Events first: a reader that sees the record's progress finds its events too.
+            await self.append_events(record.execution_id, events)
+            await self.save_run(record)
+            return
+        # Fenced: the record first, so a process that lost the run writes nothing more
+        # (a reader may see its progress a moment before its events).
+        db = await self._setup()
+        result = await db.runs.update_one(
+            {"_id": record.execution_id, "updated_at": _ms(fence)},
+            {"$set": {"status": record.status, "record": record.model_dump_json(),
+                      "updated_at": _ms(record.updated_at or record.created_at)}})
+        if not result.matched_count:
+            raise LeaseLost(f"run {record.execution_id} was taken over by another process")
         await self.append_events(record.execution_id, events)
-        await self.save_run(record)
 
     async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
         if not events:

@@ -22,7 +22,7 @@ from flowloom.app.stores.base import (
     json_text,
     same_document,
 )
-from flowloom.app.stores.errors import StoreError
+from flowloom.app.stores.errors import LeaseLost, StoreError
 from flowloom.app.stores.sqlite_db import SqliteDb
 from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
 
@@ -137,15 +137,20 @@ class SqliteStore:
         db = await self._db()
         return await db.execute(_CREATE_RUN, _run_row(record)) == 1
 
-    async def save_run_with_events(self, record: RunRecord,
-                                   events: list[dict[str, Any]]) -> None:
+    async def save_run_with_events(self, record: RunRecord, events: list[dict[str, Any]],
+                                   fence: datetime | None = None) -> None:
         """The record and its new events in one transaction (one commit per flush)."""
         db = await self._db()
         row, event_rows = _run_row(record), _event_rows(record.execution_id, events)
 
         def write(conn: sqlite3.Connection) -> None:
+            if fence is not None and not conn.execute(
+                    _SAVE_FENCED, (row[3], row[5], row[6], row[0], _at(fence))).rowcount:
+                raise LeaseLost(f"run {record.execution_id} was taken over by another "
+                                "process")  # in its savepoint: nothing of it is written
             conn.executemany(_APPEND_EVENT, event_rows)
-            conn.execute(_SAVE_RUN, row)
+            if fence is None:
+                conn.execute(_SAVE_RUN, row)
 
         await db.write(write)
 
@@ -290,6 +295,8 @@ _SAVE_RUN = ("INSERT INTO runs (execution_id, workflow_id, workflow_version, sta
              "updated_at = excluded.updated_at, record = excluded.record")
 _CREATE_RUN = ("INSERT OR IGNORE INTO runs (execution_id, workflow_id, workflow_version, "
                "status, created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_SAVE_FENCED = ("UPDATE runs SET status = ?, updated_at = ?, record = ? "
+                "WHERE execution_id = ? AND updated_at = ?")
 _APPEND_EVENT = "INSERT OR IGNORE INTO run_events VALUES (?, ?, ?)"
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from flowloom.app.settings import Settings
 from flowloom.app.stores.errors import StoreError
 from flowloom.app.stores.sqlite import SqliteStore
 from tests.conftest import delay, t
+from tests.servers import FlakyServer
 
 
 async def test_a_shared_model_call_survives_one_waiters_cancel() -> None:
@@ -72,12 +74,12 @@ class HiccupStore(SqliteStore):
         self.fail_calls = fail_calls
         self.calls = 0
 
-    async def save_run_with_events(self, record: RunRecord,
-                                   events: list[dict[str, Any]]) -> None:
+    async def save_run_with_events(self, record: RunRecord, events: list[dict[str, Any]],
+                                   fence: datetime | None = None) -> None:
         self.calls += 1
         if self.calls in self.fail_calls:
             raise StoreError("injected: the store is briefly unavailable")
-        await super().save_run_with_events(record, events)
+        await super().save_run_with_events(record, events, fence)
 
 
 async def test_a_store_hiccup_while_running_never_replaces_the_outcome(
@@ -168,3 +170,59 @@ async def test_a_cancelled_orphan_is_not_run_again_by_recovery(settings: Setting
     done = await resume_workflow("orphan", store=store, settings=settings, force=True)
     assert (done.status, done.cancelled_by) == ("cancelled", "alice")
     assert await store.list_events("orphan") == []  # nothing ran
+
+
+@pytest.mark.slow
+def test_a_stopped_owner_that_wakes_after_a_takeover_writes_nothing_more(
+        tmp_path: Path, web: tuple[FlakyServer, str]) -> None:
+    import signal
+    server, base = web
+    env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'fence.db'}",
+           "FLOWLOOM_HTTP_ALLOW_PRIVATE": "true", "FLOWLOOM_STALE_AFTER_S": "2"}
+    ids = [f"n{i}" for i in range(6)]
+    doc = tmp_path / "fence.json"
+    doc.write_text(json.dumps({
+        "nodes": [{"id": n, "type": "http", "config": {
+            "method": "POST", "url": f"{base}/slow?seconds=0.3&key=fence{n}"}} for n in ids],
+        "edges": [{"source": a, "target": b} for a, b in zip(ids, ids[1:], strict=False)]}))
+
+    def cli(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "flowloom", *args], env=env,
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def hits(n: str) -> list[dict[str, Any]]:
+        return server.hits.get(f"fence{n}", [])
+
+    owner = cli("run", str(doc), "--execution-id", "fence", "--json")
+    try:
+        deadline = time.monotonic() + 60
+        while not hits("n1"):
+            assert owner.poll() is None and time.monotonic() < deadline, owner.communicate()
+            time.sleep(0.01)
+        owner.send_signal(signal.SIGSTOP)  # the owner's loop stalls past its lease
+        while True:  # until another process may take the run over
+            taker = cli("resume", "fence", "--json")
+            out, errors = taker.communicate(timeout=60)
+            if taker.returncode == 0:
+                break
+            assert "is running in another process" in errors
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert json.loads(out)["status"] == "succeeded"
+        owner.send_signal(signal.SIGCONT)
+        owner.communicate(timeout=60)
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+    counts = [len(hits(n)) for n in ids]
+    # The node in flight at the stop (n1, unless the machine was slow to stop it) was
+    # sent by both owners under one key; every other node once: the woken owner started
+    # nothing more.
+    twice = [n for n, c in zip(ids, counts, strict=True) if c == 2]
+    assert len(twice) == 1 and sorted(counts) == [1, 1, 1, 1, 1, 2], counts
+    assert {h["idempotency_key"] for h in hits(twice[0])} == {f"fence:{twice[0]}"}
+    shown = subprocess.run([sys.executable, "-m", "flowloom", "runs", "show", "fence",
+                            "--json"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60)
+    assert json.loads(shown.stdout)["status"] == "succeeded"  # the woken one wrote nothing
