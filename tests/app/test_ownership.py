@@ -21,7 +21,7 @@ from flowloom.app.runner import execute_workflow_async
 from flowloom.app.settings import Settings
 from flowloom.app.stores.errors import StoreError
 from flowloom.app.stores.sqlite import SqliteStore
-from tests.conftest import delay, t
+from tests.conftest import chain, delay, t
 from tests.servers import FlakyServer
 
 
@@ -184,7 +184,7 @@ def test_a_stopped_owner_that_wakes_after_a_takeover_writes_nothing_more(
     doc.write_text(json.dumps({
         "nodes": [{"id": n, "type": "http", "config": {
             "method": "POST", "url": f"{base}/slow?seconds=0.3&key=fence{n}"}} for n in ids],
-        "edges": [{"source": a, "target": b} for a, b in zip(ids, ids[1:], strict=False)]}))
+        "edges": chain(*ids)}))
 
     def cli(*args: str) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "flowloom", *args], env=env,
