@@ -20,6 +20,7 @@ from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import open_store
 from flowloom.app.tuning import freeze_startup_heap, thaw_heap
+from flowloom.app.ui import routes as ui
 
 log = logging.getLogger("flowloom.api")
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in (workflows.router, executions.router, health.router):
         app.include_router(router, responses=errors.PROBLEM_RESPONSES)
+    ui.install(app)
     _document_problems(app)
     keys = [k.strip() for k in (settings.api_keys or "").split(",") if k.strip()]
     app.add_middleware(FlowloomMiddleware, api_keys=keys)

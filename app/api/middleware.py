@@ -13,7 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flowloom.app.api.errors import PROBLEM
 
 MAX_BODY_BYTES = 1024 * 1024
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/",
+                        "/ui"})
+# The run viewer's pages and scripts carry no data; they ask for a key and send it.
+OPEN_PREFIXES = ("/ui/",)
 correlation_id: ContextVar[str | None] = ContextVar("flowloom_correlation_id", default=None)
 
 
@@ -38,7 +41,8 @@ class FlowloomMiddleware:
         self.max_body = max_body
 
     def _authorized(self, scope: Scope) -> bool:
-        if not self.api_keys or scope["path"] in OPEN_PATHS:
+        path = scope["path"]
+        if not self.api_keys or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return True
         header = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, key = header.partition(b" ")

@@ -1,0 +1,308 @@
+"""The run viewer (/ui) in headless Chromium against a real `flowloom serve`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.app.test_serve import Server
+from tests.servers import free_port
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+# Screenshots for a person to look at; never committed.
+ARTIFACTS = Path(os.environ.get("FLOWLOOM_UI_ARTIFACTS",
+                                Path(tempfile.gettempdir()) / "flowloom-ui-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    started = Server(tmp_path_factory.mktemp("ui"))
+    started.env["FLOWLOOM_HTTP_ALLOW_PRIVATE"] = "true"
+    started.start()
+    yield started
+    started.kill()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    opened = context.new_page()
+    opened.set_default_timeout(20_000)
+    yield opened
+    context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def start(server: Server, workflow: dict[str, Any], inputs: dict[str, Any] | None = None,
+          headers: dict[str, str] | None = None) -> str:
+    response = httpx.post(f"{server.url}/execute", headers=headers, json={
+        "workflow": workflow, "inputs": inputs or {}, "mode": "async"})
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
+
+
+def delay_chain(seconds: float) -> dict[str, Any]:
+    return {"id": "chain", "nodes": [
+        {"id": "a", "type": "transform", "config": {"output": 1}},
+        {"id": "nap", "type": "delay", "config": {"seconds": seconds}},
+        {"id": "b", "type": "transform", "config": {"output": "{{ a + 1 }}"}}],
+        "edges": [{"source": "a", "target": "nap"}, {"source": "nap", "target": "b"}]}
+
+
+PARALLEL = {"id": "fanout", "nodes": [
+    {"id": "fan", "type": "parallel"},
+    {"id": "left", "type": "delay", "config": {"seconds": 1.5}},
+    {"id": "right", "type": "delay", "config": {"seconds": 1.5}},
+    {"id": "all", "type": "join"},
+    {"id": "end", "type": "end", "config": {"output": "{{ all.keys() | sort }}"}}],
+    "edges": [{"source": "fan", "target": "left"}, {"source": "fan", "target": "right"},
+              {"source": "left", "target": "all"}, {"source": "right", "target": "all"},
+              {"source": "all", "target": "end"}]}
+
+APPROVAL = {"id": "approve-spend", "nodes": [
+    {"id": "ask", "type": "approval", "config": {
+        "prompt": "Approve the spend?",
+        "schema": {"type": "object", "required": ["approved", "amount"], "properties": {
+            "approved": {"type": "boolean", "title": "Approved"},
+            "amount": {"type": "integer", "minimum": 10, "multipleOf": 5,
+                       "title": "Amount"},
+            "team": {"enum": ["ops", "sales"], "title": "Team"}}}}},
+    {"id": "end", "type": "end", "config": {"output": "{{ ask.amount }}"}}],
+    "edges": [{"source": "ask", "target": "end"}]}
+
+
+def test_a_new_run_appears_live_in_the_list_and_its_status_changes(server: Server,
+                                                                   page: Any) -> None:
+    page.goto(f"{server.url}/")
+    expect(page).to_have_url(f"{server.url}/ui")
+    expect(page.locator("#page-label")).to_have_text("Page 1")
+    run_id = start(server, APPROVAL)  # it waits until answered: no race with the poll
+    first = page.locator("#runs-body tr").first
+    expect(first).to_have_attribute("data-execution-id", run_id)
+    expect(first).to_have_attribute("data-status", "waiting")
+    shot(page, "runs")
+    answered = httpx.post(f"{server.url}/executions/{run_id}/resume",
+                          json={"value": {"approved": True, "amount": 10}})
+    assert answered.status_code == 200, answered.text
+    expect(first).to_have_attribute("data-status", "succeeded")
+    page.fill("#f-search", run_id)
+    page.press("#f-search", "Enter")
+    expect(page).to_have_url(f"{server.url}/ui/runs/{run_id}")
+    expect(page.locator("#run-output")).to_have_text("10")
+
+
+def test_a_parallel_runs_node_colours_follow_its_events(server: Server, page: Any) -> None:
+    run_id = start(server, PARALLEL)
+    page.goto(f"{server.url}/ui/runs/{run_id}")
+    left = page.locator('svg.graph .node[data-node-id="left"]')
+    expect(left).to_have_attribute("data-status", "running")
+    expect(page.locator('svg.graph .node[data-node-id="right"]')).to_have_attribute(
+        "data-status", "running")
+    shot(page, "run-parallel-running")
+    expect(page.locator("#run-status .badge")).to_have_text("succeeded")
+    for node in ("fan", "left", "right", "all", "end"):
+        expect(page.locator(f'svg.graph .node[data-node-id="{node}"]')).to_have_attribute(
+            "data-status", "succeeded")
+    # the two branches' bars overlap in time on the timeline
+    a = page.locator('.bar[data-node-id="left"]').bounding_box()
+    b = page.locator('.bar[data-node-id="right"]').bounding_box()
+    assert a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+    shot(page, "run-parallel-done")
+
+
+def test_a_failed_nodes_panel_shows_its_error_and_attempts(server: Server,
+                                                          page: Any) -> None:
+    workflow = {"id": "flaky-call", "nodes": [
+        {"id": "call", "type": "http", "config": {"url": f"http://127.0.0.1:{free_port()}/"},
+         "retry": {"max_attempts": 2, "initial_delay_s": 0.05, "jitter": False}}]}
+    run_id = start(server, workflow)
+    page.goto(f"{server.url}/ui/runs/{run_id}")
+    expect(page.locator("#run-status .badge")).to_have_text("failed")
+    page.locator('svg.graph .node[data-node-id="call"]').click()
+    expect(page.locator("#panel-node")).to_have_text("call")
+    expect(page.locator("#panel-attempts")).to_have_text("2")
+    expect(page.locator("#panel-error-kind")).not_to_be_empty()
+    expect(page.locator("#panel-error-message")).not_to_be_empty()
+    expect(page.locator('.bar[data-node-id="call"]')).to_contain_text("failed \u00d72")
+    expect(page.locator("#btn-resume")).to_be_enabled()
+    shot(page, "run-failed-panel")
+
+
+def test_an_approval_answered_in_the_page_resumes_the_run(server: Server, page: Any) -> None:
+    run_id = start(server, APPROVAL)
+    page.goto(f"{server.url}/ui/runs/{run_id}")
+    form = page.locator('form.prompt[data-node-id="ask"]')
+    expect(form).to_contain_text("Approve the spend?")
+    form.get_by_label("Approved").check()
+    form.get_by_label("Amount").fill("5")
+    form.get_by_role("button", name="Send answer").click()
+    # refused in the page, by the schema's minimum
+    expect(form).to_contain_text("5 is less than the minimum of 10")
+    expect(form.get_by_label("Amount")).to_have_attribute("aria-invalid", "true")
+    form.get_by_label("Amount").fill("12")
+    form.get_by_role("button", name="Send answer").click()
+    # refused by the server (the page does not check multipleOf): its 422 is shown
+    expect(form).to_contain_text("12 is not a multiple of 5")
+    assert httpx.get(f"{server.url}/executions/{run_id}").json()["status"] == "waiting"
+    shot(page, "approval-refused")
+    form.get_by_label("Team").select_option("ops")
+    form.get_by_label("Amount").fill("15")
+    form.get_by_role("button", name="Send answer").click()
+    expect(page.locator("#run-status .badge")).to_have_text("succeeded")
+    expect(page.locator("#run-output")).to_have_text("15")
+    assert httpx.get(f"{server.url}/executions/{run_id}").json()["node_states"]["ask"][
+        "output"] == {"approved": True, "amount": 15, "team": "ops"}
+
+
+def test_the_inbox_lists_every_waiting_prompt(server: Server, page: Any) -> None:
+    ids = [start(server, APPROVAL) for _ in range(2)]
+    page.goto(f"{server.url}/ui/inbox")
+    for run_id in ids:
+        expect(page.locator(f'[data-execution-id="{run_id}"] form.prompt')).to_contain_text(
+            "Approve the spend?")
+    shot(page, "inbox")
+    item = page.locator(f'[data-execution-id="{ids[0]}"]')
+    item.get_by_label("Approved").check()
+    item.get_by_label("Amount").fill("20")
+    item.get_by_role("button", name="Send answer").click()
+    expect(page.locator(f'[data-execution-id="{ids[0]}"]')).to_have_count(0)
+    expect(page.locator(f'[data-execution-id="{ids[1]}"]')).to_have_count(1)
+
+
+def test_cancel_from_the_run_page(server: Server, page: Any) -> None:
+    run_id = start(server, delay_chain(60))
+    page.goto(f"{server.url}/ui/runs/{run_id}")
+    expect(page.locator('svg.graph .node[data-node-id="nap"]')).to_have_attribute(
+        "data-status", "running")
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.locator("#run-status .badge")).to_have_text("cancelled")
+    expect(page.get_by_role("button", name="Cancel run")).to_be_disabled()
+    assert httpx.get(f"{server.url}/executions/{run_id}").json()["status"] == "cancelled"
+
+
+def test_paging_through_120_runs_newest_first(server: Server, page: Any) -> None:
+    document = {"id": "pager", "nodes": [{"id": "one", "type": "transform",
+                                          "config": {"output": 1}}]}
+    assert httpx.post(f"{server.url}/workflows", json=document).status_code == 201
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(120):
+            assert client.post("/workflows/pager/execute", json={}).status_code == 200
+    expected = [r["execution_id"] for r in httpx.get(
+        f"{server.url}/workflows/pager/executions", params={"limit": 200}).json()["items"]]
+    assert len(expected) == 120
+    page.goto(f"{server.url}/ui?workflow=pager")
+    seen: list[str] = []
+    for number in range(1, 6):
+        expect(page.locator("#page-label")).to_have_text(f"Page {number}")
+        rows = page.locator("#runs-body tr")
+        expect(rows).to_have_count(25 if number < 5 else 20)
+        seen += [rows.nth(i).get_attribute("data-execution-id") or ""
+                 for i in range(rows.count())]
+        if number < 5:
+            page.get_by_role("button", name="Older →").click()
+    assert seen == expected
+    expect(page.get_by_role("button", name="Older →")).to_be_disabled()
+    page.get_by_role("button", name="← Newer").click()
+    expect(page.locator("#page-label")).to_have_text("Page 4")
+    expect(page.locator("#runs-body tr").first).to_have_attribute("data-execution-id",
+                                                                  expected[75])
+
+
+def test_the_page_asks_for_the_api_key_once(tmp_path: Path, page: Any) -> None:
+    secured = Server(tmp_path)
+    secured.env["FLOWLOOM_API_KEYS"] = "s3cret"
+    secured.start()
+    try:
+        key = {"Authorization": "Bearer s3cret"}
+        run_id = start(secured, delay_chain(0.01), headers=key)
+        page.goto(f"{secured.url}/ui")
+        dialog = page.locator("#key-dialog")
+        expect(dialog).to_be_visible()
+        page.get_by_role("textbox", name="API key").fill("wrong")
+        page.get_by_role("button", name="Use this key").click()
+        expect(page.locator("#key-error")).to_be_visible()
+        shot(page, "api-key")
+        page.get_by_role("textbox", name="API key").fill("s3cret")
+        page.get_by_role("button", name="Use this key").click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#runs-body tr").first).to_have_attribute("data-execution-id",
+                                                                      run_id)
+        page.goto(f"{secured.url}/ui/runs/{run_id}")  # the key is kept for the tab
+        expect(page.locator("#run-status .badge")).to_have_text("succeeded")
+        expect(dialog).to_be_hidden()
+    finally:
+        secured.kill()
+
+
+def test_workflows_page_shows_versions_graph_and_a_run_form(server: Server, page: Any) -> None:
+    document = {"id": "greet", "name": "Greeter", "inputs_schema": {
+        "type": "object", "required": ["name"],
+        "properties": {"name": {"type": "string", "minLength": 2, "title": "Name"},
+                       "shout": {"type": "boolean", "title": "Shout"}}},
+        "nodes": [{"id": "hi", "type": "transform", "config": {"output": "Hi {{ inputs.name }}"}}]}
+    assert httpx.post(f"{server.url}/workflows", json=document).status_code == 201
+    changed = {**document, "nodes": [*document["nodes"], {
+        "id": "end", "type": "end", "config": {"output": "{{ hi }}!"}}],
+        "edges": [{"source": "hi", "target": "end"}]}
+    assert httpx.put(f"{server.url}/workflows/greet", json=changed).json()["version"] == 2
+    page.goto(f"{server.url}/ui/workflows")
+    row = page.locator('tr[data-workflow-id="greet"]')
+    expect(row).to_contain_text("Greeter")
+    expect(row).to_contain_text("v2")
+    row.get_by_role("link", name="greet").click()
+    expect(page.locator("svg.graph .node")).to_have_count(2)
+    page.get_by_label("Version").select_option("1")
+    expect(page).to_have_url(f"{server.url}/ui/workflows/greet?version=1")
+    expect(page.locator("svg.graph .node")).to_have_count(1)
+    expect(page.locator("#mermaid")).to_contain_text("hi")
+    page.get_by_label("Name").fill("A")
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#run-form")).to_contain_text('"A" is too short')
+    page.get_by_label("Name").fill("Ada")
+    shot(page, "workflow")
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#run-status .badge")).to_have_text("succeeded")
+    expect(page.locator("#run-output")).to_have_text('"Hi Ada!"')
+    expect(page.locator("#run-inputs")).to_contain_text('"shout": false')
+
+
+def test_phone_width_pages_fit(server: Server, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    phone = context.new_page()
+    try:
+        run_id = start(server, PARALLEL)
+        phone.goto(f"{server.url}/ui/runs/{run_id}")
+        expect(phone.locator("#run-status .badge")).to_have_text("succeeded")
+        shot(phone, "run-phone")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390  # nothing forces sideways scrolling
+        phone.goto(f"{server.url}/ui")
+        expect(phone.locator("#runs-body tr").first).to_have_attribute("data-execution-id",
+                                                                       run_id)
+        shot(phone, "runs-phone")
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        context.close()
