@@ -31,7 +31,9 @@ def test_the_wheel_holds_only_the_flowloom_package(wheel: Path) -> None:
     assert tops == {"flowloom", wheel.name.split("-py")[0] + ".dist-info"}
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"flowloom/__init__.py", "flowloom/app/runner.py", "flowloom/graphs/compile.py",
-            "flowloom/nodes/registry.py"} <= names
+            "flowloom/nodes/registry.py", "flowloom/app/ui/routes.py",
+            "flowloom/app/ui/templates/shell.html", "flowloom/app/ui/static/app.js",
+            "flowloom/app/ui/static/app.css"} <= names
 
 
 HELLO_ADA = {"greeting": "Hello, Ada!", "length": 3}

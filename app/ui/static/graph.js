@@ -62,11 +62,13 @@ export function layout(doc) {
   return { xy, edges, back, width, height: layers.length * (H + GAP_Y) - GAP_Y + 2 * PAD };
 }
 
-export function drawGraph(doc, onSelect) {
+// `live`: false draws the document alone (no run states).
+export function drawGraph(doc, onSelect, live = true) {
   const { xy, edges, back, width, height } = layout(doc);
   const root = svg("svg", { class: "graph", viewBox: `0 0 ${width} ${height}`, role: "group",
                             "aria-label": "Workflow graph" });
-  root.style.maxWidth = `${Math.max(width, 320)}px`;
+  root.setAttribute("width", width);  // natural size, shrunk to fit (max-width) but never blown up
+  root.setAttribute("height", height);
   const defs = svg("defs");
   const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5,
                                  markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
@@ -100,7 +102,7 @@ export function drawGraph(doc, onSelect) {
     g.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); onSelect?.(n.id); }
     });
-    groups.set(n.id, { g, type: n.type });
+    groups.set(n.id, { g, type: n.type, live });
     setNode(groups.get(n.id), n.id, null);
   }
   root.append(...[...groups.values()].map((v) => v.g));
@@ -122,6 +124,7 @@ export function drawGraph(doc, onSelect) {
 function setNode(v, id, state) {
   const status = state?.status || "pending";
   const attempts = state?.attempts || 0;
+  if (!v.live) { v.g.setAttribute("aria-label", `Node ${id} (${v.type})`); return; }
   v.g.dataset.status = status;
   v.g.dataset.attempts = attempts;
   const tries = attempts > 1 ? ` ×${attempts}` : "";

@@ -136,7 +136,7 @@ export async function render(main, id) {
     const s = record.node_states[nodeId];
     const spec = doc?.nodes.find((n) => n.id === nodeId);
     const err = s?.error || null;
-    panel.replaceChildren(h("h2", {}, "Node ", h("span", { id: "panel-node" }, nodeId)),
+    panel.replaceChildren(...[h("h2", {}, "Node ", h("span", { id: "panel-node" }, nodeId)),
       facts([["Type", spec?.type || "—"], ["Status", s ? badge(s.status) : "not run yet"],
         ...(s ? [
           ["Attempts", h("span", { id: "panel-attempts" }, String(s.attempts))],
@@ -149,7 +149,8 @@ export async function render(main, id) {
         ] : [])]),
       s?.usage ? h("div", {}, h("h3", {}, "Usage"), h("pre", {}, json(s.usage))) : null,
       s ? h("div", {}, h("h3", {}, "Output"), h("pre", { id: "panel-output" }, json(s.output))) : null,
-      spec?.config ? h("details", {}, h("summary", {}, "Config"), h("pre", {}, json(spec.config))) : null);
+      spec?.config ? h("details", {}, h("summary", {}, "Config"), h("pre", {}, json(spec.config))) : null,
+    ].filter(Boolean));
   }
 
   async function act(what) {

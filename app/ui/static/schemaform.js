@@ -110,8 +110,14 @@ export function schemaFields(schema, label = "Answer") {
   const messages = new Map();
   const f = field(schema || {}, label, "$", true, messages);
   const formMsg = h("div.error", { role: "alert" });
+  const element = h("div", {}, f.el, formMsg);
+  element.addEventListener("input", (e) => {  // an edited field's old complaint goes
+    for (const { msg, id } of messages.values()) {
+      if (id === e.target.id) { msg.textContent = ""; e.target.removeAttribute("aria-invalid"); }
+    }
+  });
   return {
-    element: h("div", {}, f.el, formMsg),
+    element,
     focus: () => f.control?.focus(),
     read() {
       for (const { msg, id } of messages.values()) {

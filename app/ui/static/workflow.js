@@ -47,10 +47,10 @@ export async function render(main, id) {
   main.replaceChildren(h("h1", {}, doc.name || id),
     h("div.filters", {}, h("div", {}, h("label", { for: "version" }, "Version"), picker),
       h("div", {}, h("a", { href: `/ui?workflow=${encodeURIComponent(id)}` }, "Runs of this workflow"))),
-    doc.description ? h("p", {}, doc.description) : null,
+    doc.description ? h("p", {}, doc.description) : "",
     h("div.run-layout", {},
       h("div", {},
-        h("section.card", { "aria-labelledby": "g-h" }, h("h2", { id: "g-h" }, "Graph"), drawGraph(doc).element),
+        h("section.card", { "aria-labelledby": "g-h" }, h("h2", { id: "g-h" }, "Graph"), drawGraph(doc, null, false).element),
         h("details.card", {}, h("summary", {}, "Mermaid"), mermaid),
         h("details.card", { open: true }, h("summary", {}, "Document"), h("pre", { id: "document" }, json(doc)))),
       runForm));
