@@ -141,7 +141,8 @@ def test_a_failed_nodes_panel_shows_its_error_and_attempts(server: Server,
     run_id = start(server, workflow)
     page.goto(f"{server.url}/ui/runs/{run_id}")
     expect(page.locator("#run-status .badge")).to_have_text("failed")
-    page.locator('svg.graph .node[data-node-id="call"]').click()
+    page.locator('svg.graph .node[data-node-id="call"]').focus()
+    page.keyboard.press("Enter")  # graph nodes are keyboard buttons
     expect(page.locator("#panel-node")).to_have_text("call")
     expect(page.locator("#panel-attempts")).to_have_text("2")
     expect(page.locator("#panel-error-kind")).not_to_be_empty()
