@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,8 +149,13 @@ def test_a_failed_nodes_panel_shows_its_error_and_attempts(server: Server,
     expect(page.locator("#panel-error-kind")).not_to_be_empty()
     expect(page.locator("#panel-error-message")).not_to_be_empty()
     expect(page.locator('.bar[data-node-id="call"]')).to_contain_text("failed \u00d72")
-    expect(page.locator("#btn-resume")).to_be_enabled()
     shot(page, "run-failed-panel")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#action-msg")).to_have_text("Resumed.")
+    # a second round of attempts, logged after the first
+    expect(page.locator("#run-logs")).to_have_text(re.compile(r"(retrying.*){2}", re.S))
+    expect(page.locator("#panel-attempts")).to_have_text("2")
+    expect(page.locator("#run-status .badge")).to_have_text("failed")
 
 
 def test_an_approval_answered_in_the_page_resumes_the_run(server: Server, page: Any) -> None:
@@ -202,6 +208,14 @@ def test_cancel_from_the_run_page(server: Server, page: Any) -> None:
     expect(page.locator("#run-status .badge")).to_have_text("cancelled")
     expect(page.get_by_role("button", name="Cancel run")).to_be_disabled()
     assert httpx.get(f"{server.url}/executions/{run_id}").json()["status"] == "cancelled"
+    page.get_by_role("button", name="Re-run with same inputs").click()
+    expect(page).not_to_have_url(f"{server.url}/ui/runs/{run_id}")
+    expect(page.locator('svg.graph .node[data-node-id="nap"]')).to_have_attribute(
+        "data-status", "running")
+    again = page.locator("#run-id").inner_text()
+    assert httpx.get(f"{server.url}/executions/{again}").json()["workflow_id"] == "chain"
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.locator("#run-status .badge")).to_have_text("cancelled")
 
 
 def test_paging_through_120_runs_newest_first(server: Server, page: Any) -> None:

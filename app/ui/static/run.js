@@ -77,7 +77,7 @@ export async function render(main, id) {
       h("div", {}, h("h2", {}, "Output"), h("pre", { id: "run-output" }, json(r.output))));
     logs.replaceChildren(
       ...r.errors.map((e) => h("p.error", {}, `${e.node_id ? `${e.node_id}: ` : ""}${e.type}: ${e.message}`)),
-      r.logs.length ? h("pre", {}, r.logs.map((l) => `${l.at} ${l.level} ${l.node_id || "-"} ${l.message}`).join("\n"))
+      r.logs.length ? h("pre", { id: "run-logs" }, r.logs.map((l) => `${l.at} ${l.level} ${l.node_id || "-"} ${l.message}`).join("\n"))
         : h("p.muted", {}, "No log lines."));
     raw.textContent = json(r);
     if (selected) drawPanel(selected);
