@@ -321,3 +321,20 @@ def test_phone_width_pages_fit(server: Server, browser: Any) -> None:
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()
+
+
+def test_parent_and_child_runs_link_to_each_other(server: Server, page: Any) -> None:
+    child = {"nodes": [{"id": "inner", "type": "transform", "config": {"output": 7}}]}
+    run_id = start(server, {"id": "parent", "nodes": [
+        {"id": "sub", "type": "subworkflow", "config": {"workflow": child}}]})
+    page.goto(f"{server.url}/ui/runs/{run_id}")
+    expect(page.locator("#run-status .badge")).to_have_text("succeeded")
+    child_id = httpx.get(f"{server.url}/executions/{run_id}").json()["node_states"]["sub"][
+        "child_execution_id"]
+    page.locator('.bar[data-node-id="sub"]').click()  # the timeline opens the panel too
+    expect(page.locator("#node-panel")).to_contain_text(child_id)
+    page.locator("#run-header").get_by_role("link", name=child_id).click()
+    expect(page.locator("#run-id")).to_have_text(child_id)
+    expect(page.locator("#run-output")).to_have_text("7")
+    page.locator("#run-header").get_by_role("link", name=run_id).click()
+    expect(page.locator("#run-id")).to_have_text(run_id)
