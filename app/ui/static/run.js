@@ -104,11 +104,12 @@ export async function render(main, id) {
       const tries = s.attempts > 1 ? ` ×${s.attempts}` : "";
       const bar = h("button.bar", { type: "button", "data-node-id": n, "data-status": s.status,
         "data-attempts": s.attempts, "aria-label": `${n}: ${s.status}, ${s.attempts} attempt${s.attempts === 1 ? "" : "s"}, ${latency(s)}`,
-        onclick: () => choose(n) }, `${s.status}${tries}`);
-      bar.style.left = `${Math.min(left, 99.5)}%`;
-      bar.style.width = `${Math.min(width, 100 - Math.min(left, 99.5))}%`;
+        onclick: () => choose(n) }, width >= 8 ? `${s.status}${tries}` : "");  // else it would not fit
+      bar.style.left = `min(${left}%, calc(100% - 6px))`;  // a short bar at the end stays inside
+      bar.style.width = `${Math.min(width, 100 - left)}%`;
       return h("div.lane", { "data-node-id": n }, h("span.name", { title: n }, n), h("div.track", {}, bar));
-    }));
+    }), h("div.lane.axis", { "aria-hidden": "true" }, h("span"),
+      h("div.scale", {}, h("span", {}, "0"), h("span", {}, `${(span / 1000).toFixed(span < 10000 ? 2 : 0)} s`))));
   }
 
   let shownPrompts = "";
