@@ -1,0 +1,165 @@
+"""Mutation testing of the core modules with mutmut 3, each against its own tests.
+
+    python bench/mutation.py [--modules graphs/plan.py nodes/ai.py] [--max-children 2]
+                             [--keep]
+
+For each module: a scratch copy of the package (flowloom/ with its app, graphs and nodes
+links resolved), tests/ and pyproject.toml whose [tool.mutmut] names that module and its
+test files only; `mutmut run` there with PYTHONPATH on mutmut's mutants/ folder, so that
+tests which start `python -m flowloom` subprocesses import the mutated code too. Prints a
+table (module, mutants, killed, survived, timeout) and the diff of every surviving mutant.
+
+Why a scratch copy: mutmut 3 reads one [tool.mutmut] from the working directory, and it
+must mutate `flowloom/<pkg>/<module>.py` (the import path) rather than `<pkg>/<module>.py`,
+or the trampolines it writes are never imported (the flowloom/ links would be copied as
+folders of unmutated files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MUTMUT = Path(sys.executable).with_name("mutmut")
+
+# module (repository path) -> the test files that pin its behaviour
+MODULES: dict[str, list[str]] = {
+    "graphs/plan.py": ["tests/graphs/test_flow.py", "tests/graphs/test_plan.py"],
+    "graphs/steps.py": ["tests/graphs/test_flow.py", "tests/graphs/test_loops.py"],
+    "graphs/expressions.py": ["tests/graphs/test_expressions.py"],
+    "nodes/net.py": ["tests/nodes/test_http.py", "tests/nodes/test_net.py"],
+    "nodes/context.py": ["tests/nodes/test_http.py", "tests/nodes/test_idempotency.py"],
+    "nodes/ai.py": ["tests/nodes/test_ai.py", "tests/nodes/test_request_digest.py"],
+    "app/llm_cache.py": ["tests/nodes/test_ai.py"],
+    "graphs/execute.py": ["tests/graphs/test_flow.py", "tests/nodes/test_http.py",
+                          "tests/nodes/test_retry.py"],
+    "app/stores/sqlite.py": ["tests/app/test_store_contract.py"],
+}
+
+
+@dataclass
+class Result:
+    module: str
+    tests: list[str]
+    stats: dict[str, int] = field(default_factory=dict)
+    survivors: list[tuple[str, str]] = field(default_factory=list)  # (name, diff)
+    timeouts: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def mutmut_section(module: str, tests: list[str]) -> str:
+    return "\n".join([
+        "[tool.mutmut]",
+        f"source_paths = [{json.dumps('flowloom/' + module)}]",
+        'also_copy = ["flowloom", "tests"]',
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+        "",
+    ])
+
+
+def scratch_copy(module: str, tests: list[str]) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="flowloom-mutation-"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "flowloom", root / "flowloom", symlinks=False, ignore=ignore)
+    shutil.copytree(REPO / "tests", root / "tests", ignore=ignore)
+    pyproject = (REPO / "pyproject.toml").read_text()
+    pyproject = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", pyproject)
+    (root / "pyproject.toml").write_text(pyproject.rstrip() + "\n\n"
+                                         + mutmut_section(module, tests))
+    # On PYTHONPATH before mutmut fills it: a folder missing at start-up is cached as
+    # absent by the import system, and `import tests` then fails in mutmut's own process.
+    (root / "mutants").mkdir()
+    return root
+
+
+def mutmut(root: Path, *args: str, timeout: float | None = None) -> str:
+    env = {**os.environ, "PYTHONPATH": str(root / "mutants")}
+    done = subprocess.run([str(MUTMUT), *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    return done.stdout + done.stderr
+
+
+def diff_of(root: Path, name: str) -> str:
+    shown = mutmut(root, "show", name)
+    return "\n".join(line for line in shown.splitlines()
+                     if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+
+
+def run_module(module: str, max_children: int, timeout: float, keep: bool) -> Result:
+    tests = [t for t in MODULES.get(module, []) if (REPO / t).exists()]
+    result = Result(module, tests)
+    if not tests:
+        result.error = "no test files"
+        return result
+    root = scratch_copy(module, tests)
+    try:
+        output = mutmut(root, "run", "--max-children", str(max_children), timeout=timeout)
+        mutmut(root, "export-cicd-stats")
+        stats_file = root / "mutants" / "mutmut-cicd-stats.json"
+        if not stats_file.exists():
+            result.error = output.strip().splitlines()[-1] if output.strip() else "no output"
+            return result
+        result.stats = json.loads(stats_file.read_text())
+        for line in mutmut(root, "results").splitlines():
+            name, _, status = line.strip().partition(": ")
+            if status == "survived":
+                result.survivors.append((name, diff_of(root, name)))
+            elif status == "timeout":
+                result.timeouts.append(name)
+    except subprocess.TimeoutExpired:
+        result.error = f"mutmut run took longer than {timeout:g}s"
+    finally:
+        if keep:
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+def print_results(results: list[Result]) -> None:
+    header = ("module", "mutants", "killed", "survived", "timeout")
+    rows = [(r.module, *(str(r.stats.get(k, "-")) for k in ("total", "killed", "survived",
+                                                                "timeout")))
+            for r in results]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+    for r in results:
+        if r.error:
+            print(f"\n{r.module}: not run: {r.error}")
+        if r.survivors or r.timeouts:
+            print(f"\n{r.module} ({', '.join(r.tests)}):")
+        for name, diff in r.survivors:
+            print(f"  survived {name}")
+            for line in diff.splitlines():
+                print(f"      {line.strip()}")
+        for name in r.timeouts:
+            print(f"  timeout  {name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
+    parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=3600, help="per module, seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
+    args = parser.parse_args()
+    results = []
+    for module in args.modules:
+        print(f"mutating {module} ...", file=sys.stderr, flush=True)
+        results.append(run_module(module, args.max_children, args.timeout, args.keep))
+    print_results(results)
+
+
+if __name__ == "__main__":
+    main()
