@@ -423,3 +423,18 @@ async def test_a_run_is_created_once(backend: Store) -> None:
     assert await backend.create_run(record("new", now, status="running")) is False
     stored = await backend.get_run("new")
     assert stored is not None and stored.status == "queued"
+
+
+async def test_a_run_written_by_a_clock_running_ahead_is_claimed_once(backend: Store) -> None:
+    # The store reads the time itself (no clock parameter), so "now" cannot be pinned to
+    # the instant of the write; a writer whose clock runs ahead gives the same case for
+    # sure: now <= seen, and only the bump past `seen` makes the claim change the record.
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=500_000)
+    await backend.save_run(record("skewed", ahead, status="queued", updated_at=ahead))
+    wins = [await backend.claim_run("skewed", "queued", ahead) for _ in range(2)]
+    assert wins == [True, False]
+    claimed = await backend.get_run("skewed")
+    assert claimed is not None and claimed.status == "running"
+    assert claimed.updated_at is not None and claimed.updated_at > ahead
+    assert await backend.claim_run("skewed", "running", claimed.updated_at) is True
+    assert await backend.claim_run("skewed", "running", claimed.updated_at) is False
