@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,30 @@ def t(node_id: str, output: Any, **extra: Any) -> dict[str, Any]:
 
 def delay(node_id: str, seconds: float, **extra: Any) -> dict[str, Any]:
     return {"id": node_id, "type": "delay", "config": {"seconds": seconds}, **extra}
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str,
+                     deadline_s: float = 30.0) -> None:
+    """Poll `condition` until it holds; the deadline is generous, only a hang trips it."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            while True:
+                if await condition():
+                    return
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"still waiting for {what} after {deadline_s:g}s") from None
+
+
+class GatedSleep:
+    """A `Services.sleep` that records what was asked and returns only once opened."""
+
+    def __init__(self, *, opened: bool = False) -> None:
+        self.asked: list[float] = []
+        self.gate = asyncio.Event()
+        if opened:
+            self.gate.set()
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await self.gate.wait()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from typing import Any
 
 import pytest
@@ -13,7 +12,8 @@ from flowloom.app.runner import NotResumable, RunNotFound, cancel_workflow, resu
 from flowloom.app.settings import Settings
 from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.graphs import InputError
-from tests.conftest import Runner, chain, delay, t
+from flowloom.nodes.services import Services
+from tests.conftest import GatedSleep, Runner, chain, delay, t, wait_until
 from tests.servers import FlakyServer, SchemaHost
 from tests.service_fixtures import ServiceRunner
 
@@ -134,12 +134,16 @@ async def test_cancel_a_waiting_run(run: Runner, store: SqliteStore) -> None:
 
 async def test_cancel_a_running_run_stops_it_quickly(run: Runner, store: SqliteStore) -> None:
     doc = {"nodes": [delay("long", 30), t("after", 1)], "edges": chain("long", "after")}
-    task = asyncio.create_task(run(doc, execution_id="cr"))
-    await asyncio.sleep(0.5)
-    asked = time.monotonic()
+    sleep = GatedSleep()  # never opened: `long` can only end by being cancelled
+    services = Services(clock=lambda: 1000.0, sleep=sleep)
+    task = asyncio.create_task(run(doc, execution_id="cr", services=services))
+
+    async def waiting() -> bool:
+        return sleep.asked == [30]
+
+    await wait_until(waiting, "`long` to start waiting")
     await cancel_workflow("cr", by="bob", store=store)
-    record = await asyncio.wait_for(task, 5)
-    assert time.monotonic() - asked < 2
+    record = await asyncio.wait_for(task, 60)
     assert record.status == "cancelled" and record.cancelled_by == "bob"
     assert record.cancelled_at is not None
     assert record.node_states["long"].status == "cancelled"
@@ -151,12 +155,20 @@ async def test_cancel_a_running_run_stops_it_quickly(run: Runner, store: SqliteS
 async def test_record_and_event_log_are_written_as_the_run_goes(
         run: Runner, store: SqliteStore) -> None:
     doc = {"nodes": [t("a", 1), delay("nap", 1.0), t("c", 3)], "edges": chain("a", "nap", "c")}
-    task = asyncio.create_task(run(doc, execution_id="live"))
-    await asyncio.sleep(0.6)
+    sleep = GatedSleep()
+    task = asyncio.create_task(run(doc, execution_id="live", services=Services(sleep=sleep)))
+
+    async def napping() -> bool:
+        record = await store.get_run("live")
+        return record is not None and "nap" in record.node_states
+
+    await wait_until(napping, "`nap` in the stored record")
     midway = await store.get_run("live")
     assert midway is not None and midway.status == "running"
     assert midway.node_states["a"].status == "succeeded"
     assert midway.node_states["nap"].status == "running"
+    assert "c" not in midway.node_states
+    sleep.gate.set()
     await task
     events = await store.list_events("live")
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
@@ -169,15 +181,23 @@ async def test_record_and_event_log_are_written_as_the_run_goes(
 async def test_resumed_delay_waits_only_for_what_remains(run: Runner, store: SqliteStore,
                                                          settings: Settings) -> None:
     doc = {"nodes": [delay("nap", 1.5), t("after", "done")], "edges": chain("nap", "after")}
-    task = asyncio.create_task(run(doc, execution_id="napper"))
-    await asyncio.sleep(1.0)
-    task.cancel()  # as if the process stopped a second into the wait
+    sleep = GatedSleep()
+    first = Services(clock=lambda: 1000.0, sleep=sleep)
+    task = asyncio.create_task(run(doc, execution_id="napper", services=first))
+
+    async def napping() -> bool:
+        return sleep.asked == [1.5]
+
+    await wait_until(napping, "`nap` to start waiting")
+    task.cancel()  # as if the process stopped while waiting
     with pytest.raises(asyncio.CancelledError):
         await task
-    start = time.monotonic()
-    record = await resume_workflow("napper", store=store, force=True)  # its "process" stopped
+    sleep.gate.set()
+    later = Services(clock=lambda: 1001.0, sleep=sleep)  # a second after `nap` first started
+    record = await resume_workflow("napper", store=store, services=later,
+                                   force=True)  # its "process" stopped
     assert record.output == "done"
-    assert time.monotonic() - start < 1.0
+    assert sleep.asked == [1.5, 0.5]  # only what remained
 
 
 async def test_subworkflow_runs_a_linked_child(run: Runner, store: SqliteStore) -> None:
