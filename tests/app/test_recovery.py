@@ -9,23 +9,29 @@ from flowloom.app.api.manager import RunManager
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings
 from flowloom.app.stores.sqlite import SqliteStore
-from tests.conftest import Runner, chain, delay, t
+from flowloom.nodes.context import Services
+from tests.conftest import GatedSleep, Runner, chain, delay, t, wait_until
 
 
 async def test_two_managers_recover_an_orphaned_run_once(run: Runner, store: SqliteStore,
                                                          settings: Settings) -> None:
     doc = {"nodes": [t("a", 1), delay("nap", 0.3), t("b", "{{ a + 1 }}")],
            "edges": chain("a", "nap", "b")}
-    task = asyncio.create_task(run(doc, execution_id="orphan"))
-    await asyncio.sleep(0.15)
+    sleep = GatedSleep()
+    task = asyncio.create_task(run(doc, execution_id="orphan", services=Services(sleep=sleep)))
+
+    async def napping() -> bool:
+        return len(sleep.asked) == 1
+
+    await wait_until(napping, "`nap` to start waiting")
     task.cancel()  # as if its process died: the record stays `running`
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert (await store.get_run("orphan")).status == "running"  # type: ignore[union-attr]
-    await asyncio.sleep(1.2)
     async with open_services(settings) as services:
-        first = RunManager(store, services, workers=2, stale_after_s=1.0)
-        second = RunManager(store, services, workers=2, stale_after_s=1.0)
+        # stale at once (no heartbeat can come from a dead process): no waiting for it
+        first = RunManager(store, services, workers=2, stale_after_s=0.0)
+        second = RunManager(store, services, workers=2, stale_after_s=0.0)
         await asyncio.gather(first.recover(), second.recover())
         # Both noticed it; each claims it when a slot frees up, and one of them wins.
         results = await asyncio.gather(*first.tasks.values(), *second.tasks.values())
