@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from flowloom.app.stores.base import RunQuery
 from flowloom.app.stores.errors import StoreError
 from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
+from tests.conftest import wait_until
 
 
 async def test_saver_passes_langgraph_conformance_suite(tmp_path: Path) -> None:
@@ -101,11 +101,14 @@ async def test_a_lock_held_by_another_process_is_waited_for_without_blocking(
     other.execute("BEGIN IMMEDIATE")
     async with LoopTicks(0.005) as ticks:
         write = asyncio.create_task(store.save_run(_record("second")))
-        await asyncio.sleep(0.3)
-        assert not write.done()  # still waiting for the lock ...
-        assert ticks.count >= 20  # ... while the loop kept running everything else
+
+        async def ticked() -> bool:
+            return ticks.count >= 20
+
+        await wait_until(ticked, "20 ticks of the loop")  # the loop ran everything else ...
+        assert not write.done()  # ... while the write was still waiting for the lock
         other.execute("COMMIT")
-        await asyncio.wait_for(write, 2)
+        await asyncio.wait_for(write, 30)
     assert await store.get_run("second") is not None
     other.close()
     await store.close()
@@ -118,10 +121,9 @@ async def test_a_lock_never_released_ends_in_a_clear_store_error(
     await store.save_run(_record("first"))
     other = sqlite3.connect(tmp_path / "stuck.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    started = time.monotonic()
-    with pytest.raises(StoreError, match="locked by another process"):
-        await store.save_run(_record("second"))
-    assert time.monotonic() - started < 2
+    with pytest.raises(StoreError, match=r"stayed locked by another process for 0\.2s$"):
+        # a generous deadline, well short of the 30 s the store would otherwise wait
+        await asyncio.wait_for(store.save_run(_record("second")), 20)
     other.execute("ROLLBACK")
     other.close()
     stored = await store.get_run("first")  # what was stored before is untouched

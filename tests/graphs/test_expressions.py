@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import tracemalloc
 
 import pytest
 
@@ -110,10 +110,14 @@ EXHAUSTION = [
 
 @pytest.mark.parametrize(("template", "why"), EXHAUSTION)
 def test_resource_exhaustion_fails_fast(ex: Expressions, template: str, why: str) -> None:
-    start = time.perf_counter()
-    with pytest.raises(ExpressionError) as info:
-        ex.render(template, NS, field="f")
-    assert time.perf_counter() - start < 3
+    tracemalloc.start()  # refused before the work is done: no big allocation on the way
+    try:
+        with pytest.raises(ExpressionError) as info:
+            ex.render(template, NS, field="f")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024
     assert why in str(info.value)
 
 
@@ -121,10 +125,8 @@ def test_render_time_is_bounded() -> None:
     ex = Expressions(max_seconds=0.2)
     template = ("{% for i in range(100000) %}{% for j in range(100000) %}"
                 "{% set x = i * j %}{% endfor %}{% endfor %}")
-    start = time.perf_counter()
-    with pytest.raises(ExpressionError, match="longer than"):
+    with pytest.raises(ExpressionError, match="longer than"):  # the budget, no other guard
         ex.render(template, NS, field="f")
-    assert time.perf_counter() - start < 2
 
 
 def test_templates_are_compiled_once(ex: Expressions) -> None:
