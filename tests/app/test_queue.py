@@ -95,8 +95,14 @@ async def test_a_killed_worker_s_run_is_finished_by_another(api: httpx.AsyncClie
            "edges": chain("a", "nap", "b")}
     run_id = (await api.post("/execute", json={"workflow": doc, "mode": "async"})
               ).json()["execution_id"]
-    await until(api, run_id, "running")
-    await asyncio.sleep(0.5)
+    napping = await until(api, run_id, "running")
+    for _ in range(300):  # killed while in its delay, with `a` done
+        if "nap" in napping["node_states"]:
+            break
+        await asyncio.sleep(0.1)
+        napping = (await api.get(f"/executions/{run_id}")).json()
+    assert napping["node_states"]["a"]["status"] == "succeeded"
+    assert napping["node_states"]["nap"]["status"] == "running"
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     workers.start()

@@ -17,7 +17,8 @@ from flowloom.graphs import InputError, NodeError, SpecError, WorkflowError, Wor
 from flowloom.graphs.context import NodeContext
 from flowloom.graphs.nodetype import NodeConfig, NodeType
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
-from tests.conftest import Runner, chain, delay, t
+from flowloom.nodes.services import Services
+from tests.conftest import GatedSleep, Runner, chain, delay, t, wait_until
 from tests.servers import SchemaHost
 
 SCHEMA = {"type": "object", "required": ["user"],
@@ -166,8 +167,14 @@ async def test_idempotency_key_is_stable_and_qualified_by_loop_index(
 
 async def test_delay_checkpoints_its_start_before_waiting(run: Runner,
                                                           settings: Settings) -> None:
-    task = asyncio.create_task(run({"nodes": [delay("nap", 30)]}, execution_id="napper"))
-    await asyncio.sleep(0.5)
+    sleep = GatedSleep()
+    task = asyncio.create_task(run({"nodes": [delay("nap", 30)]}, execution_id="napper",
+                                   services=Services(sleep=sleep)))
+
+    async def napping() -> bool:
+        return len(sleep.asked) == 1
+
+    await wait_until(napping, "`nap` to start waiting")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ from flowloom.app.llm_cache import LLM_KEY_PREFIX, MemoryLLMCache, RedisLLMCache
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.nodes.ai import request_digest
+from tests.conftest import wait_until
 from tests.servers import ModelStub, RedisProcess
 from tests.service_fixtures import ServiceRunner
 
@@ -135,8 +135,11 @@ async def test_redis_cache_key_and_ttl(node_settings: Settings, run_with: Servic
                "messages": [{"role": "user", "content": "Say hello to Ada"}]}
     assert keys == [LLM_KEY_PREFIX + request_digest(request)]
     assert 0 < await client.ttl(keys[0]) <= 1
-    await asyncio.sleep(1.2)
-    assert await client.keys("*") == []
+
+    async def expired() -> bool:
+        return await client.keys("*") == []
+
+    await wait_until(expired, "the 1 s TTL to expire the key")
     await client.aclose()
     assert record.output == "echo: Say hello to Ada"
 
