@@ -152,7 +152,7 @@ async def test_retries_stop_at_max_attempts(run: Runner, flaky: Any) -> None:
     record = await run({"nodes": [flaky_node(5, attempts=2)]}, execution_id="flaky-3")
     assert record.status == "failed"
     assert Flaky.calls["flaky-3"] == 2
-    assert "flaky failure 2" in record.errors[0].message
+    assert record.errors[0].message == "node `f`: flaky failure 2"
 
 
 async def test_idempotency_key_is_stable_and_qualified_by_loop_index(

@@ -72,7 +72,8 @@ async def test_failed_item_fails_foreach_unless_on_error_says_otherwise(run: Run
     body = {"nodes": [t("x", "{{ 10 / item }}")]}
     failed = await run({"nodes": [foreach("each", "[1, 0, 2]", body)]})
     assert failed.status == "failed"
-    assert "item 1 failed" in failed.errors[0].message
+    assert failed.errors[0].message == ("node `each`: item 1 failed: node `x`, field `output`: "
+                                        "ZeroDivisionError: division by zero")
     assert failed.errors[0].node_id == "each"
     handled = await run({"nodes": [foreach("each", "[1, 0, 2]", body, ), t("next", "ok")],
                          "edges": [{"source": "each", "target": "next", "branch": "error"}]})
@@ -88,7 +89,8 @@ async def test_failed_item_fails_foreach_unless_on_error_says_otherwise(run: Run
 async def test_foreach_items_must_be_a_list(run: Runner) -> None:
     record = await run({"nodes": [foreach("each", "'abc'", {"nodes": [t("x", 1)]})]})
     assert record.status == "failed"
-    assert "`items` must be a list, got str" in record.errors[0].message
+    assert record.errors[0].message == (
+        "node `each`, field `items`: `items` must be a list, got str")
 
 
 async def test_while_checks_before_each_pass_and_exposes_loop(run: Runner) -> None:
@@ -118,7 +120,8 @@ async def test_while_with_multi_node_body_and_failure(run: Runner) -> None:
     record = await run({"nodes": [{"id": "w", "type": "while", "config": {
         "condition": "true", "max_iterations": 5, "body": body}}]})
     assert record.status == "failed"
-    assert "pass 2 failed" in record.errors[0].message
+    assert record.errors[0].message == ("node `w`: pass 2 failed: node `b`, field `output`: "
+                                        "ZeroDivisionError: division by zero")
 
 
 async def test_nested_loops(run: Runner) -> None:
