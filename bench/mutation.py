@@ -125,6 +125,12 @@ def run_module(module: str, max_children: int, timeout: float, keep: bool) -> Re
     return result
 
 
+def save(results: list[Result], path: Path) -> None:
+    path.write_text(json.dumps([{"module": r.module, "tests": r.tests, "stats": r.stats,
+                                 "survivors": r.survivors, "timeouts": r.timeouts,
+                                 "error": r.error} for r in results], indent=1))
+
+
 def print_results(results: list[Result]) -> None:
     header = ("module", "mutants", "killed", "survived", "timeout")
     rows = [(r.module, *(str(r.stats.get(k, "-")) for k in ("total", "killed", "survived",
@@ -153,11 +159,15 @@ def main() -> None:
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600, help="per module, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
+    parser.add_argument("--json", type=Path, help="also write the results here, as each "
+                        "module finishes")
     args = parser.parse_args()
     results = []
     for module in args.modules:
         print(f"mutating {module} ...", file=sys.stderr, flush=True)
         results.append(run_module(module, args.max_children, args.timeout, args.keep))
+        if args.json:
+            save(results, args.json)
     print_results(results)
 
 
