@@ -46,6 +46,11 @@ MODULES: dict[str, list[str]] = {
 }
 
 
+# Tests that run mutated code in a `python -m flowloom` subprocess: they pass on mutants,
+# but fail mutmut's first, clean run, whose coverage bookkeeping exists in its own process only.
+DESELECT = ["tests/nodes/test_ai.py::test_two_processes_make_one_model_call"]
+
+
 @dataclass
 class Result:
     module: str
@@ -62,6 +67,8 @@ def mutmut_section(module: str, tests: list[str]) -> str:
         f"source_paths = [{json.dumps('flowloom/' + module)}]",
         'also_copy = ["flowloom", "tests"]',
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+        "pytest_add_cli_args = "
+        + json.dumps([arg for test in DESELECT for arg in ("--deselect", test)]),
         "",
     ])
 
@@ -109,6 +116,8 @@ def run_module(module: str, max_children: int, timeout: float, keep: bool) -> Re
             result.error = output.strip().splitlines()[-1] if output.strip() else "no output"
             return result
         result.stats = json.loads(stats_file.read_text())
+        if "failed to collect stats" in output:  # the clean run failed: nothing was tried
+            result.error = "the tests fail without mutations: " + output.strip()[-300:]
         for line in mutmut(root, "results").splitlines():
             name, _, status = line.strip().partition(": ")
             if status == "survived":
@@ -132,9 +141,9 @@ def save(results: list[Result], path: Path) -> None:
 
 
 def print_results(results: list[Result]) -> None:
-    header = ("module", "mutants", "killed", "survived", "timeout")
+    header = ("module", "mutants", "killed", "survived", "timeout", "no tests")
     rows = [(r.module, *(str(r.stats.get(k, "-")) for k in ("total", "killed", "survived",
-                                                                "timeout")))
+                                                                "timeout", "no_tests")))
             for r in results]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
