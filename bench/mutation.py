@@ -37,13 +37,17 @@ MODULES: dict[str, list[str]] = {
     "graphs/steps.py": ["tests/graphs/test_flow.py", "tests/graphs/test_loops.py"],
     "graphs/expressions.py": ["tests/graphs/test_expressions.py"],
     "nodes/net.py": ["tests/nodes/test_http.py", "tests/nodes/test_net.py"],
-    "nodes/context.py": ["tests/nodes/test_http.py", "tests/nodes/test_idempotency.py",
-                         "tests/graphs/test_flow.py", "tests/graphs/test_loops.py"],
+    "graphs/context.py": ["tests/nodes/test_http.py", "tests/nodes/test_idempotency.py",
+                          "tests/graphs/test_flow.py", "tests/graphs/test_loops.py"],
+    "graphs/regions.py": ["tests/graphs/test_branches.py"],
+    "graphs/compile.py": ["tests/graphs/test_branches.py", "tests/graphs/test_flow.py",
+                          "tests/graphs/test_loops.py"],
     "nodes/ai.py": ["tests/nodes/test_ai.py", "tests/nodes/test_request_digest.py"],
     "app/llm_cache.py": ["tests/nodes/test_ai.py"],
     "graphs/execute.py": ["tests/graphs/test_flow.py", "tests/nodes/test_http.py",
                           "tests/nodes/test_retry.py"],
     "app/stores/sqlite.py": ["tests/app/test_store_contract.py"],
+    "app/execution.py": ["tests/app/test_ownership.py", "tests/app/test_resume.py"],
 }
 
 

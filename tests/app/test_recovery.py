@@ -9,7 +9,7 @@ from flowloom.app.api.manager import RunManager
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings
 from flowloom.app.stores.sqlite import SqliteStore
-from flowloom.nodes.context import Services
+from flowloom.nodes.services import Services
 from tests.conftest import GatedSleep, Runner, chain, delay, t, wait_until
 
 

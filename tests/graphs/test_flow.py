@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from flowloom.nodes.context import Services
+from flowloom.nodes.services import Services
 from tests.conftest import Runner, chain, delay, t
 
 

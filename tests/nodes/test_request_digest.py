@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from flowloom.app.llm_cache import LLM_KEY_PREFIX
 from flowloom.nodes.ai import request_digest
-from flowloom.nodes.context import Services
+from flowloom.nodes.services import Services
 from tests.servers import ModelStub
 from tests.service_fixtures import ServiceRunner
 

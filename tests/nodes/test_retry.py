@@ -11,8 +11,8 @@ import pytest
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.graphs.errors import NodeError
-from flowloom.nodes.base import NodeConfig, NodeType
-from flowloom.nodes.context import NodeContext
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.graphs.context import NodeContext
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import Runner
 from tests.nodes.test_http import FAST_RETRY, Web, http
@@ -103,7 +103,7 @@ class _Raises(NodeType):
     error: BaseException = ValueError("bad value")
     calls = 0
 
-    async def run(self, config: Any, ctx: NodeContext) -> Any:
+    async def run(self, config: Any, ctx: NodeContext[Any]) -> Any:
         type(self).calls += 1
         raise type(self).error
 
