@@ -10,9 +10,9 @@ import pytest
 
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
+from flowloom.graphs.context import NodeContext
 from flowloom.graphs.errors import NodeError
 from flowloom.graphs.nodetype import NodeConfig, NodeType
-from flowloom.graphs.context import NodeContext
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import Runner
 from tests.nodes.test_http import FAST_RETRY, Web, http
