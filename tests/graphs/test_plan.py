@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from flowloom.graphs.plan import plan_nodes, readiness
 from flowloom.graphs.spec import WorkflowSpec
+from flowloom.nodes.registry import NODE_TYPES
 from tests.conftest import Runner, chain, t
 
 PORTS = ("", "true", "false")
@@ -38,7 +39,7 @@ def join_plan(mode: str, edges: list[tuple[str, str]]) -> Any:
                                                  "config": {"mode": mode}}],
         "edges": [{"source": s, "target": "j", "branch": port or None} for s, port in edges],
     })
-    return plan_nodes(spec)["j"]
+    return plan_nodes(spec, NODE_TYPES)["j"]
 
 
 @given(joins())
