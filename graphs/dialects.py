@@ -2,6 +2,8 @@
 
 Each converter takes the raw document and returns a canonical one (plain dicts); the
 loader validates the result like any other document. Unknown keys are carried along.
+What a converter cannot run here it marks on the node under `DIALECT_PROBLEM`
+(`{"level", "message"}`); the loader reports it at validation, naming the node.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 from flowloom.graphs.expressions import single_expression
 
 Document = dict[str, Any]
+
+DIALECT_PROBLEM = "dialect_problem"
 
 # dialect 4 (and visual builders generally) name canonical types differently
 TYPE_ALIASES = {
@@ -71,28 +75,69 @@ def _rest(d: dict[str, Any], *drop: str) -> dict[str, Any]:
 def _from_to(doc: Document) -> Document:
     out = dict(doc)
     if isinstance(doc.get("nodes"), list):
+        upstream: dict[str, list[str]] = {}
+        for e in doc.get("edges") or []:
+            if isinstance(e, dict):
+                source, target = e.get("from", e.get("source")), e.get("to", e.get("target"))
+                upstream.setdefault(str(target), []).append(str(source))
         out["nodes"] = [
             {**n, "type": TYPE_ALIASES.get(str(n.get("type")), n.get("type"))}
             if isinstance(n, dict) else n
             for n in doc["nodes"]
         ]
-        out["nodes"] = [_from_to_config(n) for n in out["nodes"]]
+        http_ids = {str(n.get("id")) for n in out["nodes"]
+                    if isinstance(n, dict) and n.get("type") == "http"}
+        out["nodes"] = [_from_to_config(n, [_value_of(u, http_ids) for u in
+                                            upstream.get(str(n.get("id")), [])])
+                        if isinstance(n, dict) else n for n in out["nodes"]]
     return out
 
 
-def _from_to_config(node: Any) -> Any:
-    if not isinstance(node, dict) or not isinstance(node.get("config"), dict):
+def _value_of(node_id: str, http_ids: set[str]) -> str:
+    """An upstream node's data as an expression: a data source's is its response body."""
+    return f"outputs[{json.dumps(node_id)}]" + ('["body"]' if node_id in http_ids else "")
+
+
+def _from_to_config(node: dict[str, Any], upstream: list[str]) -> Any:
+    if not isinstance(node.get("config"), dict):
         return node
     config = dict(node["config"])
-    if node.get("type") == "http" and "method" not in config:
+    kind = node.get("type")
+    extra: dict[str, Any] = {}
+    if kind == "http" and "url" not in config and "endpoint" in config:
+        # a data-source: `source_type` says what kind of endpoint; only its URL is used here
+        extra["source_config"] = dict(config)
+        config = {"url": config["endpoint"],
+                  **_rest(config, "endpoint", "source_type")}
+    if kind == "http" and "method" not in config:
         config["method"] = "POST" if "body" in config or "json" in config else "GET"
-    if node.get("type") == "transform" and "output" not in config:
+    if kind == "transform" and "output" not in config:
+        if config.get("transform_type") == "map":
+            return {**node, "config": {"output": _map_output(config, upstream)},
+                    "source_config": config}
         config = {"output": config.get("template", config.get("value", config))}
-    if node.get("type") == "condition" and "expression" not in config and "condition" in config:
+    if kind == "condition" and "expression" not in config and "condition" in config:
         config["expression"] = config.pop("condition")
-    if node.get("type") == "delay" and "seconds" not in config and "duration" in config:
-        config["seconds"] = config.pop("duration")
-    return {**node, "config": config}
+    if kind == "filter" and "items" not in config:
+        if len(upstream) == 1:
+            config["items"] = "{{ " + upstream[0] + " }}"
+        else:
+            extra[DIALECT_PROBLEM] = {"level": "error", "message": (
+                f"a filter without `items` filters its upstream node's output; it has "
+                f"{len(upstream)} upstream nodes")}
+    if kind == "delay" and "seconds" not in config:
+        for key in ("duration", "delay_seconds"):
+            if key in config:
+                config["seconds"] = config.pop(key)
+                break
+    return {**node, "config": config, **extra}
+
+
+def _map_output(config: dict[str, Any], upstream: list[str]) -> str:
+    """`mapping: {new_key: "dotted.path"}` picks fields of the upstream output, of each
+    item when it is a list (the builder's `map` transformer)."""
+    source = upstream[0] if len(upstream) == 1 else "inputs"
+    return "{{ " + f"{source} | pick({jinja_literal(config.get('mapping') or {})})" + " }}"
 
 
 # --- dialect 1: {"schema_type": "dag"} --------------------------------------------
@@ -111,6 +156,11 @@ def _dag_node(node: dict[str, Any]) -> dict[str, Any]:
     if new_type == "start":
         config: dict[str, Any] = {}
         extra = {"trigger": data.get("trigger")} if "trigger" in data else {}
+        timed = [k for k in ("schedule_based", "event_based") if _mentions(data, k)]
+        if timed:
+            extra[DIALECT_PROBLEM] = {"level": "warning", "message": (
+                f"{' and '.join(timed)} trigger settings are not run here: the node starts "
+                f"the run with its inputs when the run is started (API, CLI or Python)")}
     elif new_type == "action":
         config = {k: data[k] for k in ("tool", "action", "connection_id") if k in data}
         config["input"] = data.get("input_template", data.get("input", {}))
@@ -124,6 +174,15 @@ def _dag_node(node: dict[str, Any]) -> dict[str, Any]:
     if isinstance(config.get("body"), dict):
         config["body"] = _convert_body(config["body"])
     return out
+
+
+def _mentions(data: Any, word: str) -> bool:
+    """`word` as a key or a string value anywhere in the trigger's data."""
+    if isinstance(data, dict):
+        return any(k == word or _mentions(v, word) for k, v in data.items())
+    if isinstance(data, list):
+        return any(_mentions(v, word) for v in data)
+    return isinstance(data, str) and data == word
 
 
 def _convert_body(body: Document) -> Document:
@@ -149,12 +208,16 @@ _AGGREGATES = {"sum": "sum", "min": "min", "max": "max", "count": "length",
                "list": "list", "unique": "unique|list"}
 
 
-def _unsupported(what: str) -> str:
-    # Kept as a template that fails the node with a clear message when it runs.
-    return "{{ " + f"raise_unsupported({json.dumps(what)})" + " }}"
+_CONCAT = "join('')"  # the seed joins the inputs' text
 
 
-def _handler_node(node: dict[str, Any], http_ids: set[str]) -> dict[str, Any]:
+def _refused(base: dict[str, Any], config: dict[str, Any], why: str) -> dict[str, Any]:
+    return {**base, "type": "transform", "config": {"output": None}, "source_config": config,
+            DIALECT_PROBLEM: {"level": "error", "message": f"{why} is not supported here"}}
+
+
+def _handler_node(node: dict[str, Any], http_ids: set[str],
+                  text_ids: set[str]) -> dict[str, Any]:
     handler = node.get("handler")
     config = dict(node.get("config") or {})
     base = _rest(node, "handler", "config", "dependencies", "timeout_seconds")
@@ -162,42 +225,53 @@ def _handler_node(node: dict[str, Any], http_ids: set[str]) -> dict[str, Any]:
         base["timeout_s"] = node["timeout_seconds"]
     if handler in ("call_external_service", "http_request"):
         config.setdefault("method", "GET")
-        return {**base, "type": "http", "config": config}
+        if isinstance(config.get("body"), dict | list):  # the seed sends it as JSON
+            config["json"] = config.pop("body")
+        return {**base, "type": "http", "config": _rewrite_results(config, http_ids, text_ids)}
     if handler == "llm_service":
-        return {**base, "type": "ai", "config": _rewrite_results(config, http_ids)}
+        return {**base, "type": "ai", "config": _rewrite_results(config, http_ids, text_ids)}
     if handler == "compute":
         op = _ARITHMETIC.get(str(config.get("operation")))
-        expr = (f"{jinja_literal(config.get('a'))} {op} {jinja_literal(config.get('b'))}"
-                if op else None)
-        result = "{{ " + expr + " }}" if expr else _unsupported(f"compute {config!r}")
-        return {**base, "type": "transform", "config": {"output": {"result": result}},
+        if op is None:
+            return _refused(base, config, f"compute operation {config.get('operation')!r}")
+        a, b = (jinja_literal(_rewrite_results(config.get(k), http_ids, text_ids))
+                for k in ("a", "b"))
+        return {**base, "type": "transform",
+                "config": {"output": {"result": "{{ " + f"{a} {op} {b}" + " }}"}},
                 "source_config": config}
     if handler == "transform":
         flt = _TEXT_FILTERS.get(str(config.get("transform_type")))
-        value = jinja_literal(_rewrite_results(config.get("input"), http_ids))
-        result = "{{ " + f"{value} | {flt}" + " }}" if flt else _unsupported(
-            f"transform {config.get('transform_type')!r}")
-        return {**base, "type": "transform", "config": {"output": {"result": result}},
+        if flt is None:
+            return _refused(base, config, f"transform_type {config.get('transform_type')!r}")
+        value = jinja_literal(_rewrite_results(config.get("input"), http_ids, text_ids))
+        return {**base, "type": "transform",
+                "config": {"output": {"result": "{{ " + f"{value} | {flt}" + " }}"}},
                 "source_config": config}
     if handler == "aggregate":
-        agg = _AGGREGATES.get(str(config.get("aggregate_type")))
-        values = jinja_literal(_rewrite_results(config.get("inputs", []), http_ids))
-        result = "{{ " + f"{values} | {agg}" + " }}" if agg else _unsupported(
-            f"aggregate {config.get('aggregate_type')!r}")
-        return {**base, "type": "transform", "config": {"output": {"result": result}},
+        kind = str(config.get("aggregate_type"))
+        agg = _CONCAT if kind == "concat" else _AGGREGATES.get(kind)
+        if agg is None:
+            return _refused(base, config, f"aggregate_type {config.get('aggregate_type')!r}")
+        values = jinja_literal(_rewrite_results(config.get("inputs", []), http_ids, text_ids))
+        return {**base, "type": "transform",
+                "config": {"output": {"result": "{{ " + f"{values} | {agg}" + " }}"}},
                 "source_config": config}
     return {**base, "type": handler, "config": config}
 
 
-def _rewrite_results(value: Any, http_ids: set[str]) -> Any:
-    """`{{ fetch.result }}` of an external-service node is its response body here."""
-    if isinstance(value, str) and http_ids:
-        pattern = r"\b(" + "|".join(map(re.escape, sorted(http_ids))) + r")\.result\b"
-        return re.sub(pattern, r"\1.body", value)
+def _rewrite_results(value: Any, http_ids: set[str], text_ids: set[str]) -> Any:
+    """`{{ fetch.result }}` is an external service's response body here, and a model
+    node's text itself (the seed keeps every handler's value under `result`)."""
+    if isinstance(value, str):
+        for ids, to in ((http_ids, r"\1.body"), (text_ids, r"\1")):
+            if ids:
+                pattern = r"\b(" + "|".join(map(re.escape, sorted(ids))) + r")\.result\b"
+                value = re.sub(pattern, to, value)
+        return value
     if isinstance(value, dict):
-        return {k: _rewrite_results(v, http_ids) for k, v in value.items()}
+        return {k: _rewrite_results(v, http_ids, text_ids) for k, v in value.items()}
     if isinstance(value, list):
-        return [_rewrite_results(v, http_ids) for v in value]
+        return [_rewrite_results(v, http_ids, text_ids) for v in value]
     return value
 
 
@@ -205,7 +279,8 @@ def _handlers(doc: Document) -> Document:
     raw = [n for n in doc.get("nodes", []) if isinstance(n, dict)]
     http_ids = {str(n.get("id")) for n in raw
                 if n.get("handler") in ("call_external_service", "http_request")}
-    nodes = [_handler_node(n, http_ids) for n in raw]
+    text_ids = {str(n.get("id")) for n in raw if n.get("handler") == "llm_service"}
+    nodes = [_handler_node(n, http_ids, text_ids) for n in raw]
     edges = [{"source": dep, "target": n.get("id")}
              for n in raw for dep in (n.get("dependencies") or [])]
     return {**_rest(doc, "nodes"), "nodes": nodes, "edges": edges}
@@ -213,18 +288,37 @@ def _handlers(doc: Document) -> Document:
 
 # --- dialect 3: {"steps": {...}} with `depends_on` ---------------------------------
 
-def _process_output(spec: dict[str, Any], deps: list[str]) -> Any:
+def _apply_rule(expr: str, field: str, flt: str) -> str:
+    """The rule on `field` of the value, or of its nested `data` (the seed's payloads)."""
+    v, f = f"({expr})", json.dumps(field)
+    data = f'{v}["data"]'
+    top = f"dict({v}, **{{{f}: {v}[{f}] | {flt}}})"
+    nested = f"dict({v}, data=dict({data}, **{{{f}: {data}[{f}] | {flt}}}))"
+    has_data = f'{v} is mapping and "data" in {v} and {data} is mapping and {f} in {data}'
+    return f"({top} if {v} is mapping and {f} in {v} else {nested} if {has_data} else {v})"
+
+
+def _process_output(spec: dict[str, Any], deps: list[str]) -> tuple[Any, str | None]:
+    """The transform's output, or None and why a rule cannot run here."""
     base = (f"outputs[{json.dumps(deps[0])}]" if len(deps) == 1
             else "{" + ", ".join(f"{json.dumps(d)}: outputs[{json.dumps(d)}]" for d in deps) + "}")
     expr = base
     for rule in (spec.get("input") or {}).get("rules", []):
-        flt = _TEXT_FILTERS.get(str(rule.get("operation")))
-        field = json.dumps(str(rule.get("field")))
-        if flt is None:
-            return _unsupported(f"process rule {rule!r}")
-        expr = (f"(dict({expr}, **{{{field}: ({expr})[{field}] | {flt}}}) "
-                f"if {field} in ({expr}) else ({expr}))")
-    return "{{ " + expr + " }}"
+        flt = _TEXT_FILTERS.get(str(rule.get("operation"))) if isinstance(rule, dict) else None
+        if flt is None or not isinstance(rule.get("field"), str):
+            return None, f"process rule {rule!r}"
+        expr = _apply_rule(expr, rule["field"], flt)
+    return "{{ " + expr + " }}", None
+
+
+def _ai_step(spec: dict[str, Any], deps: list[str]) -> dict[str, Any]:
+    """The seed merges the dependencies' results into the step's input, the prompt's
+    context: here they follow the prompt, keyed by step id."""
+    config = dict(spec.get("input") or {})
+    if deps and isinstance(config.get("prompt"), str):
+        context = ", ".join(f"{json.dumps(d)}: outputs[{json.dumps(d)}]" for d in deps)
+        config["prompt"] += "\n\nContext: {{ {" + context + "} }}"
+    return config
 
 
 def _steps(doc: Document) -> Document:
@@ -239,9 +333,13 @@ def _steps(doc: Document) -> Document:
         if kind == "input":
             node.update(type="transform", config={"output": spec.get("input", {})})
         elif kind == "process":
-            node.update(type="transform", config={"output": _process_output(spec, deps)})
+            output, refused = _process_output(spec, deps)
+            node.update(type="transform", config={"output": output})
+            if refused:
+                node[DIALECT_PROBLEM] = {"level": "error",
+                                         "message": f"{refused} is not supported here"}
         elif kind == "ai":
-            node.update(type="ai", config=dict(spec.get("input") or {}))
+            node.update(type="ai", config=_ai_step(spec, deps))
         elif kind == "output":
             node.update(type="end", config={})
         else:

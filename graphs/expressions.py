@@ -119,6 +119,19 @@ def _safe_replace(eval_ctx: Any, s: str, old: str, new: str, count: int | None =
 _safe_replace.jinja_pass_arg = do_replace.jinja_pass_arg  # type: ignore[attr-defined]
 
 
+def _pick(value: Any, mapping: Mapping[str, str]) -> Any:
+    """`{new_key: "dotted.path"}` of a dict, or of each dict in a list (missing: none)."""
+    if isinstance(value, list | tuple):
+        return [_pick(item, mapping) for item in value]
+    out = {}
+    for key, path in mapping.items():
+        found: Any = value
+        for part in str(path).split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        out[key] = found
+    return out
+
+
 class Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
@@ -127,7 +140,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.globals = {"range": BoundedRange, "dict": dict, "lipsum": None}
         self.globals.pop("lipsum")
         self.filters.update(
-            center=_safe_center, indent=_safe_indent, format=_safe_format, replace=_safe_replace
+            center=_safe_center, indent=_safe_indent, format=_safe_format, replace=_safe_replace,
+            pick=_pick,
         )
 
     def getattr(self, obj: Any, attribute: str) -> Any:

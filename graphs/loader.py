@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flowloom.graphs.dialects import to_canonical
+from flowloom.graphs.dialects import DIALECT_PROBLEM, to_canonical
 from flowloom.graphs.errors import Problem, SpecError
 from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.spec import WorkflowSpec
@@ -49,13 +49,27 @@ def validate_workflow(document: Any, node_types: NodeTypes, *,
         _, doc = canonical_document(document)
     except SpecError as exc:
         return exc.problems
-    return _validate_canonical(doc, node_types, include_warnings=include_warnings)
+    problems = _dialect_problems(doc) + _validate_canonical(doc, node_types,
+                                                            include_warnings=True)
+    return [p for p in problems if include_warnings or p.level == "error"]
+
+
+def _dialect_problems(doc: dict[str, Any]) -> list[Problem]:
+    """What the dialect converter marked as not runnable here (or run differently)."""
+    problems = []
+    for i, node in enumerate(doc.get("nodes") or []):
+        mark = node.get(DIALECT_PROBLEM) if isinstance(node, dict) else None
+        if isinstance(mark, dict):
+            problems.append(Problem(f"$.nodes[{i}]", f"node `{node.get('id')}`: "
+                                    f"{mark.get('message')}", level=str(mark.get("level"))))
+    return problems
 
 
 def load_workflow(document: Any, node_types: NodeTypes) -> WorkflowSpec:
     """The canonical model of a document; raises one SpecError listing every problem."""
     _, doc = canonical_document(document)
-    problems = _validate_canonical(doc, node_types)
+    problems = [p for p in _dialect_problems(doc) if p.level == "error"]
+    problems += _validate_canonical(doc, node_types)
     if problems:
         raise SpecError(problems)
     return WorkflowSpec.model_validate(doc)

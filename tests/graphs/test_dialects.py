@@ -10,7 +10,7 @@ import pytest
 
 from flowloom import load_workflow, validate_workflow
 from flowloom.graphs.dialects import detect_dialect, to_canonical
-from tests.conftest import SPEC_DIR
+from tests.conftest import SPEC_DIR, Runner
 from tests.servers import FlakyServer, ModelStub, SmtpServer
 from tests.service_fixtures import ServiceRunner
 
@@ -41,10 +41,11 @@ def test_the_copies_match_the_spec_when_it_is_beside_the_repository() -> None:
     spec_examples = SPEC_DIR / "dialect-examples"
     if not spec_examples.is_dir():
         pytest.skip("../shared/spec is not beside this clone")
-    for copy in EXAMPLES.glob("*.json"):
+    # the seed*.json files beside them are this repository's own, not the spec's
+    for copy in EXAMPLES.glob("dialect*.json"):
         assert copy.read_text() == (spec_examples / copy.name).read_text(), copy.name
     assert {p.name for p in spec_examples.glob("*.json")} == {
-        p.name for p in EXAMPLES.glob("*.json")}
+        p.name for p in EXAMPLES.glob("dialect*.json")}
 
 
 def test_canonical_documents_are_left_alone() -> None:
@@ -87,8 +88,11 @@ async def test_dialect3_steps_run(run_with: ServiceRunner, model_stub: ModelStub
     states = record.node_states
     assert states["process_a"].output == {"data": {"value": 1}}
     assert states["process_b"].output == {"data": {"value": 2}}
-    assert states["ai_analysis"].output == "echo: Analyze data"
-    assert record.output == "echo: Analyze data"
+    # the seed merges the dependencies' results into the ai step's input
+    answer = ("echo: Analyze data\n\nContext: {'process_a': {'data': {'value': 1}}, "
+              "'process_b': {'data': {'value': 2}}}")
+    assert states["ai_analysis"].output == answer
+    assert record.output == answer
     assert load_workflow(example("dialect3-steps.json")).node("process_b").retry.max_attempts == 4
 
 
@@ -116,3 +120,102 @@ async def test_dialect4_from_to_runs_ai_then_email(run_with: ServiceRunner, smtp
     assert mail.get_payload(decode=True).decode().strip() == "AI said: echo: Say hello to John"
     spec = load_workflow(example("dialect4-from-to.json"))
     assert spec.model_dump()["metadata"]["author"] == "Me"  # unknown keys kept
+
+
+# --- documents written for the seed systems (seed*.json) ----------------------------
+
+async def test_seed1_scheduled_trigger_runs_with_a_warning(run: Runner) -> None:
+    doc = example("seed1-scheduled-trigger.json")
+    assert validate_workflow(doc) == []
+    [warning] = validate_workflow(doc, include_warnings=True)
+    assert warning.as_dict() == {
+        "path": "$.nodes[0]", "level": "warning",
+        "message": "node `every_morning`: schedule_based trigger settings are not run here: "
+                   "the node starts the run with its inputs when the run is started "
+                   "(API, CLI or Python)"}
+    record = await run(doc, {"name": "Ada"})
+    assert record.status == "succeeded", record.errors
+    assert record.output == "good morning, Ada"
+
+
+def test_seed1_event_trigger_of_the_spec_example_warns() -> None:
+    [warning] = validate_workflow(example("dialect1-dag.json"), include_warnings=True)
+    assert (warning.path, warning.level) == ("$.nodes[0]", "warning")
+    assert warning.message.startswith("node `trigger_1`: event_based trigger settings")
+
+
+async def test_seed2_json_body_result_of_text_and_concat(
+        run_with: ServiceRunner, web: tuple[FlakyServer, str], model_stub: ModelStub) -> None:
+    server, base = web
+    doc = example("seed2-json-body-concat-result.json")
+    doc["nodes"][0]["config"]["url"] = f"{base}/echo?key=users"
+    record = await run_with(doc)
+    assert record.status == "succeeded", record.errors
+    assert server.hits["users"][0]["body"] == {"name": "Ada", "tags": ["admin"]}
+    outputs = {k: v.output for k, v in record.node_states.items()}
+    assert outputs["summarize"] == "echo: Summarize: Ada"
+    assert outputs["shout"] == {"result": "ECHO: SUMMARIZE: ADA"}
+    assert outputs["joined"] == {"result": "echo: Summarize: Ada / ECHO: SUMMARIZE: ADA"}
+
+
+def test_seed2_unknown_operations_are_refused_at_validation_naming_the_node() -> None:
+    doc = {"name": "w", "nodes": [
+        {"id": "avg", "handler": "aggregate", "config": {"inputs": [1], "aggregate_type": "mean"}},
+        {"id": "pow", "handler": "compute", "config": {"operation": "log", "a": 1, "b": 2}},
+        {"id": "rot", "handler": "transform", "config": {"input": "a", "transform_type": "rot13"}}]}
+    assert [p.as_dict() for p in validate_workflow(doc)] == [
+        {"path": "$.nodes[0]", "level": "error",
+         "message": "node `avg`: aggregate_type 'mean' is not supported here"},
+        {"path": "$.nodes[1]", "level": "error",
+         "message": "node `pow`: compute operation 'log' is not supported here"},
+        {"path": "$.nodes[2]", "level": "error",
+         "message": "node `rot`: transform_type 'rot13' is not supported here"}]
+
+
+async def test_seed3_rules_reach_nested_data_and_ai_gets_its_dependencies(
+        run_with: ServiceRunner, model_stub: ModelStub) -> None:
+    record = await run_with(example("seed3-nested-data.json"))
+    assert record.status == "succeeded", record.errors
+    assert record.node_states["process"].output == {"data": {"message": "HELLO"}}
+    assert record.output == ("echo: Analyze data\n\nContext: "
+                             "{'process': {'data': {'message': 'HELLO'}}}")
+
+
+def test_seed3_unknown_rule_is_refused_at_validation() -> None:
+    doc = {"id": "w", "steps": {
+        "in": {"type": "input", "input": {"message": "x"}},
+        "p": {"type": "process", "depends_on": ["in"],
+              "input": {"rules": [{"type": "transform", "field": "message",
+                                   "operation": "slugify"}]}}}}
+    [problem] = validate_workflow(doc)
+    assert (problem.path, problem.message) == ("$.nodes[1]", (
+        "node `p`: process rule {'type': 'transform', 'field': 'message', "
+        "'operation': 'slugify'} is not supported here"))
+
+
+async def test_seed4_data_source_filter_map_and_delay(
+        run_with: ServiceRunner, web: tuple[FlakyServer, str]) -> None:
+    server, base = web
+    doc = example("seed4-builder-nodes.json")
+    doc["nodes"][1]["config"]["endpoint"] = f"{base}/echo?key=source"
+    users = [{"active": True, "profile": {"name": "Ada"}},
+             {"active": False, "profile": {"name": "Bo"}},
+             {"active": True, "profile": {"name": "Cy"}}]
+    record = await run_with(doc, {"users": users})
+    assert record.status == "succeeded", record.errors
+    assert len(server.hits["source"]) == 1
+    outputs = {k: v.output for k, v in record.node_states.items()}
+    assert outputs["verb"] == {"verb": "GET", "asked": "source"}
+    assert outputs["active"] == [users[0], users[2]]
+    assert outputs["names"] == [{"name": "Ada"}, {"name": "Cy"}]
+    assert outputs["pause"] is None
+    assert record.node_states["pause"].status == "succeeded"
+
+
+def test_seed4_filter_without_one_upstream_is_refused() -> None:
+    doc = {"name": "w", "nodes": [{"id": "f", "type": "filter", "config": {"condition": "item"}}],
+           "edges": []}
+    assert [(p.path, p.message) for p in validate_workflow(doc)] == [
+        ("$.nodes[0]", "node `f`: a filter without `items` filters its upstream node's "
+                       "output; it has 0 upstream nodes"),
+        ("$.nodes[0].config.items", "node `f` (filter): Field required")]
