@@ -18,7 +18,7 @@ from flowloom.app.records import RunRecord, mark_cancelled, utcnow
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import Store, open_store
-from flowloom.app.stores.base import StoredWorkflow
+from flowloom.app.stores.base import StoredWorkflow, same_document
 from flowloom.graphs import InputError, Problem, SpecError, WorkflowError, WorkflowSpec
 from flowloom.graphs.limits import ValueTooLarge, check_value_shape
 from flowloom.graphs.schemas import InvalidSchema, validation_errors
@@ -69,8 +69,26 @@ def workflow_id_of(spec: WorkflowSpec, document: dict[str, Any]) -> str:
     """The document's id, or a stable one derived from its content for inline workflows."""
     if spec.id:
         return spec.id
+    return content_id(document)
+
+
+def content_id(document: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     return f"inline-{digest[:12]}"
+
+
+async def pin_document(store: Store, spec: WorkflowSpec,
+                       canonical: dict[str, Any]) -> StoredWorkflow:
+    """The stored version a run of this document is pinned to. Running publishes nothing:
+    a document identical to its id's latest version runs that version; any other is kept
+    under its content id, so the id's latest version stays what was pushed."""
+    if spec.id:
+        latest = await store.get_workflow(spec.id)
+        if latest is not None and same_document(
+                load_spec(latest.document).model_dump(mode="json", exclude_none=True),
+                canonical):
+            return latest
+    return await store.put_workflow(content_id(canonical), canonical)
 
 
 @asynccontextmanager
@@ -136,7 +154,7 @@ async def prepare_run(
     check_inputs(spec, inputs)
     if stored is None:
         canonical = spec.model_dump(mode="json", exclude_none=True)
-        stored = await store.put_workflow(workflow_id_of(spec, canonical), canonical)
+        stored = await pin_document(store, spec, canonical)
     workflow_id = stored.id
     execution_id = execution_id or uuid.uuid4().hex
     record = RunRecord(execution_id=execution_id, workflow_id=workflow_id,

@@ -66,7 +66,10 @@ async def test_workflow_crud_versions_graph_and_delete(api: Client) -> None:
     created = await api.post("/workflows", json=HELLO)
     assert created.status_code == 201 and created.json() == {"id": "hello", "version": 1}
     assert created.headers["location"] == "/workflows/hello"
-    assert (await api.post("/workflows", json=HELLO)).status_code == 409
+    same = await api.post("/workflows", json=HELLO)
+    assert same.status_code == 200 and same.json() == {"id": "hello", "version": 1}
+    clash = await api.post("/workflows", json={**HELLO, "description": "other"})
+    assert clash.status_code == 409
     changed = {**HELLO, "description": "v2"}
     assert (await api.put("/workflows/hello", json=changed)).json()["version"] == 2
     assert (await api.get("/workflows/hello")).json()["description"] == "v2"
@@ -113,6 +116,20 @@ async def test_sync_execute_answers_200_with_the_run(api: Client) -> None:
     assert record["status"] == "succeeded" and record["workflow_version"] == 1
     assert record["output"] == {"greeting": "Hello, Bo!", "length": 2}
     assert (await api.get(f"/executions/{record['execution_id']}")).json() == record
+
+
+async def test_execute_of_an_inline_document_never_publishes_it(api: Client) -> None:
+    await api.post("/workflows", json=HELLO)
+    same = (await api.post("/execute", json={"workflow": HELLO,
+                                             "inputs": {"name": "Bo"}})).json()
+    assert (same["workflow_id"], same["workflow_version"]) == ("hello", 1)
+    edited = {**HELLO, "description": "edited locally"}
+    ran = (await api.post("/execute", json={"workflow": edited, "inputs": {"name": "Bo"}})).json()
+    assert ran["status"] == "succeeded" and ran["workflow_id"].startswith("inline-")
+    latest = (await api.get("/workflows/hello")).json()
+    assert latest["version"] == 1 and latest["description"] == HELLO["description"]
+    listed = (await api.get("/workflows")).json()["items"]
+    assert [(w["id"], w["version"]) for w in listed if w["id"] == "hello"] == [("hello", 1)]
 
 
 async def test_sync_execute_past_wait_s_answers_202_and_goes_on(api: Client) -> None:

@@ -26,9 +26,10 @@ SCHEMA = {"type": "object", "required": ["user"],
                                   "properties": {"age": {"type": "integer"}}}}}
 
 
-async def test_record_has_the_shape_of_http_api(run: Runner) -> None:
-    record = await run({"id": "shape", "nodes": [t("a", "{{ inputs.x }}")]}, {"x": 5},
-                       correlation_id="corr-1")
+async def test_record_has_the_shape_of_http_api(run: Runner, store: SqliteStore) -> None:
+    doc = {"id": "shape", "nodes": [t("a", "{{ inputs.x }}")]}
+    await store.put_workflow("shape", doc)
+    record = await run(doc, {"x": 5}, correlation_id="corr-1")
     data = record.model_dump(mode="json")
     assert set(data) == {"execution_id", "workflow_id", "workflow_version", "status", "inputs",
                          "output", "created_at", "started_at", "finished_at", "node_states",
@@ -81,12 +82,34 @@ async def test_invalid_document_raises_before_anything_is_stored(
 
 
 async def test_run_is_pinned_to_the_workflow_version(run: Runner, store: SqliteStore) -> None:
+    await store.put_workflow("pinned", {"id": "pinned", "nodes": [t("a", 1)]})
     first = await run({"id": "pinned", "nodes": [t("a", 1)]})
     again = await run({"id": "pinned", "nodes": [t("a", 1)]})
-    changed = await run({"id": "pinned", "nodes": [t("a", 2)]})
-    assert (first.workflow_version, again.workflow_version, changed.workflow_version) == (1, 1, 2)
+    assert [(r.workflow_id, r.workflow_version) for r in (first, again)] == [("pinned", 1)] * 2
     stored = await store.get_workflow("pinned", 1)
     assert stored is not None and stored.document["nodes"][0]["config"]["output"] == 1
+
+
+async def test_running_a_changed_document_does_not_publish_it(run: Runner,
+                                                            store: SqliteStore) -> None:
+    await store.put_workflow("pinned", {"id": "pinned", "nodes": [t("a", 1)]})
+    changed = {"id": "pinned", "nodes": [t("a", 2)]}
+    record = await run(changed)
+    again = await run(changed)
+    assert record.output == 2 and record.workflow_id.startswith("inline-")
+    assert (again.workflow_id, again.workflow_version) == (record.workflow_id, 1)
+    latest = await store.get_workflow("pinned")
+    assert latest is not None and latest.version == 1
+    assert latest.document["nodes"][0]["config"]["output"] == 1
+    ran = await store.get_workflow(record.workflow_id)
+    assert ran is not None and ran.document["nodes"][0]["config"]["output"] == 2
+
+
+async def test_running_an_unpublished_id_does_not_create_it(run: Runner,
+                                                          store: SqliteStore) -> None:
+    record = await run({"id": "draft", "nodes": [t("a", 1)]})
+    assert record.output == 1 and record.workflow_id.startswith("inline-")
+    assert await store.get_workflow("draft") is None
 
 
 async def test_inline_workflow_gets_a_stable_content_id(run: Runner) -> None:

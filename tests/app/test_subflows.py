@@ -18,8 +18,9 @@ def sub(node_id: str, **config: object) -> dict[str, object]:
 async def test_a_self_calling_workflow_stops_at_the_depth_limit(
         run: Runner, store: SqliteStore) -> None:
     await store.put_workflow("again", {"id": "again", "nodes": [sub("call", workflow_id="again")]})
-    record = await run({"id": "root", "nodes": [sub("call", workflow_id="again")]},
-                       execution_id="r")
+    root = {"id": "root", "nodes": [sub("call", workflow_id="again")]}
+    await store.put_workflow("root", root)  # a run names its workflow by its published id
+    record = await run(root, execution_id="r")
     assert record.status == "failed" and record.errors[0].type == "SubworkflowFailed"
     deepest = "r" + ".call" * MAX_SUBWORKFLOW_DEPTH
     last = await store.get_run(deepest)

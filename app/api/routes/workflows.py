@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from flowloom.app.api.deps import StoreDep
 from flowloom.app.api.errors import ApiError
+from flowloom.app.stores.base import same_document
 from flowloom.app.workflows import load_workflow, to_mermaid, validate_workflow
 from flowloom.graphs import WorkflowSpec, canonical_document
 
@@ -57,7 +58,11 @@ async def create_workflow(store: StoreDep, response: Response,
                           document: dict[str, Any] = Document) -> Stored:
     canonical = _canonical(document)
     workflow_id = canonical.get("id") or _new_id(canonical)
-    if await store.get_workflow(workflow_id) is not None:
+    latest = await store.get_workflow(workflow_id)
+    if latest is not None and same_document(latest.document, canonical):
+        response.status_code = 200  # the same content again: nothing new to store
+        return Stored(id=latest.id, version=latest.version)
+    if latest is not None:
         raise ApiError(409, "Conflict", f"workflow `{workflow_id}` exists; PUT a new version")
     stored = await store.put_workflow(workflow_id, {**canonical, "id": workflow_id})
     response.headers["Location"] = f"/workflows/{workflow_id}"
