@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -95,12 +96,37 @@ def to_problem(exc: Exception) -> JSONResponse:
     return problem(500, "Internal error", "an unexpected error happened; see the server log")
 
 
+async def _body_problem(request: Request, exc: RequestValidationError) -> JSONResponse | None:
+    """A body that is not JSON at all: 415 for another media type, 400 for bad syntax."""
+    errors = exc.errors()
+    if not any(e.get("loc", ())[:1] == ("body",) for e in errors):
+        return None
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        return problem(415, "Unsupported media type",
+                       f"send the body as application/json, not {media}")
+    if not any(e.get("type") == "json_invalid" for e in errors):
+        return None
+    try:
+        json.loads(await request.body())
+    except json.JSONDecodeError as bad:
+        return problem(400, "Malformed JSON", f"the body is not valid JSON: {bad.msg} at "
+                                              f"line {bad.lineno} column {bad.colno}")
+    except (RuntimeError, UnicodeDecodeError):  # body no longer readable, or not UTF-8
+        pass
+    return problem(400, "Malformed JSON", "the body is not valid JSON")
+
+
 def install(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, ApiError | WorkflowError | RequestValidationError
                           | HTTPException):
             import logging
             logging.getLogger("flowloom.api").exception("unhandled error")
+        if isinstance(exc, RequestValidationError):
+            answer = await _body_problem(request, exc)
+            if answer is not None:
+                return answer
         return to_problem(exc)
 
     for kind in (ApiError, WorkflowError, RequestValidationError, HTTPException, Exception):

@@ -332,12 +332,31 @@ async def test_inputs_and_body_limits(api: Client) -> None:
                              headers={"content-type": "application/json"})
     assert "limit is 1,048,576 bytes" in is_problem(too_big, 413)["detail"]
     is_problem(await api.post("/execute", content=b"{nope",
-                              headers={"content-type": "application/json"}), 422)
+                              headers={"content-type": "application/json"}), 400)
     is_problem(await api.get("/executions/unknown"), 404)
     # The CLI's execution id pattern (EXECUTION_ID_PATTERN): an id that can never exist.
     for path in ("/executions/a%20b", "/executions/a%20b/events"):
         assert "pattern" in json.dumps(is_problem(await api.get(path), 422))
     is_problem(await api.post("/executions/a%20b/cancel"), 422)
+
+
+async def test_request_bodies_a_user_gets_wrong(api: Client) -> None:
+    broken = b'{"workflow": {"nodes": []},\n "inputs": {"a": 1,}}'
+    malformed = is_problem(await api.post("/execute", content=broken,
+                                          headers={"content-type": "application/json"}), 400)
+    assert malformed["detail"] == ("the body is not valid JSON: Expecting property name "
+                                   "enclosed in double quotes at line 2 column 20")
+    as_text = await api.post("/execute", content=json.dumps({"workflow": HELLO}),
+                             headers={"content-type": "text/plain"})
+    assert is_problem(as_text, 415)["detail"] == (
+        "send the body as application/json, not text/plain")
+    await api.post("/workflows", json=HELLO)
+    misspelt = is_problem(await api.post("/workflows/hello/execute",
+                                         json={"input": {"name": "Bo"}}), 422)
+    assert misspelt["problems"] == [{"path": "$.input",
+                                     "message": "Extra inputs are not permitted"}]
+    inline = is_problem(await api.post("/execute", json={"workflow": HELLO, "wait": 1}), 422)
+    assert inline["problems"] == [{"path": "$.wait", "message": "Extra inputs are not permitted"}]
 
 
 async def test_api_keys(make_app: Callable[..., FastAPI]) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
 from flowloom.app.api.deps import ExecutionIdPath, ManagerDep, StoreDep
@@ -34,6 +34,8 @@ MAX_WAIT_S = 300.0
 
 
 class ExecuteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error
+
     inputs: dict[str, Any] = Field(default_factory=dict)
     mode: Literal["sync", "async"] = "sync"
     wait_s: float = Field(default=30.0, ge=0, le=MAX_WAIT_S)
@@ -49,6 +51,8 @@ class InlineExecuteBody(ExecuteBody):
 
 
 class ResumeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     value: Any = None
     node_id: str | None = None
     mode: Literal["sync", "async"] = "sync"
@@ -56,6 +60,8 @@ class ResumeBody(BaseModel):
 
 
 class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     by: str = Field(default="api", max_length=200)
 
 
