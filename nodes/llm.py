@@ -13,13 +13,19 @@ from pydantic import SecretStr
 from flowloom.graphs.errors import NodeError
 from flowloom.nodes.net import retry_after_seconds
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai client's, when none is set
 
-def _error(exc: openai.OpenAIError) -> NodeError:
+
+def _error(exc: openai.OpenAIError, base_url: str | None = None,
+           has_key: bool = True) -> NodeError:
     if isinstance(exc, openai.APITimeoutError):
         return NodeError(f"model call timed out: {exc}", kind="TimeoutError", retriable=True)
     if isinstance(exc, openai.APIConnectionError):
-        return NodeError(f"cannot reach the model endpoint: {exc}", kind="NetworkError",
-                         retriable=True)
+        unset = [name for name, value in (("OPENAI_BASE_URL", base_url),
+                                          ("OPENAI_API_KEY", has_key)) if not value]
+        hint = f" ({' and '.join(unset)} not set)" if unset else ""
+        return NodeError(f"cannot reach the model endpoint {base_url or DEFAULT_BASE_URL}"
+                         f"{hint}: {exc}", kind="NetworkError", retriable=True)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
@@ -36,6 +42,7 @@ class OpenAIChat:
                  http: httpx.AsyncClient | None = None, timeout_s: float = 300) -> None:
         self.base_url = base_url
         self.http = http  # our client: langchain-openai's default one is bound to one loop
+        self.has_key = bool(api_key)
         self.api_key = api_key or "not-needed"  # local OpenAI-compatible servers ignore it
         self.timeout_s = timeout_s
         self._models: dict[tuple[Any, ...], ChatOpenAI] = {}
@@ -63,7 +70,7 @@ class OpenAIChat:
         try:
             message = await self._model(request).ainvoke(messages, **kwargs)
         except openai.OpenAIError as exc:
-            raise _error(exc) from None
+            raise _error(exc, self.base_url, self.has_key) from None
         usage = getattr(message, "usage_metadata", None) or {}
         usage = {k: usage[k] for k in ("input_tokens", "output_tokens", "total_tokens")
                  if k in usage}

@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from flowloom.app.llm_cache import LLM_KEY_PREFIX, MemoryLLMCache, RedisLLMCache
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
+from flowloom.graphs.errors import NodeError
 from flowloom.nodes.ai import request_digest
+from flowloom.nodes.llm import OpenAIChat
 from tests.conftest import wait_until
 from tests.servers import ModelStub, RedisProcess
 from tests.service_fixtures import ServiceRunner
@@ -221,3 +224,21 @@ def test_two_processes_make_one_model_call(tmp_path: Path, redis_url: str,
     assert model_stub.calls == 1
     assert [r["node_states"]["ask"]["cached"] for r in records] == [False, True]
     assert records[0]["output"] == records[1]["output"] == "echo: Say hello to Ada"
+
+
+@pytest.mark.parametrize(("base_url", "key", "says"), [
+    ("http://127.0.0.1:9/v1", "k", "http://127.0.0.1:9/v1: Connection error."),
+    (None, "k", "https://api.openai.com/v1 (OPENAI_BASE_URL not set): Connection error."),
+    (None, None, "https://api.openai.com/v1 (OPENAI_BASE_URL and OPENAI_API_KEY not set): "
+                 "Connection error.")])
+async def test_an_unreachable_model_names_the_endpoint_and_what_is_unset(
+        base_url: str | None, key: str | None, says: str) -> None:
+    async def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
+        chat = OpenAIChat(base_url=base_url, api_key=key, http=http)
+        with pytest.raises(NodeError) as failed:
+            await chat.complete({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert failed.value.message == f"cannot reach the model endpoint {says}"
+    assert failed.value.kind == "NetworkError"
