@@ -160,6 +160,7 @@ async def test_not_yet_run_node_is_null(run: Runner) -> None:
 async def test_run_names_in_a_real_run(run: Runner) -> None:
     nodes = [t("who", {"id": "{{ run.id }}", "workflow": "{{ run.workflow_id }}",
                        "started": "{{ run.started_at }}"})]
+    await run.store.put_workflow("named", {"id": "named", "nodes": nodes})  # published
     record = await run({"id": "named", "nodes": nodes}, execution_id="run-9")
     assert record.output["id"] == "run-9" and record.output["workflow"] == "named"
     assert record.started_at is not None
