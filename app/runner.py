@@ -79,11 +79,15 @@ def content_id(document: dict[str, Any]) -> str:
 
 async def pin_document(store: Store, spec: WorkflowSpec,
                        canonical: dict[str, Any]) -> StoredWorkflow:
-    """The stored version a run of this document is pinned to. Running publishes nothing:
-    a document identical to its id's latest version runs that version; any other is kept
-    under its content id, so the id's latest version stays what was pushed."""
+    """The stored version a run of this document is pinned to. Running never changes a
+    published workflow: a document identical to its id's latest version runs that
+    version; one whose id was never stored becomes that id's first version (so its runs
+    are listed under its id, and publishing the same content later answers with it); any
+    other is kept under its content id, and the id's latest version stays what was pushed."""
     if spec.id:
-        latest = await store.get_workflow(spec.id)
+        if await store.get_workflow(spec.id, include_deleted=True) is None:
+            return await store.put_workflow(spec.id, canonical)
+        latest = await store.get_workflow(spec.id)  # None once deleted: not run again
         if latest is not None and same_document(
                 load_spec(latest.document).model_dump(mode="json", exclude_none=True),
                 canonical):

@@ -105,10 +105,20 @@ async def test_running_a_changed_document_does_not_publish_it(run: Runner,
     assert ran is not None and ran.document["nodes"][0]["config"]["output"] == 2
 
 
-async def test_running_an_unpublished_id_does_not_create_it(run: Runner,
-                                                          store: SqliteStore) -> None:
-    record = await run({"id": "draft", "nodes": [t("a", 1)]})
-    assert record.output == 1 and record.workflow_id.startswith("inline-")
+async def test_a_first_run_of_a_new_id_files_it_under_that_id(run: Runner,
+                                                              store: SqliteStore) -> None:
+    first = await run({"id": "draft", "nodes": [t("a", 1)]})
+    assert (first.output, first.workflow_id, first.workflow_version) == (1, "draft", 1)
+    stored = await store.get_workflow("draft")
+    assert stored is not None and stored.version == 1
+    # An edit run afterwards is kept apart: `draft` still serves what was stored first.
+    edited = await run({"id": "draft", "nodes": [t("a", 2)]})
+    assert edited.output == 2 and edited.workflow_id.startswith("inline-")
+    latest = await store.get_workflow("draft")
+    assert latest is not None and latest.version == 1
+    await store.delete_workflow("draft")
+    again = await run({"id": "draft", "nodes": [t("a", 1)]})  # deleted: not brought back
+    assert again.workflow_id.startswith("inline-")
     assert await store.get_workflow("draft") is None
 
 
