@@ -27,12 +27,12 @@ from flowloom.app.stores.errors import LeaseLost, StoreError
 from flowloom.app.workflows import compile_workflow, load_workflow, workflow_output
 from flowloom.graphs.context import RunContext
 from flowloom.graphs.errors import NodeError
-from flowloom.graphs.events import RunEvent
+from flowloom.graphs.events import RunEvent, WireEvent
 from flowloom.graphs.expressions import Expressions
 from flowloom.graphs.spec import WorkflowSpec
 from flowloom.nodes.services import Services
 
-EventCallback = Callable[[dict[str, Any]], None]
+EventCallback = Callable[[WireEvent], None]
 log = logging.getLogger("flowloom.run")
 FLUSH_INTERVAL_S = 0.25
 FINAL_RETRY_S = (0.1, 0.5, 2.0)
@@ -52,7 +52,7 @@ class LiveRecord:
         self.record = record
         self.builder = RecordBuilder(record)
         self.seq = next_seq
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[WireEvent] = []
         self.on_event = on_event
         self.cancelled_by: str | None = None
         self.dirty = False
@@ -65,8 +65,8 @@ class LiveRecord:
 
     def emit(self, event: RunEvent) -> None:
         self.seq += 1
-        recorded = {"seq": self.seq, "execution_id": self.record.execution_id,
-                    "at": time.time(), **event}
+        recorded: WireEvent = {"seq": self.seq, "execution_id": self.record.execution_id,
+                               "at": time.time(), **event}  # type: ignore[typeddict-item]
         self.builder.apply(recorded)
         self.pending.append(recorded)
         self.dirty = True

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from flowloom.graphs.events import WireEvent
 from flowloom.graphs.limits import MAX_VALUE_DEPTH, deepest_path
 
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
@@ -113,7 +114,7 @@ class RecordBuilder:
         self.record = record
         self.active: set[str] = set()
 
-    def apply(self, event: dict[str, Any]) -> None:
+    def apply(self, event: WireEvent) -> None:
         kind = event["event"]
         node_id = event.get("node_id")
         at = from_epoch(event.get("at"))

@@ -6,7 +6,7 @@ runner adds `seq`, `execution_id` and a default `at` to each one it records (`Re
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 
 class Recorded(TypedDict):
@@ -93,6 +93,34 @@ class Log(TypedDict):
 NodeEvent = (NodeStarted | NodeSucceeded | NodeFailed | NodeRetrying | NodeSkipped
              | NodeCancelled | NodeWaiting | Log)
 RunEvent = RunStarted | RunWaiting | RunFinished | NodeEvent
-EVENT_KINDS = ("run.started", "run.waiting", "run.finished", "node.started",
-               "node.succeeded", "node.failed", "node.retrying", "node.skipped",
-               "node.cancelled", "node.waiting", "log")
+
+EventKind = Literal["run.started", "run.waiting", "run.finished", "node.started",
+                    "node.succeeded", "node.failed", "node.retrying", "node.skipped",
+                    "node.cancelled", "node.waiting", "log"]
+
+
+class WireEvent(TypedDict, total=False):
+    """A recorded event as stored, streamed and folded: any kind above, plus what the
+    runner adds (`seq`, `execution_id`). Readers use this one shape; `event` says which
+    of the kinds' keys are there."""
+
+    seq: int
+    execution_id: str
+    event: EventKind
+    at: float
+    node_id: str
+    attempt: int
+    output: Any
+    meta: dict[str, Any]
+    error: dict[str, Any]
+    handled: bool
+    reason: str
+    delay_s: float
+    request: Any
+    level: str
+    message: str
+    status: str
+    waiting_for: list[dict[str, Any]]
+
+
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shlex
 from datetime import datetime
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from flowloom.app.cli.common import err, out
 from flowloom.app.records import NodeState, RunRecord
+from flowloom.graphs.events import WireEvent
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
                 "skipped": "dim", "running": "cyan", "retrying": "magenta", "waiting": "blue",
@@ -100,7 +100,7 @@ def summary(record: RunRecord) -> None:
         err.print(f"error: {error.message}", markup=False, highlight=False)
 
 
-def node_status(event: dict[str, Any]) -> tuple[str, str] | None:
+def node_status(event: WireEvent) -> tuple[str, str] | None:
     """(status, note) of a node event, None for other events."""
     kind = event["event"]
     if not (event.get("node_id") and kind.startswith("node.")):
@@ -126,7 +126,7 @@ class Progress:
             grid.add_row(node_id, styled(status), note)
         return grid
 
-    def on_event(self, event: dict[str, Any]) -> None:
+    def on_event(self, event: WireEvent) -> None:
         shown = node_status(event)
         if shown is not None:
             self.states[event["node_id"]] = shown

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -23,6 +23,7 @@ from flowloom.app.records import RunRecord
 from flowloom.app.runner import run_sync
 from flowloom.app.stores import Store
 from flowloom.app.stores.base import RunQuery
+from flowloom.graphs.events import WireEvent
 
 
 class Status(StrEnum):
@@ -68,7 +69,7 @@ def show(execution_id: ExecutionId, as_json: JsonFlag = False) -> None:
         summary(record)
 
 
-def _progress_line(event: dict[str, Any]) -> None:
+def _progress_line(event: WireEvent) -> None:
     shown = node_status(event)
     if shown is not None:
         status, note = shown  # no clock on the line: what happened, in order

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from flowloom.app.records import RunRecord
 from flowloom.graphs.errors import WorkflowError
+from flowloom.graphs.events import WireEvent
 
 
 class InvalidCursor(WorkflowError):
@@ -87,17 +89,17 @@ class Store(Protocol):
     async def list_runs(self, query: RunQuery) -> RunPage:
         """Newest first (created_at, then execution id), filtered, keyset-paginated."""
 
-    async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
+    async def append_events(self, execution_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         """Append to the run's event log; each event carries its `seq`."""
 
-    async def save_run_with_events(self, record: RunRecord, events: list[dict[str, Any]],
+    async def save_run_with_events(self, record: RunRecord, events: Sequence[Mapping[str, Any]],
                                    fence: datetime | None = None) -> None:
         """`append_events` then `save_run`, in one transaction where the backend can.
         With `fence` (the run's `updated_at` as this owner last wrote it), the write is
         conditional: if anyone wrote the run since (another process claimed it), nothing
         is written and LeaseLost is raised."""
 
-    async def list_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]: ...
+    async def list_events(self, execution_id: str, after: int = 0) -> list[WireEvent]: ...
 
     async def request_cancel(self, execution_id: str, by: str) -> None: ...
 

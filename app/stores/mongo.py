@@ -4,7 +4,7 @@ langgraph-checkpoint-mongodb's MongoDBSaver for checkpoints in the same database
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from flowloom.app.stores.base import (
     same_document,
 )
 from flowloom.app.stores.errors import LeaseLost, StoreError
+from flowloom.graphs.events import WireEvent
 
 CHECKPOINTS, WRITES = "checkpoints", "checkpoint_writes"
 
@@ -191,7 +192,7 @@ class MongoStore:
         last = docs[query.limit - 1] if len(docs) > query.limit else None
         return RunPage(runs, encode_cursor(last["created_at"], last["_id"]) if last else None)
 
-    async def save_run_with_events(self, record: RunRecord, events: list[dict[str, Any]],
+    async def save_run_with_events(self, record: RunRecord, events: Sequence[Mapping[str, Any]],
                                    fence: datetime | None = None) -> None:
         if fence is None:
             # Events first: a reader that sees the record's progress finds its events too.
@@ -209,7 +210,7 @@ class MongoStore:
             raise LeaseLost(f"run {record.execution_id} was taken over by another process")
         await self.append_events(record.execution_id, events)
 
-    async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
+    async def append_events(self, execution_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         if not events:
             return
         db = await self._setup()
@@ -221,7 +222,7 @@ class MongoStore:
             if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
                 raise
 
-    async def list_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
+    async def list_events(self, execution_id: str, after: int = 0) -> list[WireEvent]:
         db = await self._setup()
         docs = await db.run_events.find({"execution_id": execution_id, "seq": {"$gt": after}}
                                         ).sort("seq", ASCENDING).to_list(None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ from flowloom.app.stores.base import (
 from flowloom.app.stores.errors import LeaseLost, StoreError
 from flowloom.app.stores.sqlite_db import SqliteDb
 from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
+from flowloom.graphs.events import WireEvent
 
 _SCHEMA = """
 PRAGMA journal_mode=WAL;
@@ -137,7 +138,7 @@ class SqliteStore:
         db = await self._db()
         return await db.execute(_CREATE_RUN, _run_row(record)) == 1
 
-    async def save_run_with_events(self, record: RunRecord, events: list[dict[str, Any]],
+    async def save_run_with_events(self, record: RunRecord, events: Sequence[Mapping[str, Any]],
                                    fence: datetime | None = None) -> None:
         """The record and its new events in one transaction (one commit per flush)."""
         db = await self._db()
@@ -188,12 +189,12 @@ class SqliteStore:
         return RunPage(runs, encode_cursor(last.created_at, last.execution_id)
                        if more and last else None)
 
-    async def append_events(self, execution_id: str, events: list[dict[str, Any]]) -> None:
+    async def append_events(self, execution_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         if events:
             db = await self._db()
             await db.executemany(_APPEND_EVENT, _event_rows(execution_id, events))
 
-    async def list_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
+    async def list_events(self, execution_id: str, after: int = 0) -> list[WireEvent]:
         db = await self._db()
         rows = await db.fetchall("SELECT event FROM run_events WHERE execution_id = ? "
                                  "AND seq > ? ORDER BY seq", (execution_id, after))
@@ -306,7 +307,7 @@ def _run_row(record: RunRecord) -> tuple[Any, ...]:
             record.model_dump_json())
 
 
-def _event_rows(execution_id: str, events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+def _event_rows(execution_id: str, events: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     return [(execution_id, e["seq"], json_text(e)) for e in events]
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ class HiccupStore(SqliteStore):
         self.fail_calls = fail_calls
         self.calls = 0
 
-    async def save_run_with_events(self, record: RunRecord, events: list[dict[str, Any]],
+    async def save_run_with_events(self, record: RunRecord, events: Sequence[Mapping[str, Any]],
                                    fence: datetime | None = None) -> None:
         self.calls += 1
         if self.calls in self.fail_calls:
