@@ -4,19 +4,20 @@ the CLI and the HTTP service call. `flowloom.graphs` takes the registry as an ar
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-
-from flowloom.graphs import compile as _compile
 from flowloom.graphs import loader as _loader
 from flowloom.graphs import mermaid as _mermaid
 from flowloom.graphs import state as _state
-from flowloom.graphs.compile import Graph
 from flowloom.graphs.errors import Problem
 from flowloom.graphs.expressions import Expressions
 from flowloom.graphs.spec import WorkflowSpec
 from flowloom.nodes.registry import NODE_TYPES
+
+if TYPE_CHECKING:  # the compiler loads LangGraph: only compiling and running need it
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from flowloom.graphs.compile import Graph
 
 
 def load_workflow(document: Any) -> WorkflowSpec:
@@ -32,6 +33,8 @@ def validate_workflow(document: Any, *, include_warnings: bool = False) -> list[
 def compile_workflow(spec: WorkflowSpec, checkpointer: BaseCheckpointSaver[Any] | None = None,
                      *, expressions: Expressions | None = None) -> Graph:
     """A compiled LangGraph graph; pure, no I/O."""
+    from flowloom.graphs import compile as _compile
+
     return _compile.compile_workflow(spec, checkpointer, node_types=NODE_TYPES,
                                      expressions=expressions)
 

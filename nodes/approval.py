@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.types import interrupt
 from pydantic import ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -39,5 +38,7 @@ class Approval(NodeType):
     templates = ("prompt",)
 
     async def run(self, config: ApprovalConfig, ctx: Context) -> Any:
+        from langgraph.types import interrupt  # the engine: `flowloom validate` needs none
+
         prompt = ctx.render(config.prompt, field="prompt")
         return interrupt({"node_id": ctx.path, "prompt": prompt, "schema": config.answer_schema})

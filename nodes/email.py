@@ -5,7 +5,6 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import aiosmtplib
 from pydantic import Field
 
 from flowloom.graphs.errors import NodeError
@@ -37,6 +36,8 @@ class Email(NodeType):
     side_effects = True
 
     async def run(self, config: EmailConfig, ctx: Context) -> Any:
+        import aiosmtplib  # the SMTP client loads with the first email, not with the registry
+
         url = ctx.services.settings.smtp_url
         if not url:
             raise NodeError("FLOWLOOM_SMTP_URL is not set", node_id=ctx.node_id, kind="ConfigError")

@@ -6,7 +6,6 @@ from pydantic import Field, model_validator
 
 from flowloom.graphs.errors import NodeError
 from flowloom.graphs.nodetype import NodeConfig, NodeType
-from flowloom.nodes.net import HttpPolicy, send, status_error
 from flowloom.nodes.services import Context
 
 
@@ -41,6 +40,8 @@ class Http(NodeType):
     side_effects = True
 
     async def run(self, config: HttpConfig, ctx: Context) -> Any:
+        from flowloom.nodes.net import HttpPolicy, send, status_error  # httpx: not to validate
+
         client = ctx.services.http
         if client is None:
             raise NodeError("no HTTP client in the runtime context", node_id=ctx.node_id)

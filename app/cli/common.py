@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from flowloom.app.records import EXECUTION_ID_PATTERN
-from flowloom.app.settings import Settings, SettingsError, load_settings
-from flowloom.app.stores import Store, open_store
+if TYPE_CHECKING:  # the stores and the runner load LangGraph: only their commands need it
+    from flowloom.app.settings import Settings
+    from flowloom.app.stores import Store
 
 T = TypeVar("T")
 err = Console(stderr=True, soft_wrap=True)
@@ -29,13 +29,23 @@ def fail(message: str, code: int) -> typer.Exit:
 
 def configured() -> Settings:
     """The settings, or one line naming the bad variable and exit 2."""
+    from flowloom.app.settings import SettingsError, load_settings
+
     try:
         return load_settings()
     except SettingsError as exc:
         raise fail(str(exc), 2) from None
 
 
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    from flowloom.app.runner import run_sync as run
+
+    return run(coro)
+
+
 async def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    from flowloom.app.stores import open_store
+
     store = open_store(settings)
     try:
         return await action(store)
@@ -44,6 +54,8 @@ async def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]
 
 
 def _execution_id(value: str | None) -> str | None:
+    from flowloom.app.records import EXECUTION_ID_PATTERN
+
     if value is not None and not re.fullmatch(EXECUTION_ID_PATTERN, value):
         raise typer.BadParameter(
             f"{value!r} is not an execution id: letters, digits, _ . - [ ] (up to 512, "

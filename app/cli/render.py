@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
@@ -13,8 +14,10 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from flowloom.app.cli.common import err, out
-from flowloom.app.records import NodeState, RunRecord
-from flowloom.graphs.events import WireEvent
+
+if TYPE_CHECKING:
+    from flowloom.app.records import NodeState, RunRecord
+    from flowloom.graphs.events import WireEvent
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
                 "skipped": "dim", "running": "cyan", "retrying": "magenta", "waiting": "blue",

@@ -6,7 +6,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,23 +20,19 @@ from flowloom.app.cli.common import (
     fail,
     out,
     read_file,
-)
-from flowloom.app.cli.render import Progress, summary
-from flowloom.app.records import RunRecord
-from flowloom.app.runner import (
-    NotResumable,
-    RunNotFound,
-    cancel_workflow,
-    execute_workflow_async,
-    resume_workflow,
     run_sync,
 )
-from flowloom.app.workflows import load_workflow, to_mermaid, validate_workflow
+from flowloom.app.cli.render import Progress, summary
 from flowloom.graphs import InputError, SpecError, WorkflowError
+
+if TYPE_CHECKING:  # the runner loads LangGraph and the clients: run, resume, cancel only
+    from flowloom.app.records import RunRecord
 
 
 def validate(file: Path, as_json: JsonFlag = False) -> None:
     """Validate a workflow document (any dialect). Exit 1 when invalid, 2 unreadable."""
+    from flowloom.app.workflows import validate_workflow  # the node types: not for --help
+
     document = read_file(file)
     problems = validate_workflow(document, include_warnings=True)
     errors = [p for p in problems if p.level == "error"]
@@ -54,6 +50,8 @@ def validate(file: Path, as_json: JsonFlag = False) -> None:
 
 def graph(file: Path) -> None:
     """Print the workflow's graph as Mermaid text."""
+    from flowloom.app.workflows import load_workflow, to_mermaid
+
     try:
         spec = load_workflow(read_file(file))
     except SpecError as exc:
@@ -112,6 +110,8 @@ def run(
     as_json: JsonFlag = False,
 ) -> None:
     """Run a workflow in this process to the end, against the configured store."""
+    from flowloom.app.runner import execute_workflow_async
+
     document = read_file(file)
     inputs, typed = parse_inputs(input_pairs or [], inputs_json)
     settings = configured()
@@ -158,6 +158,8 @@ def resume(
     as_json: JsonFlag = False,
 ) -> None:
     """Continue a run from its last checkpoint (after a crash, a failure or an approval)."""
+    from flowloom.app.runner import NotResumable, RunNotFound, resume_workflow
+
     answer: Any = ...
     if value is not None:
         try:
@@ -180,6 +182,8 @@ def resume(
 
 def cancel(execution_id: ExecutionId) -> None:
     """Stop a queued, running or waiting run, and its child runs."""
+    from flowloom.app.runner import NotResumable, RunNotFound, cancel_workflow
+
     settings = configured()
     try:
         record = run_sync(cancel_workflow(execution_id, by="cli", settings=settings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,14 +16,15 @@ from flowloom.app.cli.common import (
     configured,
     fail,
     out,
+    run_sync,
     with_store,
 )
 from flowloom.app.cli.render import node_status, print_table, styled, summary, table
-from flowloom.app.records import RunRecord
-from flowloom.app.runner import run_sync
-from flowloom.app.stores import Store
-from flowloom.app.stores.base import RunQuery
-from flowloom.graphs.events import WireEvent
+
+if TYPE_CHECKING:
+    from flowloom.app.records import RunRecord
+    from flowloom.app.stores import Store
+    from flowloom.graphs.events import WireEvent
 
 
 class Status(StrEnum):
@@ -45,6 +46,8 @@ def list_runs(
     as_json: JsonFlag = False,
 ) -> None:
     """Run history, newest first."""
+    from flowloom.app.stores.base import RunQuery
+
     query = RunQuery(workflow_id=workflow, status=status.value if status else None,
                      limit=limit)
     page = run_sync(with_store(configured(), lambda s: s.list_runs(query)))

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flowloom.app.cli.common import JsonFlag, configured, err, fail, out, read_file, with_store
+from flowloom.app.cli.common import (
+    JsonFlag,
+    configured,
+    err,
+    fail,
+    out,
+    read_file,
+    run_sync,
+    with_store,
+)
 from flowloom.app.cli.render import print_table, table
-from flowloom.app.runner import run_sync, workflow_id_of
-from flowloom.app.stores import Store
-from flowloom.app.stores.base import StoredWorkflow
-from flowloom.app.workflows import load_workflow
 from flowloom.graphs import SpecError
+
+if TYPE_CHECKING:
+    from flowloom.app.stores import Store
+    from flowloom.app.stores.base import StoredWorkflow
 
 PAGE = 200
 
@@ -45,6 +54,9 @@ def list_workflows(as_json: JsonFlag = False) -> None:
 
 
 async def _push(store: Store, document: dict[str, Any]) -> tuple[StoredWorkflow, bool]:
+    from flowloom.app.runner import workflow_id_of
+    from flowloom.app.workflows import load_workflow
+
     spec = load_workflow(document)
     canonical = spec.model_dump(mode="json", exclude_none=True)
     # No id: the content's own, as `flowloom run` stores it, so pushing again is a no-op.
