@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -185,7 +186,7 @@ def initial_input(record: RunRecord) -> dict[str, Any]:
 
 _GRAPHS: OrderedDict[tuple[Any, ...], tuple[Any, Expressions]] = OrderedDict()
 GRAPH_CACHE_SIZE = 128
-_SPECS: OrderedDict[str, WorkflowSpec] = OrderedDict()
+_SPECS: OrderedDict[bytes, WorkflowSpec] = OrderedDict()
 
 
 def load_spec(document: Any) -> WorkflowSpec:
@@ -196,7 +197,8 @@ def load_spec(document: Any) -> WorkflowSpec:
         return document
     if not isinstance(document, dict):  # a path or JSON text: read it afresh
         return load_workflow(document)
-    key = json.dumps(document, sort_keys=True, default=str)
+    # The digest of the document's canonical JSON: the cache holds no copy of its text.
+    key = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).digest()
     hit = _SPECS.get(key)
     if hit is None:
         hit = _SPECS[key] = load_workflow(document)
@@ -209,7 +211,9 @@ def load_spec(document: Any) -> WorkflowSpec:
 def compiled_graph(spec: WorkflowSpec, record: RunRecord, saver: Any) -> tuple[Any, Expressions]:
     """A workflow version compiles once per process and saver: compiled graphs hold no
     run state (that lives in the checkpointer and the runtime context). The cached graph
-    holds its saver, so the saver's id cannot be reused while the entry lives."""
+    holds its saver, so the saver's id cannot be reused while the entry lives. A stored
+    version is the content's identity: a store gives identical content its existing
+    version, so runs, resumes, the API and queue workers of one content share one graph."""
     key = (record.workflow_id, record.workflow_version, id(saver))
     hit = _GRAPHS.get(key)
     if hit is None:
