@@ -1,15 +1,18 @@
-"""Steps of the loop types. A `foreach` fans its items out with `Send`; a `while` loops
-through its body step and back. A body of one simple node runs in the item step itself;
-a larger body is a compiled subgraph invoked there, so LangGraph checkpoints it too."""
+"""Steps of the loop types. A `foreach` fans its items out in chunks, each a subgraph
+sending one task per item; a `while` loops through its body step and back. A body of one
+simple node runs in the item step itself; a larger body is a compiled subgraph invoked
+there, so LangGraph checkpoints it too."""
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Command, Send
+from langgraph.types import Command, RetryPolicy, Send
 
 from flowloom.graphs.context import RunContext
 from flowloom.graphs.errors import NodeError
@@ -18,6 +21,7 @@ from flowloom.graphs.execute import (
     RetryableFailure,
     execute,
     output_error,
+    retry_policy,
     settle_failure,
 )
 from flowloom.graphs.plan import NodePlan
@@ -33,6 +37,8 @@ from flowloom.graphs.steps import (
 )
 
 MAX_FOREACH_ITEMS = 100_000
+# Items per chunk: a chunk's items are one superstep of its subgraph, and LangGraph's
+# bookkeeping per step grows with the square of its tasks.
 WAVE_MIN = 512
 WAVE_PER_SLOT = 8
 
@@ -72,22 +78,36 @@ def _outer_outputs(graph: GraphScope, state: FlowState) -> dict[str, Any]:
     return dict(make_scope(graph, state).outputs)
 
 
+class ChunkState(TypedDict, total=False):
+    chunk: dict[str, Any]  # the foreach's base names, `start` and this chunk's `items`
+    done: Annotated[list[Any], operator.add]  # [node id, index, output, error] per item
+
+
+def _chunk_graph(plan: NodePlan, run_one: Step, policy: RetryPolicy | None) -> Any:
+    """A chunk of items as a subgraph: one `Send` per item, so each finished item is
+    checkpointed (a crash never runs it again), while the chunk's state holds only its
+    own items: the foreach's checkpoints sum to O(items), not O(items x chunks)."""
+
+    def split(state: ChunkState) -> Command[Any]:
+        chunk = state["chunk"]
+        base = {k: chunk[k] for k in ("inputs", "run", "outer", "path")}
+        return Command(goto=[Send("item", {**base, "index": chunk["start"] + i, "item": item})
+                             for i, item in enumerate(chunk["items"])])
+
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(ChunkState,
+                                                        context_schema=RunContext)
+    builder.add_node("split", split, destinations=("item",))
+    builder.add_node("item", run_one, retry_policy=policy)
+    builder.add_edge(START, "split")
+    return builder.compile(checkpointer=None, name=f"{plan.id}.chunk")
+
+
 def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
                   max_concurrency: int) -> dict[str, Step]:
     item_node, done_node = f"{plan.id}.items", f"{plan.id}.done"
     cfg = plan.config
     limit = min(cfg.max_concurrency, max_concurrency)
-    wave = max(WAVE_MIN, WAVE_PER_SLOT * limit)
-
-    def _next_wave(progress: dict[str, Any], node_id: str) -> Command[Any]:
-        """Send the next wave of items. Waves keep a superstep's task count bounded:
-        LangGraph's bookkeeping per step grows with the square of its tasks."""
-        start, items, base = progress["sent"], progress["items"], progress["base"]
-        stop = min(start + wave, len(items))
-        sends = [Send(item_node, {**base, "index": i, "item": items[i]})
-                 for i in range(start, stop)]
-        update = {"progress": {node_id: {**progress, "sent": stop}}}
-        return Command(update=update, goto=sends or done_node)
+    size = max(WAVE_MIN, WAVE_PER_SLOT * limit)
 
     async def fan_out(state: FlowState, config: RunnableConfig,
                       runtime: Runtime[RunContext[Any]]) -> Command[Any] | None:
@@ -113,13 +133,15 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
             return settled(plan, outcome.output, outcome.meta)
         base = {"inputs": state.get("inputs") or {}, "run": state.get("run") or {},
                 "outer": dict(ctx.scope.outputs), "path": ctx.path}
-        progress = {"count": len(items), "started_at": started, "items": list(items),
-                    "base": base, "sent": 0}
+        # Each item is written once, in its chunk's Send; progress stays a few numbers.
+        sends = [Send(item_node, {**base, "start": i, "items": list(items[i:i + size])})
+                 for i in range(0, len(items), size)]
+        update = {"progress": {plan.id: {"count": len(items), "started_at": started}}}
         # An empty foreach still reaches its successors, through the collect step.
-        return _next_wave(progress, plan.id)
+        return Command(update=update, goto=sends or done_node)
 
-    async def run_item(payload: dict[str, Any], config: RunnableConfig,
-                       runtime: Runtime[RunContext[Any]]) -> Command[Any]:
+    async def run_one(payload: dict[str, Any], config: RunnableConfig,
+                      runtime: Runtime[RunContext[Any]]) -> dict[str, Any]:
         run = runtime.context
         index = payload["index"]
         parent: FlowState = {"inputs": payload["inputs"], "run": payload["run"]}
@@ -139,9 +161,19 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
                               "meta": meta, "handled": False})
                     run.stopping = run.stopping or "[" not in payload["path"]
                     raise NodeFailed(error, meta) from None
-                return Command(update={"items": [[plan.id, index, None, error.as_dict()]]},
-                               goto=done_node)
-        return Command(update={"items": [[plan.id, index, output, None]]}, goto=done_node)
+                return {"done": [[plan.id, index, None, error.as_dict()]]}
+        return {"done": [[plan.id, index, output, None]]}
+
+    chunks = _chunk_graph(plan, run_one,
+                          retry_policy(body.single) if body.single is not None else None)
+
+    async def run_chunk(payload: dict[str, Any], config: RunnableConfig,
+                        runtime: Runtime[RunContext[Any]]) -> Command[Any]:
+        run = runtime.context
+        # Two chunks at a time keep `limit` items busy without holding every item's task.
+        async with run.semaphore(f"{run.execution_id}:{payload['path']}:chunks", 2):
+            state = await chunks.ainvoke({"chunk": payload}, config)
+        return Command(update={"items": state.get("done") or []}, goto=done_node)
 
     async def collect(state: FlowState, config: RunnableConfig,
                       runtime: Runtime[RunContext[Any]]) -> Command[Any] | None:
@@ -150,8 +182,6 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
         run = runtime.context
         progress = (state.get("progress") or {})[plan.id]
         results = [r for r in state.get("items") or [] if r[0] == plan.id]
-        if len(results) < progress["count"]:
-            return _next_wave(progress, plan.id)
         results.sort(key=lambda r: r[1])
         ctx = node_context(graph, plan, state, run, config, [])
         failed = [r for r in results if r[3]]
@@ -173,7 +203,7 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
                   "at": finished, "output": output, "meta": meta})
         return settled(plan, output, meta)
 
-    return {plan.id: fan_out, item_node: run_item, done_node: collect}
+    return {plan.id: fan_out, item_node: run_chunk, done_node: collect}
 
 
 def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step]:
