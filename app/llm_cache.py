@@ -13,10 +13,10 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 LLM_KEY_PREFIX = "flowloom:llm:"
 REDIS_TIMEOUT_S = 0.25
@@ -87,6 +87,10 @@ class MemoryLLMCache:
 
 class RedisLLMCache:
     def __init__(self, url: str) -> None:
+        from redis.asyncio import Redis  # the client loads only where Redis is configured
+        from redis.exceptions import RedisError
+
+        self.errors = (RedisError, OSError)
         self.redis: Redis = Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
                                            socket_connect_timeout=REDIS_TIMEOUT_S)
         self._flight = _SingleFlight()
@@ -105,7 +109,7 @@ class RedisLLMCache:
             return None
         try:
             raw = await self.redis.get(key)
-        except (RedisError, OSError) as exc:
+        except self.errors as exc:
             self._failed(exc)
             return None
         self._warned = False
@@ -116,7 +120,7 @@ class RedisLLMCache:
             return
         try:
             await self.redis.set(key, json.dumps(answer), ex=ttl_s)
-        except (RedisError, OSError) as exc:
+        except self.errors as exc:
             self._failed(exc)
 
     async def get_or_call(self, digest: str, ttl_s: int, call: Call) -> tuple[Answer, bool]:

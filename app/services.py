@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,11 +26,19 @@ def node_settings(settings: Settings) -> NodeSettings:
     )
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context, built once per process: loading the CA bundle takes
+    tens of milliseconds, more than a short run, and every run opens a client."""
+    return httpx.create_ssl_context()
+
+
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     cache = RedisLLMCache(settings.redis_url) if settings.redis_url else MemoryLLMCache()
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0),
+                                 verify=tls_context()) as http:
         tools = (ComposioProvider(http, settings.composio_base_url, settings.composio_api_key)
                  if settings.composio_base_url else None)
         try:

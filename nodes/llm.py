@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import openai
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from flowloom.graphs.errors import NodeError
@@ -15,9 +11,16 @@ from flowloom.nodes.net import retry_after_seconds
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai client's, when none is set
 
+if TYPE_CHECKING:  # the model clients load with the first call: most runs never make one
+    import httpx
+    import openai
+    from langchain_openai import ChatOpenAI
+
 
 def _error(exc: openai.OpenAIError, base_url: str | None = None,
            has_key: bool = True) -> NodeError:
+    import openai
+
     if isinstance(exc, openai.APITimeoutError):
         return NodeError(f"model call timed out: {exc}", kind="TimeoutError", retriable=True)
     if isinstance(exc, openai.APIConnectionError):
@@ -51,6 +54,8 @@ class OpenAIChat:
         key = (request["model"], request.get("temperature"), request.get("max_tokens"))
         model = self._models.get(key)
         if model is None:
+            from langchain_openai import ChatOpenAI
+
             options: dict[str, Any] = {"max_tokens": request.get("max_tokens")}
             model = self._models[key] = ChatOpenAI(
                 model=request["model"], temperature=request.get("temperature"),
@@ -61,6 +66,9 @@ class OpenAIChat:
         return model
 
     async def complete(self, request: dict[str, Any]) -> dict[str, Any]:
+        import openai
+        from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
         messages: list[BaseMessage] = [
             SystemMessage(m["content"]) if m["role"] == "system" else HumanMessage(m["content"])
             for m in request["messages"]]

@@ -54,3 +54,5 @@ def test_the_probe_sees_what_running_loads(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120, check=True)
     probe = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert probe["code"] == 0 and "langgraph" in probe["loaded"]
+    # the model clients and Redis load only for the nodes and settings that use them
+    assert {"openai", "langchain_openai", "redis", "aiosmtplib"}.isdisjoint(probe["loaded"])
