@@ -127,7 +127,9 @@ async def bench_foreach(items: int, folder: Path) -> tuple[float, float, float]:
         elapsed = time.perf_counter() - start
     finally:
         await store.close()
-    assert record.status == "succeeded" and record.output[-1] == 2 * (items - 1)
+    assert record.status == "succeeded", record.errors
+    if isinstance(record.output, list):  # past 256 KiB the record keeps a truncated stand-in
+        assert record.output[-1] == 2 * (items - 1)
     return elapsed, rss_mb() - before, checkpoint_bytes(path, record.execution_id) / items
 
 
