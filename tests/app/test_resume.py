@@ -264,3 +264,21 @@ async def test_an_answer_schema_ref_is_not_fetched_at_resume(
     with pytest.raises(NotResumable, match=r"schema\.\$ref: .* are not fetched"):
         await resume_workflow("refschema", 7, store=store)
     assert host.requests == 0
+
+
+async def test_approvals_inside_foreach_items_are_answered_one_by_one(
+        run: Runner, store: SqliteStore) -> None:
+    body = {"nodes": [approval("ask"), t("echo", "{{ ask }}-{{ item }}")],
+            "edges": chain("ask", "echo")}
+    doc = {"nodes": [{"id": "each", "type": "foreach",
+                      "config": {"items": "[1, 2, 3]", "body": body}}]}
+    record = await run(doc, {"amount": 5})
+    assert record.status == "waiting"
+    assert sorted(w["node_id"] for w in record.waiting_for) == [
+        "each[0].ask", "each[1].ask", "each[2].ask"]
+    for answered, node in enumerate(("each[1].ask", "each[0].ask", "each[2].ask"), 1):
+        record = await resume_workflow(record.execution_id, f"a{answered}", node_id=node,
+                                       settings=run.settings, store=store)
+        assert len(record.waiting_for) == 3 - answered
+    assert record.status == "succeeded"
+    assert record.output == ["a2-1", "a1-2", "a3-3"]
