@@ -53,6 +53,9 @@ class RunContext(Generic[S]):
     emit: EventSink = _ignore
     attempts: dict[str, int] = field(default_factory=dict)
     semaphores: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    # What every item of a running foreach chunk sees (inputs, run, outer outputs, path),
+    # held here while the chunk runs, so it is checkpointed once a chunk, not once an item.
+    chunk_scopes: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_concurrency: int | None = None  # nodes awaiting at once, across the whole run
     stopping: bool = False  # a node failed the run: nothing new starts
     guard: Callable[[], Awaitable[None]] | None = None  # before a node starts: may we?

@@ -79,7 +79,7 @@ def _outer_outputs(graph: GraphScope, state: FlowState) -> dict[str, Any]:
 
 
 class ChunkState(TypedDict, total=False):
-    chunk: dict[str, Any]  # the foreach's base names, `start` and this chunk's `items`
+    chunk: dict[str, Any]  # `key` of its scope in RunContext.chunk_scopes, `start`, `items`
     done: Annotated[list[Any], operator.add]  # [node id, index, output, error] per item
 
 
@@ -90,8 +90,8 @@ def _chunk_graph(plan: NodePlan, run_one: Step, policy: RetryPolicy | None) -> A
 
     def split(state: ChunkState) -> Command[Any]:
         chunk = state["chunk"]
-        base = {k: chunk[k] for k in ("inputs", "run", "outer", "path")}
-        return Command(goto=[Send("item", {**base, "index": chunk["start"] + i, "item": item})
+        return Command(goto=[Send("item", {"key": chunk["key"], "index": chunk["start"] + i,
+                                           "item": item})
                              for i, item in enumerate(chunk["items"])])
 
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(ChunkState,
@@ -144,22 +144,24 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
                       runtime: Runtime[RunContext[Any]]) -> dict[str, Any]:
         run = runtime.context
         index = payload["index"]
-        parent: FlowState = {"inputs": payload["inputs"], "run": payload["run"]}
+        scope = run.chunk_scopes[payload["key"]]
+        path = scope["path"]
+        parent: FlowState = {"inputs": scope["inputs"], "run": scope["run"]}
         extra = {cfg.item_var: payload["item"], "index": index}
-        async with run.semaphore(f"{run.execution_id}:{payload['path']}", limit):
+        async with run.semaphore(f"{run.execution_id}:{path}", limit):
             try:
-                output = await body.run(parent, config, run, payload["outer"],
-                                        f"{payload['path']}[{index}].", extra)
+                output = await body.run(parent, config, run, scope["outer"],
+                                        f"{path}[{index}].", extra)
             except RetryableFailure:
                 raise
             except NodeError as exc:
                 error = _loop_error(plan, f"item {index}", exc)
                 if plan.fails_run:
                     meta = node_meta("failed", [], error=error.as_dict())
-                    run.emit({"event": "node.failed", "node_id": payload["path"],
+                    run.emit({"event": "node.failed", "node_id": path,
                               "at": run.services.clock(), "error": error.as_dict(),
                               "meta": meta, "handled": False})
-                    run.stopping = run.stopping or "[" not in payload["path"]
+                    run.stopping = run.stopping or "[" not in path
                     raise NodeFailed(error, meta) from None
                 return {"done": [[plan.id, index, None, error.as_dict()]]}
         return {"done": [[plan.id, index, output, None]]}
@@ -170,9 +172,16 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
     async def run_chunk(payload: dict[str, Any], config: RunnableConfig,
                         runtime: Runtime[RunContext[Any]]) -> Command[Any]:
         run = runtime.context
+        key = f"{payload['path']}@{payload['start']}"
+        chunk = {"key": key, "start": payload["start"], "items": payload["items"]}
         # Two chunks at a time keep `limit` items busy without holding every item's task.
         async with run.semaphore(f"{run.execution_id}:{payload['path']}:chunks", 2):
-            state = await chunks.ainvoke({"chunk": payload}, config)
+            # The chunk's payload is checkpointed (a resumed chunk puts its scope back).
+            run.chunk_scopes[key] = {k: payload[k] for k in ("inputs", "run", "outer", "path")}
+            try:
+                state = await chunks.ainvoke({"chunk": chunk}, config)
+            finally:
+                run.chunk_scopes.pop(key, None)
         return Command(update={"items": state.get("done") or []}, goto=done_node)
 
     async def collect(state: FlowState, config: RunnableConfig,

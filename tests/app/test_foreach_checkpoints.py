@@ -13,7 +13,7 @@ from tests.conftest import Runner
 
 def document(tag: str) -> dict[str, object]:
     body = {"nodes": [{"id": "line", "type": "transform",
-                       "config": {"output": "{{ item }}-{{ inputs.pad }}"}}]}
+                       "config": {"output": "{{ item }}-{{ before | length }}"}}]}
     return {"name": tag, "nodes": [
         {"id": "before", "type": "transform", "config": {"output": "{{ inputs.pad }}"}},
         {"id": "each", "type": "foreach", "config": {"items": "range(inputs.n) | list",
@@ -33,8 +33,8 @@ def checkpoint_bytes(run: Runner, execution_id: str) -> int:
     return int(saved) + int(written)
 
 
-async def bytes_per_item(run: Runner, tag: str, n: int) -> float:
-    record = await run(document(tag), {"n": n, "pad": "x" * 40})
+async def bytes_per_item(run: Runner, tag: str, n: int, pad: int = 40) -> float:
+    record = await run(document(tag), {"n": n, "pad": "x" * pad})
     assert record.status == "succeeded" and record.output == n
     return checkpoint_bytes(run, record.execution_id) / n
 
@@ -53,3 +53,11 @@ async def test_many_chunks_write_no_item_twice(run: Runner,
     small = await bytes_per_item(run, "chunks", 200)
     large = await bytes_per_item(run, "chunks", 2000)
     assert large <= 1.5 * small, (small, large)
+
+
+async def test_outer_names_are_written_once_a_chunk_not_once_an_item(run: Runner) -> None:
+    # 20 KB in the inputs and in `before`'s output, which every item could read: the
+    # checkpoints hold them once a step and once a chunk, never once an item (40 KB each)
+    small = await bytes_per_item(run, "outer", 1000, pad=40)
+    large = await bytes_per_item(run, "outer", 1000, pad=20_000)
+    assert large - small < 1_000, (small, large)
