@@ -61,8 +61,10 @@ class LiveRecord:
         # last wrote it; a process that took the run over changed it, and we stop.
         self.fence: datetime | None = None
         self.lost = False
-        self.last_write = time.monotonic()
         self.lock = asyncio.Lock()
+        self.clock = time.monotonic
+        self.written_at = self.clock()
+        self.write_s = 0.0  # how long the last write of the record took
 
     def emit(self, event: RunEvent) -> None:
         self.seq += 1
@@ -81,6 +83,7 @@ class LiveRecord:
             self.dirty = False
             self.record.updated_at = max(utcnow(), (self.fence or EPOCH) + TICK)
             events, self.pending = self.pending, []
+            started = self.clock()
             try:
                 await self.store.save_run_with_events(self.record, events, fence=self.fence)
             except LeaseLost:
@@ -93,7 +96,8 @@ class LiveRecord:
                 self.dirty = True
                 raise
             self.fence = self.record.updated_at
-            self.last_write = time.monotonic()
+            self.written_at = self.clock()
+            self.write_s = self.written_at - started
 
     async def guard(self) -> None:
         """Before a node starts: if this process has not written the run for a while (its
@@ -101,7 +105,7 @@ class LiveRecord:
         process took over meanwhile raises LeaseLost, and nothing new starts here."""
         if self.lost:
             raise LeaseLost(f"run {self.record.execution_id} was taken over")
-        if time.monotonic() - self.last_write > LEASE_CHECK_S:
+        if self.clock() - self.written_at > LEASE_CHECK_S:
             await self.flush(heartbeat=True)
 
     async def flush_final(self) -> None:
@@ -122,14 +126,18 @@ class LiveRecord:
     async def watch(self, run_task: asyncio.Task[Any]) -> None:
         """Heartbeats, progress and cancel checks while the run goes. A store error never
         ends the watch (nor the run): it backs off and tries again."""
-        beat, failures = time.monotonic(), 0
+        beat, failures = self.clock(), 0
         while not run_task.done():
             await asyncio.sleep(min(FLUSH_INTERVAL_S * 2 ** failures, 5.0))
-            due = time.monotonic() - beat > HEARTBEAT_S
+            now = self.clock()
+            due = now - beat > HEARTBEAT_S
             if due:
-                beat = time.monotonic()
+                beat = now
             try:
-                await self.flush(heartbeat=due)
+                # A large record (a foreach of 100,000 items) takes a while to write: write
+                # it at most a fifth of the time, so writes grow with the run, not its square.
+                if due or now - self.written_at >= 4 * self.write_s:
+                    await self.flush(heartbeat=due)
                 by = await self.store.cancel_requested(self.record.execution_id)
             except LeaseLost:
                 run_task.cancel()
