@@ -63,7 +63,7 @@ class LiveRecord:
         self.lost = False
         self.lock = asyncio.Lock()
         self.clock = time.monotonic
-        self.written_at = self.clock()
+        self.written_at = 0.0  # drive() writes the record as the run starts
         self.write_s = 0.0  # how long the last write of the record took
 
     def emit(self, event: RunEvent) -> None:

@@ -66,6 +66,12 @@ def jinja_literal(value: Any) -> str:
     return json.dumps(value)
 
 
+def _as_list(value: Any) -> list[Any]:
+    """A field that should hold a list, as one: anything else is none (and the validator
+    names the field)."""
+    return value if isinstance(value, list) else []
+
+
 def _rest(d: dict[str, Any], *drop: str) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in drop}
 
@@ -76,7 +82,8 @@ def _from_to(doc: Document) -> Document:
     out = dict(doc)
     if isinstance(doc.get("nodes"), list):
         upstream: dict[str, list[str]] = {}
-        for e in doc.get("edges") or []:
+        edges = doc.get("edges")
+        for e in edges if isinstance(edges, list) else []:
             if isinstance(e, dict):
                 source, target = e.get("from", e.get("source")), e.get("to", e.get("target"))
                 upstream.setdefault(str(target), []).append(str(source))
@@ -276,13 +283,13 @@ def _rewrite_results(value: Any, http_ids: set[str], text_ids: set[str]) -> Any:
 
 
 def _handlers(doc: Document) -> Document:
-    raw = [n for n in doc.get("nodes", []) if isinstance(n, dict)]
+    raw = [n for n in _as_list(doc.get("nodes")) if isinstance(n, dict)]
     http_ids = {str(n.get("id")) for n in raw
                 if n.get("handler") in ("call_external_service", "http_request")}
     text_ids = {str(n.get("id")) for n in raw if n.get("handler") == "llm_service"}
     nodes = [_handler_node(n, http_ids, text_ids) for n in raw]
     edges = [{"source": dep, "target": n.get("id")}
-             for n in raw for dep in (n.get("dependencies") or [])]
+             for n in raw for dep in _as_list(n.get("dependencies"))]
     return {**_rest(doc, "nodes"), "nodes": nodes, "edges": edges}
 
 
@@ -326,7 +333,7 @@ def _steps(doc: Document) -> Document:
     edges: list[dict[str, Any]] = []
     for step_id, spec in doc["steps"].items():
         spec = spec if isinstance(spec, dict) else {}
-        deps = [d for d in (spec.get("depends_on") or []) if isinstance(d, str)]
+        deps = [d for d in _as_list(spec.get("depends_on")) if isinstance(d, str)]
         kind = spec.get("type")
         node: dict[str, Any] = {"id": step_id, **_rest(spec, "type", "input", "depends_on",
                                                           "max_retries")}

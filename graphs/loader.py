@@ -56,8 +56,9 @@ def validate_workflow(document: Any, node_types: NodeTypes, *,
 
 def _dialect_problems(doc: dict[str, Any]) -> list[Problem]:
     """What the dialect converter marked as not runnable here (or run differently)."""
-    problems = []
-    for i, node in enumerate(doc.get("nodes") or []):
+    problems: list[Problem] = []
+    nodes = doc.get("nodes")
+    for i, node in enumerate(nodes if isinstance(nodes, list) else []):
         mark = node.get(DIALECT_PROBLEM) if isinstance(node, dict) else None
         if isinstance(mark, dict):
             problems.append(Problem(f"$.nodes[{i}]", f"node `{node.get('id')}`: "

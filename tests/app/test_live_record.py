@@ -26,7 +26,8 @@ class SlowStore:
     def __init__(self, clock: Clock, write_s: float) -> None:
         self.clock, self.write_s, self.writes = clock, write_s, 0
 
-    async def save_run_with_events(self, record: RunRecord, events: list[Any]) -> None:
+    async def save_run_with_events(self, record: RunRecord, events: list[Any],
+                                   fence: Any = None) -> None:
         self.writes += 1
         self.clock.now += self.write_s
 
