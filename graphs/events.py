@@ -33,6 +33,7 @@ class NodeStarted(TypedDict):
     node_id: str  # the node's path, e.g. `each[3].fetch`
     attempt: int
     at: float
+    first_started_at: NotRequired[float]  # a `durable_start` node: checkpointed first start
 
 
 class NodeSucceeded(TypedDict):
@@ -110,6 +111,7 @@ class WireEvent(TypedDict, total=False):
     at: float
     node_id: str
     attempt: int
+    first_started_at: float
     output: Any
     meta: dict[str, Any]
     error: dict[str, Any]

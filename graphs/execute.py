@@ -11,6 +11,7 @@ from langgraph.types import RetryPolicy
 
 from flowloom.graphs.context import NodeContext, RunContext
 from flowloom.graphs.errors import NodeError
+from flowloom.graphs.events import NodeStarted
 from flowloom.graphs.limits import ValueTooLarge, check_value_shape
 from flowloom.graphs.plan import NodePlan
 from flowloom.graphs.state import node_meta
@@ -111,8 +112,11 @@ async def _attempt(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
     started = clock()
     if plan.kind.side_effects:  # shown with the node, so a user can trace the call
         ctx.meta["idempotency_key"] = ctx.idempotency_key
-    run.emit({"event": "node.started", "node_id": ctx.path, "attempt": ctx.attempt,
-              "at": started})
+    event: NodeStarted = {"event": "node.started", "node_id": ctx.path,
+                          "attempt": ctx.attempt, "at": started}
+    if plan.kind.durable_start:  # what its wait counts from, kept across resumes
+        event["first_started_at"] = ctx.first_started_at
+    run.emit(event)
     try:
         if plan.kind.waits:
             async with asyncio.timeout(plan.node.timeout_s):

@@ -9,6 +9,7 @@ from flowloom.graphs.nodetype import NodeConfig, NodeType
 from flowloom.nodes.services import Context
 
 MAX_DELAY_S = 30 * 24 * 3600
+EARLY_WAKE_S = 0.01
 
 
 class DelayConfig(NodeConfig):
@@ -34,7 +35,13 @@ class Delay(NodeType):
         if not 0 <= seconds <= MAX_DELAY_S:
             raise NodeError(f"`seconds` must be between 0 and {MAX_DELAY_S}, got {seconds:g}",
                             node_id=ctx.node_id, field="seconds")
-        remaining = ctx.first_started_at + seconds - ctx.services.clock()
+        due = ctx.first_started_at + seconds
+        remaining = due - ctx.services.clock()
         if remaining > 0:
             await ctx.services.sleep(remaining)
+            # uvloop's timers count whole milliseconds and can wake up to one early: a
+            # delay never ends before it is due.
+            early = due - ctx.services.clock()
+            if 0 < early < EARLY_WAKE_S:
+                await ctx.services.sleep(early + 0.001)
         return None

@@ -150,12 +150,16 @@ def test_kill_during_a_delay(crash: Crash, trial: int) -> None:
     record = crash.resume(run)
     assert record["status"] == "succeeded"
     assert [len(crash.hits(f"{run}{k}")) for k in "ac"] == [1, 1]
-    nap = [(e["event"], e["at"]) for e in crash.events(run) if e.get("node_id") == "nap"]
-    assert [name for name, _ in nap] == ["node.started", "node.started", "node.succeeded"]
-    (_, first), (_, resumed), (_, done) = nap
-    # Due 2.5 s after its first start, in the killed process; the resumed attempt waits
-    # only for what remained, so it ends before a fresh 2.5 s from its own start.
-    assert first + 2.5 <= done < resumed + 2.5
+    nap = [e for e in crash.events(run) if e.get("node_id") == "nap"]
+    assert [e["event"] for e in nap] == ["node.started", "node.started", "node.succeeded"]
+    first, resumed, done = nap
+    # Both attempts count from the one first start checkpointed in the killed process,
+    # which came before that process's start event.
+    stamp = first["first_started_at"]
+    assert resumed["first_started_at"] == stamp <= first["at"]
+    # Due 2.5 s after that first start; the resumed attempt waits only for what remained,
+    # so it ends before a fresh 2.5 s from its own start.
+    assert stamp + 2.5 <= done["at"] < resumed["at"] + 2.5
 
 
 @pytest.mark.parametrize("trial", range(REPEATS))

@@ -92,7 +92,9 @@ async def test_model_connection_error_is_retried(run: Runner,
     assert [e["attempt"] for e in retrying_events(run.events, "ask")] == [1, 2]
     error = record.node_states["ask"].error
     assert error is not None and error["type"] == "NetworkError"
-    assert error["message"].startswith("node `ask`: cannot reach the model endpoint: ")
+    endpoint = unreachable_model.openai_base_url
+    assert error["message"].startswith(
+        f"node `ask`: cannot reach the model endpoint {endpoint}: ")
 
 
 class _Raises(NodeType):
