@@ -157,7 +157,8 @@ def settle_failure(
     if error.retriable and ctx.attempt < plan.node.retry.max_attempts:
         ctx.run.emit({"event": "node.retrying", "node_id": ctx.path, "attempt": ctx.attempt,
                       "at": clock(), "reason": str(error),
-                      "delay_s": max(backoff_s(plan, ctx.attempt), error.retry_after_s or 0)})
+                      "delay_s": max(backoff_s(plan, ctx.attempt),
+                                     min(error.retry_after_s or 0, plan.node.retry.max_delay_s))})
         raise RetryableFailure(error.message, node_id=plan.id, kind=error.kind,
                                retriable=True, retry_after_s=error.retry_after_s)
     finished = clock()

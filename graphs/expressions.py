@@ -43,10 +43,11 @@ class LimitExceeded(SecurityError):
 class _Budget:
     deadline: float
     max_chars: int
+    seconds: float = MAX_RENDER_SECONDS
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
-            raise LimitExceeded(f"render took longer than {MAX_RENDER_SECONDS:g}s")
+            raise LimitExceeded(f"render took longer than {self.seconds:g}s")
 
     def check_size(self, size: int, what: str = "result") -> None:
         if size > self.max_chars:
@@ -339,7 +340,8 @@ class Expressions:
         return "".join(out)
 
     def _run(self, text: str, namespace: Mapping[str, Any], expression: bool, field: str) -> Any:
-        token = _budget.set(_Budget(time.monotonic() + self.max_seconds, self.max_output_chars))
+        token = _budget.set(_Budget(time.monotonic() + self.max_seconds, self.max_output_chars,
+                                    self.max_seconds))
         try:
             value = self._compile(text, expression)(namespace)
             if (undefined := _first_undefined(value)) is not None:

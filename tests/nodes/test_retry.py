@@ -149,9 +149,6 @@ async def test_a_node_error_not_marked_retriable_is_not_retried(
                                              "message": "node `x`: broken"}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: node.retrying reports the server's Retry-After "
-                   "(30 s) as delay_s although the wait is capped at retry.max_delay_s (0.3 s);"
-                   " graphs/execute.py settle_failure does not apply the cap")
 async def test_retrying_event_reports_the_capped_delay(run_with: ServiceRunner,
                                                        web: Web) -> None:
     server, base = web
