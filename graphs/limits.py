@@ -4,6 +4,7 @@ approval answers and node outputs. Deeper values could not be read back from the
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from flowloom.graphs.errors import WorkflowError
@@ -12,7 +13,8 @@ MAX_VALUE_DEPTH = 64  # levels of objects and arrays; `{"a": [1]}` is 2 levels d
 
 
 class ValueTooLarge(WorkflowError):
-    """A value nested too deep or too large; `path` is where, `what` is whose value."""
+    """A value refused where it enters a run: nested too deep, too large, or not JSON
+    (NaN, Infinity, a lone surrogate); `path` is where, `what` is whose value."""
 
     def __init__(self, what: str, path: str, message: str) -> None:
         self.what = what
@@ -69,9 +71,41 @@ def check_value_shape(value: Any, *, what: str, max_depth: int = MAX_VALUE_DEPTH
         raise ValueTooLarge(what, path, f"nested deeper than {max_depth} levels; "
                                         f"the limit is MAX_VALUE_DEPTH={max_depth}")
     if max_bytes is not None:
-        size = len(json.dumps(value, default=str).encode())
+        try:
+            size = len(json.dumps(value, default=str, allow_nan=False,
+                                  ensure_ascii=False).encode())
+        except (ValueError, UnicodeEncodeError):
+            path, why = _not_json(value)
+            raise ValueTooLarge(what, path, why) from None
         if size > max_bytes:
             raise ValueTooLarge(what, "$", f"{size:,} bytes; the limit is {max_bytes:,}")
+
+
+def _not_json(value: Any) -> tuple[str, str]:
+    """Where a value that JSON cannot carry (as stored and read back) is, and why."""
+    stack: list[tuple[Any, str]] = [(value, "$")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path, f"{item} is not a JSON number"
+        if isinstance(item, str) and _has_surrogate(item):
+            return path, "the text holds a lone surrogate, which is not valid Unicode"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and _has_surrogate(key):
+                    return _step(path, key), "the key holds a lone surrogate"
+                stack.append((child, _step(path, key)))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, _step(path, i)) for i, child in enumerate(item))
+    return "$", "not valid JSON"  # pragma: no cover - json.dumps found something above
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 __all__ = ["MAX_VALUE_DEPTH", "ValueTooLarge", "check_value_shape", "deepest_path"]

@@ -194,6 +194,26 @@ async def test_a_key_whose_first_request_died_before_its_run_still_gets_one(
     await store.close()
 
 
+@pytest.mark.parametrize(("raw", "path"), [
+    ('{"n": NaN}', "$.n"), ('{"n": [1, Infinity]}', "$.n[1]"), ('{"t": "a\\ud800"}', "$.t")])
+async def test_inputs_json_cannot_carry_are_refused_at_the_edge(api: Client, raw: str,
+                                                                path: str) -> None:
+    body = '{"workflow": ' + json.dumps(HELLO) + ', "inputs": ' + raw + "}"
+    answer = await api.post("/execute", content=body,
+                            headers={"content-type": "application/json"})
+    problem = is_problem(answer, 422)
+    assert [p["path"] for p in problem["problems"]] == [path]
+    assert (await api.get("/executions")).json()["items"] == []  # nothing was stored
+
+
+async def test_an_idempotency_key_has_at_most_255_characters(api: Client) -> None:
+    body = {"workflow": HELLO, "inputs": {"name": "A"}}
+    long = await api.post("/execute", json=body, headers={"Idempotency-Key": "k" * 256})
+    assert "1 to 255 characters" in is_problem(long, 422)["detail"]
+    ok = await api.post("/execute", json=body, headers={"Idempotency-Key": "k" * 255})
+    assert ok.status_code == 200
+
+
 async def test_inputs_refused_do_not_use_up_the_idempotency_key(api: Client) -> None:
     typed = {"nodes": [t("hi", "{{ name }}")], "inputs_schema": {
         "type": "object", "properties": {"name": {"type": "string"}}}}

@@ -43,3 +43,16 @@ def test_size_limit() -> None:
     with pytest.raises(ValueTooLarge) as info:
         check_value_shape("x" * 9, what="answer", max_bytes=10)
     assert str(info.value) == "answer at $: 11 bytes; the limit is 10"
+
+
+@pytest.mark.parametrize(("value", "path", "why"), [
+    ({"n": float("nan")}, "$.n", "nan is not a JSON number"),
+    ({"list": [1, float("inf")]}, "$.list[1]", "inf is not a JSON number"),
+    ({"t": "a\ud800b"}, "$.t", "the text holds a lone surrogate, which is not valid Unicode"),
+    ({"k\udfff": 1}, "$.k\udfff", "the key holds a lone surrogate"),
+])
+def test_values_json_cannot_carry_are_refused_at_the_door(value: Any, path: str,
+                                                          why: str) -> None:
+    with pytest.raises(ValueTooLarge) as refused:
+        check_value_shape(value, what="inputs", max_bytes=1_000_000)
+    assert (refused.value.path, refused.value.message) == (path, why)

@@ -30,6 +30,7 @@ from flowloom.app.runner import (
 from flowloom.app.stores.base import RunQuery, Store, StoredWorkflow
 
 router = APIRouter(tags=["executions"])
+MAX_IDEMPOTENCY_KEY = 255
 MAX_WAIT_S = 300.0
 
 
@@ -116,6 +117,9 @@ async def _execute(document: dict[str, Any], body: ExecuteBody, request: Request
                    stored: StoredWorkflow | None = None) -> Response:
     spec = load_spec(document)  # a bad document is 422 before any key is claimed
     execution_id = uuid.uuid4().hex
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise ApiError(422, "Invalid Idempotency-Key",
+                       f"an Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY} characters")
     if idempotency_key:
         check_inputs(spec, body.inputs)  # so are bad inputs (prepare_run checks them too)
         payload = {"path": request.url.path, "document": document,
