@@ -61,5 +61,5 @@ class Http(NodeType):
         ok = (200 <= reply.status < 300 if expected is None
               else reply.status in (expected if isinstance(expected, list) else [expected]))
         if not ok:
-            raise status_error(reply, config.method, ctx.node_id)
+            raise status_error(reply, config.method, ctx.path)
         return {"status": reply.status, "headers": reply.headers, "body": reply.parsed()}

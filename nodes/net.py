@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -294,10 +296,44 @@ async def send(client: httpx.AsyncClient, method: str, url: str, *, policy: Http
                     kind="TooManyRedirects")
 
 
+def body_summary(reply: Reply, limit: int = 200) -> str:
+    """What a person needs of an error body, on one line: a JSON error's message, an HTML
+    page's title, or a text body's first line; never the raw page."""
+    text = reply.body[:65536].decode(errors="replace")
+    kind = reply.headers.get("content-type", "").split(";")[0].strip().lower()
+    summary = ""
+    if kind.endswith("json"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            found = next((data[k] for k in ("message", "error", "detail", "title")
+                          if data.get(k)), data)
+            if isinstance(found, dict):
+                found = found.get("message") or found
+            summary = found if isinstance(found, str) else json.dumps(found)
+        elif data is not None:
+            summary = json.dumps(data)
+    elif "html" in kind or text.lstrip()[:1] == "<":
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        summary = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
+    if not summary:
+        summary = text
+    line = next((part.strip() for part in summary.splitlines() if part.strip()), "")
+    line = re.sub(r"\s+", " ", line)
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
 def status_error(reply: Reply, method: str, node_id: str | None = None) -> NodeError:
     """The error for an unexpected status: retriable for 408, 429 and 5xx."""
     retriable = reply.status in RETRIABLE_STATUS or reply.status >= 500
-    snippet = reply.body[:200].decode(errors="replace")
-    return NodeError(f"HTTP {reply.status} from {method} {redact_url(reply.url)}: {snippet}",
+    try:
+        reason = f" {HTTPStatus(reply.status).phrase}"
+    except ValueError:
+        reason = ""
+    snippet = body_summary(reply)
+    return NodeError(f"HTTP {reply.status}{reason} from {method} {redact_url(reply.url)}"
+                     + (f": {snippet}" if snippet else ""),
                      node_id=node_id, kind="HTTPStatusError", retriable=retriable,
                      retry_after_s=retry_after_seconds(reply.headers.get("retry-after")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -64,7 +65,7 @@ async def test_404_fails_at_once(run_with: ServiceRunner, web: Web) -> None:
     record = await run_with({"nodes": [http("nf", f"{base}/status/404", retry=FAST_RETRY)]})
     assert record.status == "failed"
     assert len(server.hits["status404"]) == 1
-    assert record.errors[0].message.startswith("node `nf`: HTTP 404 from GET")
+    assert record.errors[0].message.startswith("node `nf`: HTTP 404 Not Found from GET")
 
 
 async def test_expect_status_accepts_listed_codes(run_with: ServiceRunner, web: Web) -> None:
@@ -252,7 +253,8 @@ async def test_urls_are_redacted_in_errors_records_events_and_logs(
     assert record.status == "failed"
     message = record.errors[0].message
     if where == "server":
-        assert message.startswith(f"node `leaky`: HTTP {path[-3:]} from GET "
+        code = int(path[-3:])
+        assert message.startswith(f"node `leaky`: HTTP {code} {HTTPStatus(code).phrase} from GET "
                                   f"http://ada:***@127.0.0.1:{port}{path}?token=***&x=***")
         assert "HTTP Request: GET http://ada:***@127.0.0.1" in caplog.text
     else:
@@ -266,3 +268,34 @@ async def test_urls_are_redacted_in_errors_records_events_and_logs(
     for text in (message, stored.model_dump_json(), json.dumps(events, default=str),
                  caplog.text):
         assert "s3cr3tpw" not in text and "t0kenval" not in text
+
+
+@pytest.mark.parametrize(("content_type", "body", "shown"), [
+    ("text/html", b"<html><head><title>502 Bad Gateway</title></head>\n<body><h1>Oops"
+                  b"</h1>\n<p>nginx</p></body></html>", "502 Bad Gateway"),
+    ("text/html", b"<html><body>\n<h1>Service\n down</h1></body></html>", "Service"),
+    ("application/json", b'{"error": {"message": "quota exceeded", "code": 7}}',
+     "quota exceeded"),
+    ("application/json", b'{"detail": "no such item"}', "no such item"),
+    ("application/json", b'[1, 2]', "[1, 2]"),
+    ("text/plain", b"\n\n  first line  \nsecond line", "first line"),
+    ("text/plain", b"x" * 500, "x" * 199 + "\u2026"),
+])
+def test_an_error_body_is_cut_to_one_clean_line(content_type: str, body: bytes,
+                                                shown: str) -> None:
+    from flowloom.nodes.net import Reply, body_summary
+    reply = Reply(status=502, headers={"content-type": content_type}, body=body,
+                  url="http://x/")
+    assert body_summary(reply) == shown
+
+
+async def test_an_http_error_inside_a_foreach_names_the_item_path(
+        run_with: ServiceRunner, web: tuple[FlakyServer, str]) -> None:
+    _, base = web
+    body = {"nodes": [http("get", f"{base}/status/404", retry={"max_attempts": 1})]}
+    doc = {"nodes": [{"id": "stocks", "type": "foreach",
+                      "config": {"items": "[1, 2]", "body": body}}]}
+    record = await run_with(doc)
+    assert record.status == "failed"
+    assert record.node_states["stocks[0].get"].error["message"].startswith(
+        "node `stocks[0].get`: HTTP 404 Not Found from GET")

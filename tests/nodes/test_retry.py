@@ -4,6 +4,7 @@ and not a plain exception raised by a node (docs/semantics.md, `retry`)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -23,6 +24,11 @@ RETRIABLE_STATUSES = [408, 429, 500, 501, 502, 503, 504, 505, 599]
 FINAL_STATUSES = [400, 401, 403, 404, 405, 409, 410, 413, 422, 451]
 
 
+def reason(code: int) -> str:
+    """The status line's reason phrase, as the error shows it (none for unnamed codes)."""
+    return f" {HTTPStatus(code).phrase}" if code in HTTPStatus._value2member_map_ else ""
+
+
 def retrying_events(events: list[dict[str, Any]], node_id: str) -> list[dict[str, Any]]:
     return [e for e in events if e["event"] == "node.retrying" and e["node_id"] == node_id]
 
@@ -37,7 +43,8 @@ async def test_http_status_that_is_retried(run_with: ServiceRunner, web: Web, co
     assert [e["attempt"] for e in retrying_events(run_with.events, "h")] == [1, 2]
     assert record.node_states["h"].error == {
         "type": "HTTPStatusError",
-        "message": f"node `h`: HTTP {code} from GET {base}/status/{code}: status {code}"}
+        "message": f"node `h`: HTTP {code}{reason(code)} from GET "
+                   f"{base}/status/{code}: status {code}"}
 
 
 @pytest.mark.parametrize("code", FINAL_STATUSES)
