@@ -58,6 +58,42 @@ def test_branches_nest() -> None:
     assert find_branches(["x", "p", "q", "y"], edges) == []  # single nodes stay in place
 
 
+def test_forks_after_one_that_stays_shared_are_still_split() -> None:
+    # The first fork meets at a join that fires early (kept shared), the second only
+    # computes (kept shared), the third has one part (nothing to split); the last splits.
+    edges = [("s", "a1"), ("a1", "a2"), ("s", "b1"), ("b1", "b2"), ("a2", "j"), ("b2", "j"),
+             ("j", "c1"), ("j", "d1"), ("c1", "k"), ("d1", "k"),
+             ("k", "m"), ("m", "n"), ("k", "n"),
+             ("n", "x1"), ("x1", "x2"), ("n", "y1"), ("y1", "y2")]
+    nodes = ["s", "a1", "a2", "b1", "b2", "j", "c1", "d1", "k", "m", "n", "x1", "x2", "y1",
+             "y2"]
+    branches = find_branches(nodes, edges, fires_early=lambda node: node == "j",
+                             holds=lambda node: node not in ("c1", "d1"))
+    assert branches == [Branch("x1.branch", ("x1", "x2")), Branch("y1.branch", ("y1", "y2"))]
+
+
+def test_a_fork_after_a_crossing_region_is_still_split() -> None:
+    # s's region is entered from `e` too (a second entry point), so s stays shared; the
+    # fork at j after it splits.
+    edges = [("s", "a1"), ("a1", "a2"), ("s", "b1"), ("b1", "b2"), ("e", "b2"),
+             ("a2", "j"), ("b2", "j"), ("j", "x1"), ("x1", "x2"), ("j", "y1"), ("y1", "y2")]
+    nodes = ["s", "e", "a1", "a2", "b1", "b2", "j", "x1", "x2", "y1", "y2"]
+    assert find_branches(nodes, edges) == [Branch("x1.branch", ("x1", "x2")),
+                                           Branch("y1.branch", ("y1", "y2"))]
+
+
+def test_a_fork_inside_a_branch_is_split_only_inside_it() -> None:
+    edges = [("s", "x"), ("x", "p1"), ("p1", "p2"), ("x", "q1"), ("q1", "q2"),
+             ("p2", "y"), ("q2", "y"), ("s", "z1"), ("z1", "z2")]
+    nodes = ["s", "x", "p1", "p2", "q1", "q2", "y", "z1", "z2"]
+    assert find_branches(nodes, edges) == [
+        Branch("x.branch", ("x", "p1", "p2", "q1", "q2", "y")),
+        Branch("z1.branch", ("z1", "z2"))]
+    inner = ["x", "p1", "p2", "q1", "q2", "y"]
+    assert find_branches(inner, edges) == [Branch("p1.branch", ("p1", "p2")),
+                                           Branch("q1.branch", ("q1", "q2"))]
+
+
 def test_a_crossing_edge_keeps_a_region_together() -> None:
     # b2 is fed by both branches: the fork at s is not split; the shared region advances
     # in lockstep (docs/semantics.md).
