@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -31,7 +32,7 @@ class RuntimeServices(Protocol):
 class BasicServices:
     """Services for a graph compiled and run without Flowloom's runner (tests, benches)."""
 
-    clock: Callable[[], float] = field(default=__import__("time").time)
+    clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
 
 

@@ -62,21 +62,47 @@ def deepest_path(value: Any, max_depth: int) -> str | None:
     return None  # pragma: no cover - _too_deep found a level this walk reaches
 
 
+def _bad_scalar(value: Any) -> bool:
+    if type(value) is float:
+        return not math.isfinite(value)
+    return type(value) is str and not value.isascii() and _has_surrogate(value)
+
+
+def _suspect(value: Any, max_depth: int) -> bool:
+    """The fast walk every node output takes: anything nested too deep, or a number or
+    text JSON cannot carry. Paths are found only when something is."""
+    if not isinstance(value, _CONTAINERS):
+        return _bad_scalar(value)
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if depth > max_depth:
+            return True
+        if isinstance(item, dict) and any(_bad_scalar(key) for key in item):
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, _CONTAINERS):
+                push((child, depth + 1))
+            elif _bad_scalar(child):
+                return True
+    return False
+
+
 def check_value_shape(value: Any, *, what: str, max_depth: int = MAX_VALUE_DEPTH,
                       max_bytes: int | None = None) -> None:
     """Raise ValueTooLarge naming `what` and the path when `value` is nested deeper than
-    `max_depth` levels, or is over `max_bytes` as JSON (when given)."""
-    path = deepest_path(value, max_depth)
-    if path is not None:
-        raise ValueTooLarge(what, path, f"nested deeper than {max_depth} levels; "
-                                        f"the limit is MAX_VALUE_DEPTH={max_depth}")
+    `max_depth` levels, holds a number or text JSON cannot carry (NaN, Infinity, a lone
+    surrogate), or is over `max_bytes` as JSON (when given)."""
+    if _suspect(value, max_depth):
+        path = deepest_path(value, max_depth)
+        if path is not None:
+            raise ValueTooLarge(what, path, f"nested deeper than {max_depth} levels; "
+                                            f"the limit is MAX_VALUE_DEPTH={max_depth}")
+        path, why = _not_json(value)
+        raise ValueTooLarge(what, path, why)
     if max_bytes is not None:
-        try:
-            size = len(json.dumps(value, default=str, allow_nan=False,
-                                  ensure_ascii=False).encode())
-        except (ValueError, UnicodeEncodeError):
-            path, why = _not_json(value)
-            raise ValueTooLarge(what, path, why) from None
+        size = len(json.dumps(value, default=str, ensure_ascii=False).encode())
         if size > max_bytes:
             raise ValueTooLarge(what, "$", f"{size:,} bytes; the limit is {max_bytes:,}")
 
@@ -97,7 +123,7 @@ def _not_json(value: Any) -> tuple[str, str]:
                 stack.append((child, _step(path, key)))
         elif isinstance(item, list | tuple):
             stack.extend((child, _step(path, i)) for i, child in enumerate(item))
-    return "$", "not valid JSON"  # pragma: no cover - json.dumps found something above
+    return "$", "not valid JSON"  # pragma: no cover - _suspect found something above
 
 
 def _has_surrogate(text: str) -> bool:

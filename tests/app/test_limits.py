@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,10 @@ from flowloom.app.runner import MAX_INPUT_BYTES
 from flowloom.app.settings import load_settings
 from flowloom.app.stores.base import RunQuery
 from flowloom.graphs import InputError
+from flowloom.graphs.context import NodeContext
 from flowloom.graphs.limits import MAX_VALUE_DEPTH
+from flowloom.graphs.nodetype import NodeType
+from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import Runner, chain, t
 from tests.graphs.test_limits import nested
 
@@ -137,3 +140,40 @@ async def test_an_output_rule_nesting_past_the_limit_is_cut_in_the_record(
         f"nested deeper than 64 levels at {'$.wrapped' + '.a' * (MAX_VALUE_DEPTH - 1)}")}
     stored = await run.store.get_run(record.execution_id)
     assert stored is not None and stored.output == record.output
+
+
+
+class Emits(NodeType):
+    """Outputs what an outside service might answer: a float from its text."""
+
+    name = "test_emits"
+
+    async def run(self, config: Any, ctx: NodeContext[Any]) -> Any:
+        return {"list": [float(config.value)]}
+
+
+@pytest.fixture
+def emits() -> Iterator[None]:
+    register_node_type(Emits())
+    yield
+    NODE_TYPES.pop(Emits.name)
+
+
+@pytest.mark.parametrize(("node", "why"), [
+    ({"type": "test_emits", "config": {"value": "nan"}},
+     "output at $.list[0]: nan is not a JSON number"),
+    ({"type": "test_emits", "config": {"value": "-inf"}},
+     "output at $.list[0]: -inf is not a JSON number"),
+    ({"type": "transform", "config": {"output": "{{ 'a\\ud800' }}"}},
+     "output at $: the text holds a lone surrogate, which is not valid Unicode"),
+])
+async def test_an_output_json_cannot_carry_fails_its_node(run: Runner, emits: None,
+                                                          node: dict[str, Any],
+                                                          why: str) -> None:
+    record = await run({"nodes": [{"id": "bad", **node}, t("after", 1)],
+                        "edges": [{"source": "bad", "target": "after"}]})
+    assert record.status == "failed"
+    error = record.node_states["bad"].error
+    assert error is not None and error["type"] == "LimitExceeded"
+    assert error["message"] == f"node `bad`: {why}"
+    assert "after" not in record.node_states or record.node_states["after"].status != "succeeded"
