@@ -56,26 +56,25 @@ def server(tmp_path: Path) -> Iterator[Server]:
     started.kill()
 
 
-def settled_records(server: Server, ids: list[str], seconds: float = 40) -> list[Any]:
-    """The runs' records once all succeeded, or as they are when time is up."""
-    deadline = time.monotonic() + seconds
-    while True:
+def settled_records(server: Server, ids: list[str], polls: int = 130) -> list[Any]:
+    """The runs' records once all succeeded, or as they are after `polls` reads."""
+    for _ in range(polls):
         records = [httpx.get(f"{server.url}/executions/{i}").json() for i in ids]
-        if all(r["status"] == "succeeded" for r in records) or time.monotonic() > deadline:
-            return records
+        if all(r["status"] == "succeeded" for r in records):
+            break
         time.sleep(0.3)
+    return records
 
 
-def napping(server: Server, ids: list[str], seconds: float = 30) -> list[Any]:
-    """The runs' records once each is in its `nap` (a generous deadline: only a hang
-    trips it)."""
-    deadline = time.monotonic() + seconds
-    while True:
+def napping(server: Server, ids: list[str], polls: int = 600) -> list[Any]:
+    """The runs' records once each is in its `nap` (polled a bounded number of times:
+    only a hang trips it)."""
+    for _ in range(polls):
         records = [httpx.get(f"{server.url}/executions/{i}").json() for i in ids]
         if all("nap" in r["node_states"] for r in records):
             return records
-        assert time.monotonic() < deadline, f"not all in `nap`: {records}"
         time.sleep(0.05)
+    pytest.fail(f"not all in `nap`: {records}")
 
 
 def slow_workflow(seconds: float) -> dict[str, Any]:
