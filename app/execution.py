@@ -258,6 +258,8 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
             state = await asyncio.wait_for(run_task, spec.settings.timeout_s)
             # A pause shows in the result: no second read of the checkpoint to find it.
             interrupts = state.get("__interrupt__") if isinstance(state, dict) else None
+            if isinstance(state, dict):
+                live.builder.settle_from_state(state)
             if interrupts:
                 record.status = "waiting"
                 record.waiting_for = [{**i.value, "interrupt_id": i.id} for i in interrupts]

@@ -177,3 +177,19 @@ class RecordBuilder:
             self.active.discard(node_id)
             if state is not None:
                 state.status, state.finished_at = "cancelled", at
+
+    def settle_from_state(self, state: dict[str, Any]) -> None:
+        """Complete the record from the graph's checkpointed state: a process killed
+        right after a node finished may not have written that node's events, and the
+        resumed run does not run it again."""
+        outputs = state.get("outputs") or {}
+        for node_id, meta in (state.get("nodes") or {}).items():
+            known = self.record.node_states.get(node_id)
+            status = meta.get("status")
+            if status in ("succeeded", "failed", "skipped") and (
+                    known is None or known.status not in (*FINISHED, "skipped")):
+                self.active.discard(node_id)
+                self.record.node_states[node_id] = NodeState(
+                    status=status, output=truncate_for_record(outputs.get(node_id)),
+                    attempts=known.attempts if known else 0,
+                    started_at=known.started_at if known else None)

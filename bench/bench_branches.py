@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +29,31 @@ from bench.table import print_table
 from flowloom.app.runner import execute_workflow_async
 from flowloom.app.settings import load_settings
 from flowloom.graphs import compile as compiler
-from tests.servers import FlakyServer, ServerThread
+from tests.servers import free_port
+
+
+class LocalServer:
+    """The test suite's HTTP server in a process of its own, as a real service would be:
+    in a thread of the measuring process it would take the GIL from the run it serves."""
+
+    def __enter__(self) -> str:
+        port = free_port()
+        code = ("import uvicorn; from tests.servers import FlakyServer; "
+                f"uvicorn.run(FlakyServer().app(), host='127.0.0.1', port={port}, "
+                "log_level='warning')")
+        root = Path(__file__).resolve().parent.parent
+        self.process = subprocess.Popen([sys.executable, "-c", code], cwd=root)
+        for _ in range(200):  # until it answers
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                    return f"http://127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the local server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait()
 
 
 def call(node_id: str, base: str, seconds: float) -> dict[str, Any]:
@@ -97,8 +123,8 @@ async def main(runs: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="flowloom-bench-"))
     settings = load_settings(store=f"sqlite:///{folder / 'bench.db'}",
                              http_allow_private=True)
-    with ServerThread(FlakyServer().app()) as server:
-        doc = critical_path_document(server.url)
+    with LocalServer() as url:
+        doc = critical_path_document(url)
         apart = await timed(doc, settings, runs)
         shared = await lockstep(doc, settings, runs)
     rows = []

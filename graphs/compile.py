@@ -17,10 +17,10 @@ from flowloom.graphs.expressions import Expressions
 from flowloom.graphs.loops import MAX_FOREACH_ITEMS, WAVE_MIN, Body, foreach_steps, while_steps
 from flowloom.graphs.nodetype import NodeType, NodeTypes
 from flowloom.graphs.plan import NodePlan, plan_nodes
-from flowloom.graphs.regions import find_branches
+from flowloom.graphs.regions import Race, find_branches
 from flowloom.graphs.spec import WorkflowSpec
 from flowloom.graphs.state import FlowState
-from flowloom.graphs.steps import BranchStep, GraphScope, SimpleStep, Step
+from flowloom.graphs.steps import BranchStep, GraphScope, RaceStep, SimpleStep, Step
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -113,14 +113,25 @@ def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | No
                 to = owner.get(plan.id, plan.id)
                 names[to] = "/".join(filter(None, (names.get(to), port)))
 
+    def subgraph(nodes: tuple[str, ...]) -> Any:
+        limit = recursion_limit(spec, graph.node_types, nodes)
+        return _build(graph, checkpointer=None, only=nodes).with_config(recursion_limit=limit)
+
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(FlowState, context_schema=RunContext)
+    nested: dict[str, Any] = {}  # step -> the graph `get_graph(xray=True)` draws inside it
     for branch in branches:
-        subgraph = _build(graph, checkpointer=None, only=branch.nodes)
-        limit = recursion_limit(spec, graph.node_types, branch.nodes)
         leaving = step_names(t for n in branch.nodes for t in all_plans[n].targets
                              if owner.get(t) != branch.name)
-        builder.add_node(branch.name, BranchStep(branch, subgraph.with_config(
-            recursion_limit=limit), leaving), destinations=leaving)
+        apart: BranchStep | RaceStep
+        if isinstance(branch, Race):
+            parts = [subgraph(part) for part in branch.parts]
+            apart = RaceStep(branch, all_plans[branch.join], parts, subgraph(branch.tail),
+                             leaving)
+            nested[branch.name] = _race_drawing(branch, parts, apart.tail)
+        else:
+            apart = BranchStep(branch, subgraph(branch.nodes), leaving)
+            nested[branch.name] = apart.compiled
+        builder.add_node(branch.name, apart, destinations=leaving)
     for node_id in ids:
         if node_id in owner:
             continue
@@ -136,7 +147,22 @@ def _build(graph: GraphScope, checkpointer: BaseCheckpointSaver[Any] | bool | No
                          if not any(s in inside for s, _ in all_plans[n].in_edges))
     for entry in entries:
         builder.add_edge(START, entry)
-    return builder.compile(checkpointer=checkpointer, name=spec.id or "workflow")
+    compiled = builder.compile(checkpointer=checkpointer, name=spec.id or "workflow")
+    for name, drawn in nested.items():
+        compiled.nodes[name].subgraphs = [drawn]
+    return compiled
+
+
+def _race_drawing(race: Race, parts: list[Any], tail: Any) -> Graph:
+    """What a race looks like: its branches, each a subgraph, into the join's side. Only
+    drawn (`get_graph(xray=True)`); the race step runs the same subgraphs itself."""
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(FlowState)
+    for nodes, part in zip(race.parts, parts, strict=True):
+        builder.add_node(f"{nodes[0]}.branch", part)
+        builder.add_edge(START, f"{nodes[0]}.branch")
+        builder.add_edge(f"{nodes[0]}.branch", f"{race.join}.side")
+    builder.add_node(f"{race.join}.side", tail)
+    return builder.compile(name=race.name)
 
 
 def compile_workflow(

@@ -9,10 +9,13 @@ For each fork F (a node with several successors, or the start of a graph with se
 entries) taken in topological order, its region is every node between F and its immediate
 post-dominator J (where all of F's paths meet again; the end of the graph if they never
 do). The region splits into branches: its weakly connected parts. A fork is split only when
-no node of its region has an in-edge from outside the region and F, and when J does not
-fire on its first arrival (a `join` with `mode: any` keeps today's shared steps: inside one
-task its successors would have to wait for the slowest branch). Branches nest: each is
+no node of its region has an in-edge from outside the region and F. Branches nest: each is
 split again when it is compiled.
+
+When J fires on its first arrival (a `join` with `mode: any`), its successors must not wait
+for the slower branches either, so they cannot be in another task of the same graph. The
+branches and J's side (J and all that follows it) then form a `Race`: one task that runs
+each branch as a subgraph and starts J's side, a subgraph too, once J can go ahead.
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ class Branch:
 
     name: str  # the LangGraph node that runs it: `<first node id>.branch`
     nodes: tuple[str, ...]  # in document order
+
+
+@dataclass(frozen=True, slots=True)
+class Race:
+    """Branches that meet at a join firing on its first arrival, and the join's side."""
+
+    name: str  # the LangGraph node that runs it: `<join id>.race`
+    join: str
+    parts: tuple[tuple[str, ...], ...]  # each branch, in document order
+    tail: tuple[str, ...]  # the join and everything after it, in document order
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(n for part in (*self.parts, self.tail) for n in part)
 
 
 def _topological(nodes: Sequence[str], succ: Mapping[str, list[str]]) -> list[str]:
@@ -76,10 +93,10 @@ def find_branches(
     fires_early: Callable[[str], bool] = lambda node: False,
     must_split: Callable[[str], bool] = lambda node: False,
     holds: Callable[[str], bool] = lambda node: True,
-) -> list[Branch]:
+) -> list[Branch | Race]:
     """The branches to compile apart among `nodes` (edges leaving `nodes` are ignored).
 
-    `fires_early(j)`: j runs on its first arrival, so forks meeting at j stay shared.
+    `fires_early(j)`: j runs on its first arrival, so forks meeting at j become races.
     `must_split(n)`: a branch of n alone still needs a subgraph (it takes several steps).
     `holds(n)`: n can keep a step open (it awaits, pauses or loops); a fork whose region
     has no such node is left shared, as its steps end as soon as they start.
@@ -103,19 +120,23 @@ def find_branches(
     ipdom = _post_dominators(order, succ)
     position = {n: i for i, n in enumerate(nodes)}
     taken: set[str] = set()
-    branches: list[Branch] = []
+    branches: list[Branch | Race] = []
     for fork in order[:-1]:
         if fork in taken or len(succ[fork]) < 2:
             continue
         join = ipdom[fork]
-        if join != _SINK and fires_early(join):
-            continue
         region = _region(fork, join, succ)
         if not any(holds(n) for n in region):
             continue
         if any(p != fork and p not in region for n in region for p in pred[n]):
             continue  # entered from elsewhere too: this fork's branches are not apart
         parts = _connected(region, succ, pred)
+        if join != _SINK and fires_early(join):
+            race = _race(fork, join, parts, succ, pred, fires_early, position)
+            if race is not None:
+                taken.update(race.nodes)
+                branches.append(race)
+            continue
         if len(parts) < 2:
             continue
         for part in parts:
@@ -124,6 +145,36 @@ def find_branches(
             if len(ordered) > 1 or must_split(ordered[0]):
                 branches.append(Branch(f"{ordered[0]}.branch", ordered))
     return branches
+
+
+def _race(fork: str, join: str, parts: list[set[str]], succ: Mapping[str, list[str]],
+          pred: Mapping[str, list[str]], fires_early: Callable[[str], bool],
+          position: Mapping[str, int]) -> Race | None:
+    """The race at `fork`, unless a node after the join also waits for something that
+    may still be running outside it (then the fork stays shared)."""
+    tail = _reachable([join], succ)
+    # What ran before the fork has settled, unless a join on the way fired early.
+    ancestors = _reachable(pred[fork], pred) | ({fork} - {_SOURCE})
+    settled = set() if any(fires_early(n) for n in ancestors) else ancestors
+    known = tail.union(*parts, {fork, _SOURCE}, settled)
+    if any(p not in known for n in tail for p in pred[n]):
+        return None
+    by_position = position.__getitem__
+    return Race(f"{join}.race", join,
+                tuple(tuple(sorted(part, key=by_position)) for part in parts),
+                tuple(sorted(tail, key=by_position)))
+
+
+def _reachable(starts: Iterable[str], step: Mapping[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(starts)
+    while stack:
+        n = stack.pop()
+        if n in seen or n in (_SOURCE, _SINK):
+            continue
+        seen.add(n)
+        stack.extend(step[n])
+    return seen
 
 
 def _region(fork: str, join: str, succ: Mapping[str, list[str]]) -> set[str]:

@@ -9,11 +9,13 @@ was not taken settles as `skipped` and passes the skip on instead of blocking th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphInterrupt
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -22,7 +24,7 @@ from flowloom.graphs.execute import attempt_number, execute
 from flowloom.graphs.expressions import Expressions
 from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.plan import NodePlan, readiness
-from flowloom.graphs.regions import Branch
+from flowloom.graphs.regions import Branch, Race
 from flowloom.graphs.spec import WorkflowSpec
 from flowloom.graphs.state import FlowState, node_meta, visible_outputs
 
@@ -135,6 +137,12 @@ class SimpleStep:
         return settled(plan, outcome.output, outcome.meta)
 
 
+def branch_start(state: FlowState) -> dict[str, Any]:
+    """What a branch subgraph starts from: the parent's state, less its own bookkeeping."""
+    return {key: value for key, value in state.items()
+            if key in ("inputs", "run", "scope", "outputs", "nodes")}
+
+
 class BranchStep:
     """A branch compiled into its own subgraph: one task of its parent, so its nodes
     advance at their own pace, each step checkpointed under the task's namespace. When it
@@ -147,10 +155,80 @@ class BranchStep:
         self.__name__ = f"step_{branch.name}"
 
     async def __call__(self, state: FlowState, config: RunnableConfig) -> Command[Any]:
-        start = {key: value for key, value in state.items()
-                 if key in ("inputs", "run", "scope", "outputs", "nodes")}
-        final = await self.compiled.ainvoke(start, config)
+        final = await self.compiled.ainvoke(branch_start(state), config)
         outputs, metas = final.get("outputs") or {}, final.get("nodes") or {}
         return Command(update={"outputs": {n: outputs[n] for n in self.nodes if n in outputs},
                                "nodes": {n: metas[n] for n in self.nodes if n in metas}},
+                       goto=self.leaving)
+
+
+def _subgraph_config(config: RunnableConfig, name: str) -> RunnableConfig:
+    """The config of one of several subgraphs a task runs: each keeps its checkpoints under
+    its own namespace, so each resumes where it stopped."""
+    configurable = dict(config.get("configurable") or {})
+    parent = configurable.get("checkpoint_ns", "")
+    configurable["checkpoint_ns"] = f"{parent}|{name}:0" if parent else f"{name}:0"
+    return {**config, "configurable": configurable}
+
+
+class RaceStep:
+    """Branches meeting at a join that fires on its first arrival, with everything after
+    the join: one task, so the join's side runs while the slower branches go on. Each
+    branch and the join's side is its own subgraph, checkpointed under its own namespace;
+    the join's side starts as soon as the join can go ahead (or be skipped)."""
+
+    def __init__(self, race: Race, join: NodePlan, parts: list[Any], tail: Any,
+                 leaving: tuple[str, ...]) -> None:
+        self.race = race
+        self.join = join
+        self.parts = parts
+        self.tail = tail
+        self.leaving = list(leaving)
+        self.__name__ = f"step_{race.name}"
+
+    async def __call__(self, state: FlowState, config: RunnableConfig) -> Command[Any]:
+        start = branch_start(state)
+        outputs, metas = dict(start.get("outputs") or {}), dict(start.get("nodes") or {})
+        running: dict[asyncio.Task[Any], tuple[str, ...]] = {}
+        paused: list[Any] = []
+
+        def launch(name: str, graph: Any, nodes: tuple[str, ...], begin: Any) -> None:
+            running[asyncio.ensure_future(
+                graph.ainvoke(begin, _subgraph_config(config, name)))] = nodes
+
+        tail = self.tail
+
+        def start_tail_if_ready() -> None:
+            nonlocal tail
+            if tail is not None and readiness(self.join, metas)[0] != "wait":
+                launch("tail", tail, self.race.tail,
+                       {**start, "outputs": dict(outputs), "nodes": dict(metas)})
+                tail = None
+
+        for i, (part, nodes) in enumerate(zip(self.parts, self.race.parts, strict=True)):
+            launch(f"branch{i}", part, nodes, start)
+        try:
+            start_tail_if_ready()  # an edge straight from the fork may have arrived
+            while running:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    nodes = running.pop(task)
+                    try:
+                        final = task.result()
+                    except GraphInterrupt as pause:  # the others go on until they pause
+                        paused.extend(pause.args[0] if pause.args else ())
+                        continue
+                    got, settled = final.get("outputs") or {}, final.get("nodes") or {}
+                    outputs.update((n, got[n]) for n in nodes if n in got)
+                    metas.update((n, settled[n]) for n in nodes if n in settled)
+                start_tail_if_ready()
+        finally:  # a failure, or the run cancelled: nothing of the race goes on
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        if paused:
+            raise GraphInterrupt(tuple(paused))
+        own = self.race.nodes
+        return Command(update={"outputs": {n: outputs[n] for n in own if n in outputs},
+                               "nodes": {n: metas[n] for n in own if n in metas}},
                        goto=self.leaving)

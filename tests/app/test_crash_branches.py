@@ -76,3 +76,30 @@ def test_kill_with_a_foreach_in_one_branch(crash: Crash, trial: int) -> None:
         ("s", "c1", "c2", "item0", "item3"), 1)
     assert 1 <= after["item1"] <= 2 and 1 <= after["item2"] <= 2
     assert record["node_states"]["each"]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_kill_after_join_any_fired_with_the_slow_branch_in_flight(crash: Crash,
+                                                                    trial: int) -> None:
+    run = f"race{trial}"
+    fast = ["a1", "a2", "a3"]
+    doc = {"nodes": [post("s", f"{crash.base}/echo?key={run}s"),
+                     *[post(n, f"{crash.base}/echo?key={run}{n}") for n in fast],
+                     post("b1", f"{crash.base}/slow?seconds=1.5&key={run}b1"),
+                     post("b2", f"{crash.base}/echo?key={run}b2"),
+                     {"id": "j", "type": "join", "config": {"mode": "any"}},
+                     post("t1", f"{crash.base}/slow?seconds=0.3&key={run}t1"),
+                     post("t2", f"{crash.base}/echo?key={run}t2")],
+           "edges": [*edges("s", *fast, "j", "t1", "t2"), *edges("s", "b1", "b2", "j")]}
+    # Killed while the join's side is in flight (t1) and the slow branch too (b1).
+    crash.kill_when(doc, run, lambda: bool(crash.hits(f"{run}t1")))
+    assert counts(crash, run, ["b2", "t2"]) == {"b2": 0, "t2": 0}
+    record = crash.resume(run)
+    assert record["status"] == "succeeded"
+    after = counts(crash, run, ["s", *fast, "b1", "b2", "t1", "t2"])
+    assert {n: after[n] for n in ("s", *fast, "b2", "t2")} == dict.fromkeys(
+        ("s", *fast, "b2", "t2"), 1)
+    assert 1 <= after["t1"] <= 2 and 1 <= after["b1"] <= 2
+    one_key_each(crash, run, ["s", *fast, "b1", "b2", "t1", "t2"])
+    assert list(record["node_states"]["j"]["output"]) == ["a3"]
+    assert record["node_states"]["b2"]["status"] == "succeeded"

@@ -66,3 +66,24 @@ async def test_a_costly_record_is_written_at_most_a_fifth_of_the_time(
     # 1 s a write: at most one write per 5 s of run (20 s of events, plus the writes)
     writes = await writes_during_a_run(1.0, monkeypatch)
     assert 2 <= writes <= 6
+
+
+def test_the_checkpoint_completes_node_states_whose_events_were_lost() -> None:
+    from flowloom.app.records import NodeState, RecordBuilder
+    record = RunRecord(execution_id="r", workflow_id="w", status="running")
+    record.node_states["done"] = NodeState(status="succeeded", output="kept", attempts=2)
+    record.node_states["cut"] = NodeState(status="running", attempts=1)
+    builder = RecordBuilder(record)
+    builder.active.add("cut")
+    builder.settle_from_state({
+        "outputs": {"done": "other", "cut": "C", "lost": "L", "gone": None},
+        "nodes": {"done": {"status": "succeeded", "ports": ["out"]},
+                  "cut": {"status": "succeeded", "ports": ["out"]},
+                  "lost": {"status": "succeeded", "ports": ["out"]},
+                  "gone": {"status": "skipped", "ports": []}}})
+    states = record.node_states
+    assert {n: (s.status, s.output) for n, s in states.items()} == {
+        "done": ("succeeded", "kept"), "cut": ("succeeded", "C"), "lost": ("succeeded", "L"),
+        "gone": ("skipped", None)}
+    assert states["done"].attempts == 2 and states["cut"].attempts == 1
+    assert builder.active == set()

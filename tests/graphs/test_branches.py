@@ -13,7 +13,7 @@ from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.graphs.context import NodeContext
 from flowloom.graphs.errors import NodeError
 from flowloom.graphs.nodetype import NodeType
-from flowloom.graphs.regions import Branch, find_branches
+from flowloom.graphs.regions import Branch, Race, find_branches
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import Runner, chain, delay, t
 
@@ -58,9 +58,10 @@ def test_branches_nest() -> None:
     assert find_branches(["x", "p", "q", "y"], edges) == []  # single nodes stay in place
 
 
-def test_forks_after_one_that_stays_shared_are_still_split() -> None:
-    # The first fork meets at a join that fires early (kept shared), the second only
-    # computes (kept shared), the third has one part (nothing to split); the last splits.
+def test_forks_after_a_race_are_split_inside_its_join_side() -> None:
+    # The first fork meets at a join that fires early (a race: the rest is the join's
+    # side), inside which the first fork only computes (kept shared), the second has one
+    # part (nothing to split); the last splits.
     edges = [("s", "a1"), ("a1", "a2"), ("s", "b1"), ("b1", "b2"), ("a2", "j"), ("b2", "j"),
              ("j", "c1"), ("j", "d1"), ("c1", "k"), ("d1", "k"),
              ("k", "m"), ("m", "n"), ("k", "n"),
@@ -69,7 +70,11 @@ def test_forks_after_one_that_stays_shared_are_still_split() -> None:
              "y2"]
     branches = find_branches(nodes, edges, fires_early=lambda node: node == "j",
                              holds=lambda node: node not in ("c1", "d1"))
-    assert branches == [Branch("x1.branch", ("x1", "x2")), Branch("y1.branch", ("y1", "y2"))]
+    tail = ("j", "c1", "d1", "k", "m", "n", "x1", "x2", "y1", "y2")
+    assert branches == [Race("j.race", "j", (("a1", "a2"), ("b1", "b2")), tail)]
+    inside = find_branches(tail, edges, fires_early=lambda node: node == "j",
+                           holds=lambda node: node not in ("c1", "d1"))
+    assert inside == [Branch("x1.branch", ("x1", "x2")), Branch("y1.branch", ("y1", "y2"))]
 
 
 def test_a_fork_after_a_crossing_region_is_still_split() -> None:
@@ -102,11 +107,39 @@ def test_a_crossing_edge_keeps_a_region_together() -> None:
     assert find_branches(["s", "a1", "a2", "b1", "b2", "j"], edges) == []
 
 
-def test_a_join_that_fires_on_first_arrival_keeps_its_fork_shared() -> None:
-    edges = [("s", "a1"), ("a1", "a2"), ("s", "b1"), ("b1", "b2"), ("a2", "j"), ("b2", "j")]
-    nodes = ["s", "a1", "a2", "b1", "b2", "j"]
+def test_a_join_that_fires_on_first_arrival_races_its_branches() -> None:
+    edges = [("s", "a1"), ("a1", "a2"), ("s", "b1"), ("b1", "b2"), ("a2", "j"), ("b2", "j"),
+             ("j", "after")]
+    nodes = ["s", "a1", "a2", "b1", "b2", "j", "after"]
     assert len(find_branches(nodes, edges)) == 2
+    assert find_branches(nodes, edges, fires_early=lambda n: n == "j") == [
+        Race("j.race", "j", (("a1", "a2"), ("b1", "b2")), ("j", "after"))]
+    # A branch of one node races too, and so does an edge straight from the fork.
+    edges = [("s", "a1"), ("s", "j"), ("a1", "j")]
+    assert find_branches(["s", "a1", "j"], edges, fires_early=lambda n: n == "j") == [
+        Race("j.race", "j", (("a1",),), ("j",))]
+
+
+def test_a_race_needs_its_join_side_to_wait_for_nothing_outside() -> None:
+    # `late` runs beside the fork in the same graph (s's own region is entered from `e`,
+    # so s stays shared) and feeds a node after the join: the join's side could not see
+    # it arrive from inside one task, so the fork stays shared.
+    edges = [("s", "f"), ("e", "late"), ("s", "late"), ("f", "a"), ("f", "b"), ("a", "j"),
+             ("b", "j"), ("j", "after"), ("late", "after")]
+    nodes = ["s", "e", "f", "late", "a", "b", "j", "after"]
     assert find_branches(nodes, edges, fires_early=lambda n: n == "j") == []
+    # What ran before the fork has settled: an edge from it to the join's side is fine.
+    edges = [("s", "f"), ("f", "a"), ("f", "b"), ("a", "j"), ("b", "j"), ("j", "after"),
+             ("s", "after")]
+    assert find_branches(["s", "f", "a", "b", "j", "after"], edges,
+                         fires_early=lambda n: n == "j") == [
+        Race("j.race", "j", (("a",), ("b",)), ("j", "after"))]
+    # Unless a join on the way there fired early itself: then it may still be running.
+    edges = [("s", "g"), ("s", "h"), ("g", "k"), ("h", "k"), ("k", "f"), ("f", "a"),
+             ("f", "b"), ("a", "j"), ("b", "j"), ("j", "after"), ("h", "after")]
+    races = find_branches(["s", "g", "h", "k", "f", "a", "b", "j", "after"], edges,
+                          fires_early=lambda n: n in ("k", "j"))
+    assert [r.name for r in races] == []
 
 
 # Runs
@@ -166,6 +199,70 @@ async def test_a_join_fires_while_a_delay_beside_it_still_waits(run: Runner) -> 
     assert finished_before(run.events, "join", "slow_done")
     started = run.order("node.started")
     assert started.count("join") == 1 and started.count("after") == 1
+
+
+def join_any(node_id: str) -> dict[str, Any]:
+    return {"id": node_id, "type": "join", "config": {"mode": "any"}}
+
+
+async def test_join_any_and_what_follows_it_finish_before_the_slow_branch(
+        run: Runner) -> None:
+    doc = {"nodes": [t("start", 1), t("quick", "Q"), delay("slow", 0.5), t("slow_done", "S"),
+                     join_any("first"), t("after", "{{ outputs.first }}"), t("after2", 2)],
+           "edges": [*chain("start", "quick", "first", "after", "after2"),
+                     *chain("start", "slow", "slow_done", "first")]}
+    record = await run(doc)
+    assert record.status == "succeeded"
+    assert record.node_states["after"].output == {"quick": "Q"}
+    assert finished_before(run.events, "after2", "slow_done")
+    assert record.node_states["slow_done"].output == "S"  # still recorded
+    started = run.order("node.started")
+    assert started.count("first") == 1 and started.count("after2") == 1
+    succeeded = run.order("node.succeeded")
+    assert succeeded.index("after2") < succeeded.index("slow") < succeeded.index("slow_done")
+
+
+async def test_join_any_goes_on_while_an_approval_in_another_branch_waits(
+        run: Runner, store: SqliteStore) -> None:
+    doc = {"nodes": [t("start", 1), approval("ask"), t("answered", "A"), t("quick", "Q"),
+                     join_any("first"), t("after", "done")],
+           "edges": [*chain("start", "ask", "answered", "first"),
+                     *chain("start", "quick", "first", "after")]}
+    waiting = await run(doc, execution_id="race-wait")
+    assert waiting.status == "waiting"
+    assert [w["node_id"] for w in waiting.waiting_for] == ["ask"]
+    assert waiting.node_states["after"].output == "done"
+    events: list[dict[str, Any]] = []
+    done = await resume_workflow("race-wait", {"approved": True}, node_id="ask",
+                                 store=store, on_event=events.append)
+    assert done.status == "succeeded"
+    assert done.node_states["answered"].output == "A"
+    # Only the answered branch went on: the join's side did not run again.
+    assert [e["node_id"] for e in events if e["event"] == "node.started"] == [
+        "ask", "answered"]
+
+
+async def test_a_failure_after_join_any_stops_the_slow_branch(run: Runner) -> None:
+    bad = {"id": "bad", "type": "transform", "config": {"output": "{{ 1 // 0 }}"}}
+    doc = {"nodes": [t("start", 1), t("quick", "Q"), delay("slow", 30), join_any("first"),
+                     bad],
+           "edges": [*chain("start", "quick", "first", "bad"), *chain("start", "slow", "first")]}
+    record = await run(doc)
+    assert record.status == "failed"
+    assert record.errors[0].node_id == "bad"
+    assert record.node_states["slow"].status in ("cancelled", "failed")
+
+
+async def test_join_any_with_every_branch_skipped_is_skipped(run: Runner) -> None:
+    doc = {"nodes": [{"id": "c", "type": "condition", "config": {"expression": "false"}},
+                     delay("a", 0.01), delay("b", 0.01), join_any("first"), t("after", 1)],
+           "edges": [{"source": "c", "target": "a", "branch": "true"},
+                     {"source": "c", "target": "b", "branch": "true"},
+                     *chain("a", "first", "after"), *chain("b", "first")]}
+    record = await run(doc)
+    assert record.status == "succeeded"
+    assert {n: record.node_states[n].status for n in ("a", "b", "first", "after")} == {
+        "a": "skipped", "b": "skipped", "first": "skipped", "after": "skipped"}
 
 
 class FailsOnce(NodeType):
@@ -259,6 +356,25 @@ def test_the_compiled_graph_shows_every_workflow_edge() -> None:
                      ("each", "each.items", "each item"), ("each", "each.done", ""),
                      ("each.items", "each.done", ""), ("each.done", "__end__", "")}
     assert "c -. &nbsp;true&nbsp; .-> a;" in graph.draw_mermaid()
+
+
+def test_xray_draws_branches_and_races_as_nested_graphs() -> None:
+    from flowloom import compile_workflow, load_workflow
+    doc = {"nodes": [t("start", 1), t("a1", 1), delay("d", 1), t("b1", 3), t("b2", 4),
+                     join_any("j"), t("after", 1), delay("x", 1), t("x2", 2)],
+           "edges": [*chain("start", "a1", "d", "j", "after"), *chain("start", "b1", "j"),
+                     *chain("after", "x", "x2"), *chain("after", "b2")]}
+    graph = compile_workflow(load_workflow(doc))
+    assert {(e.source, e.target) for e in graph.get_graph().edges} == {
+        ("__start__", "start"), ("start", "j.race"), ("j.race", "__end__")}
+    edges = {(e.source, e.target) for e in graph.get_graph(xray=True).edges}
+    side = "j.race:j.side"
+    assert {("start", "j.race:__start__"), ("j.race:__start__", "j.race:a1.branch:a1"),
+            ("j.race:a1.branch:a1", "j.race:a1.branch:d"),
+            ("j.race:a1.branch:d", f"{side}:j"), ("j.race:b1.branch:b1", f"{side}:j"),
+            (f"{side}:j", f"{side}:after"), (f"{side}:after", f"{side}:x.branch:x"),
+            (f"{side}:x.branch:x", f"{side}:x.branch:x2"),
+            (f"{side}:after", f"{side}:b2")} <= edges
 
 
 class Busy(NodeType):
