@@ -120,6 +120,26 @@ def test_a_join_that_fires_on_first_arrival_races_its_branches() -> None:
         Race("j.race", "j", (("a1",),), ("j",))]
 
 
+def test_a_race_keeps_document_order_and_forks_after_it_are_still_split() -> None:
+    # `s` stays shared (its region is entered from `x` too); the race at `f` comes first
+    # in topological order, and the fork at `g` beside it still splits.
+    edges = [("s", "f"), ("s", "g"), ("x", "g"), ("f", "z1"), ("z1", "a2"), ("a2", "j"),
+             ("f", "b1"), ("b1", "j"), ("g", "c1"), ("c1", "c2"), ("c2", "e"), ("g", "d1"),
+             ("d1", "d2"), ("d2", "e")]
+    nodes = ["s", "x", "f", "z1", "a2", "b1", "j", "g", "c1", "c2", "d1", "d2", "e"]
+    assert find_branches(nodes, edges, fires_early=lambda n: n == "j") == [
+        Race("j.race", "j", (("z1", "a2"), ("b1",)), ("j",)),
+        Branch("c1.branch", ("c1", "c2")), Branch("d1.branch", ("d1", "d2"))]
+
+
+def test_a_fork_after_an_early_join_still_races_on_its_own_edge() -> None:
+    # Inside the side of the race at `k`: `f` follows a join that fired early, so nothing
+    # before `f` counts as settled, but `f` itself has: its edge straight to `j` is known.
+    edges = [("k", "f"), ("f", "a"), ("f", "j"), ("a", "j")]
+    assert find_branches(["k", "f", "a", "j"], edges, fires_early=lambda n: n in "kj") == [
+        Race("j.race", "j", (("a",),), ("j",))]
+
+
 def test_a_race_needs_its_join_side_to_wait_for_nothing_outside() -> None:
     # `late` runs beside the fork in the same graph (s's own region is entered from `e`,
     # so s stays shared) and feeds a node after the join: the join's side could not see
