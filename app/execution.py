@@ -60,6 +60,7 @@ class LiveRecord:
         # Ownership: every write is conditional on the run's `updated_at` as this process
         # last wrote it; a process that took the run over changed it, and we stop.
         self.fence: datetime | None = None
+        self.unsure: datetime | None = None  # what a cancelled write would have set
         self.lost = False
         self.lock = asyncio.Lock()
         self.clock = time.monotonic
@@ -80,6 +81,8 @@ class LiveRecord:
         async with self.lock:
             if self.lost or (not self.dirty and not heartbeat):
                 return
+            if self.unsure is not None:
+                await self._settle_unsure()
             self.dirty = False
             self.record.updated_at = max(utcnow(), (self.fence or EPOCH) + TICK)
             events, self.pending = self.pending, []
@@ -91,13 +94,24 @@ class LiveRecord:
                 log.warning("run %s was taken over by another process; this one stops",
                             self.record.execution_id)
                 raise
-            except BaseException:
+            except BaseException as exc:
                 self.pending = events + self.pending  # written with the next flush, in order
                 self.dirty = True
+                if isinstance(exc, asyncio.CancelledError):
+                    # The store may still commit it (SQLite's group commit does).
+                    self.unsure = self.record.updated_at
                 raise
             self.fence = self.record.updated_at
             self.written_at = self.clock()
             self.write_s = self.written_at - started
+
+    async def _settle_unsure(self) -> None:
+        """After a write cut off by a cancel: if it landed, the store holds its
+        `updated_at`, and that is this owner's fence, not the mark of another owner."""
+        stored = await self.store.get_run(self.record.execution_id)
+        if stored is not None and stored.updated_at == self.unsure:
+            self.fence = self.unsure
+        self.unsure = None
 
     async def guard(self) -> None:
         """Before a node starts: if this process has not written the run for a while (its

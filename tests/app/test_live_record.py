@@ -87,3 +87,29 @@ def test_the_checkpoint_completes_node_states_whose_events_were_lost() -> None:
         "gone": ("skipped", None)}
     assert states["done"].attempts == 2 and states["cut"].attempts == 1
     assert builder.active == set()
+
+
+async def test_a_write_cut_off_by_a_cancel_still_moves_the_fence(tmp_path: Any) -> None:
+    # SQLite's group commit commits a write whose caller was cancelled (the watcher is
+    # cancelled as a run ends). The owner's next, final write must still match what the
+    # store holds, or it would take itself for a stranger and leave the run `running`.
+    from flowloom.app.stores.sqlite import SqliteStore
+    store = SqliteStore(tmp_path / "runs.db")
+    record = RunRecord(execution_id="cut", workflow_id="w", status="running")
+    assert await store.create_run(record)
+    live = LiveRecord(store, record, 0, None)
+    live.fence = record.updated_at or record.created_at
+    live.emit({"event": "run.started"})
+    flushing = asyncio.ensure_future(live.flush())
+    await asyncio.sleep(0)  # the write is queued for the next commit
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    record.status = "succeeded"
+    live.emit({"event": "run.finished", "status": "succeeded"})
+    await live.flush_final()
+    assert not live.lost
+    stored = await store.get_run("cut")
+    assert stored is not None and stored.status == "succeeded"
+    assert [e["seq"] for e in await store.list_events("cut")] == [1, 2]
+    await store.close()
