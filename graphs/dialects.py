@@ -94,9 +94,11 @@ def _from_to(doc: Document) -> Document:
         ]
         http_ids = {str(n.get("id")) for n in out["nodes"]
                     if isinstance(n, dict) and n.get("type") == "http"}
+        builder = [isinstance(n, dict) and n.get("type") in TYPE_ALIASES for n in doc["nodes"]]
         out["nodes"] = [_from_to_config(n, [_value_of(u, http_ids) for u in
-                                            upstream.get(str(n.get("id")), [])])
-                        if isinstance(n, dict) else n for n in out["nodes"]]
+                                            upstream.get(str(n.get("id")), [])], aliased)
+                        if isinstance(n, dict) else n
+                        for n, aliased in zip(out["nodes"], builder, strict=True)]
     return out
 
 
@@ -105,20 +107,23 @@ def _value_of(node_id: str, http_ids: set[str]) -> str:
     return f"outputs[{json.dumps(node_id)}]" + ('["body"]' if node_id in http_ids else "")
 
 
-def _from_to_config(node: dict[str, Any], upstream: list[str]) -> Any:
+def _from_to_config(node: dict[str, Any], upstream: list[str], aliased: bool) -> Any:
+    """A builder node's config in the canonical shape. The builder's own shapes of a
+    `transformer` or a `data-source` apply only to those types: a canonical `transform`
+    with `outptu` is a typo, refused by its config's schema."""
     if not isinstance(node.get("config"), dict):
         return node
     config = dict(node["config"])
     kind = node.get("type")
     extra: dict[str, Any] = {}
-    if kind == "http" and "url" not in config and "endpoint" in config:
+    if kind == "http" and aliased and "url" not in config and "endpoint" in config:
         # a data-source: `source_type` says what kind of endpoint; only its URL is used here
         extra["source_config"] = dict(config)
         config = {"url": config["endpoint"],
                   **_rest(config, "endpoint", "source_type")}
     if kind == "http" and "method" not in config:
         config["method"] = "POST" if "body" in config or "json" in config else "GET"
-    if kind == "transform" and "output" not in config:
+    if kind == "transform" and aliased and "output" not in config:
         if config.get("transform_type") == "map":
             return {**node, "config": {"output": _map_output(config, upstream)},
                     "source_config": config}

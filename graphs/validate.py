@@ -100,20 +100,40 @@ def _validate(doc: Any, types: NodeTypes, path: str, depth: int) -> Iterator[Pro
         npath = f"{path}.nodes[{i}]"
         node_id = raw.get("id") if isinstance(raw, dict) else None
         who = f"node `{node_id}`" if isinstance(node_id, str) else f"node #{i}"
+        config_ok = True
         try:
             node = NodeSpec.model_validate(raw)
         except ValidationError as exc:
             yield from _pydantic_problems(exc, npath, who)
-            continue
+            # Go on with what is valid (a bad `timeout_s` must not hide a bad config).
+            salvaged, config_ok = _salvage(raw, exc)
+            if salvaged is None:
+                continue
+            node = salvaged
         if node.id in nodes:
             first = nodes[node.id][0]
             yield Problem(f"{npath}.id", f"duplicate node id `{node.id}` (also nodes[{first}])")
-            continue
-        nodes[node.id] = (i, node)
-        yield from _validate_node(node, types, npath, who, depth)
+        else:
+            nodes[node.id] = (i, node)
+        if config_ok:
+            yield from _validate_node(node, types, npath, who, depth)
 
     edges = yield from _validate_edges(doc.get("edges", []), path, nodes)
     yield from _validate_graph(nodes, edges, types, path)
+
+
+def _salvage(raw: Any, exc: ValidationError) -> tuple[NodeSpec | None, bool]:
+    """The node without its invalid fields (their defaults instead), so its config and
+    its edges are still checked; None when its id or type is unusable. The flag says
+    whether its config itself is checkable."""
+    failed = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+    if not isinstance(raw, dict) or failed & {"id", "type"}:
+        return None, False
+    try:
+        return NodeSpec.model_validate({k: v for k, v in raw.items() if k not in failed}), (
+            "config" not in failed)
+    except ValidationError:
+        return None, False
 
 
 def _validate_node(
@@ -218,11 +238,12 @@ def _validate_graph(
         yield Problem(f"{path}.nodes[{i}]",
                       "cycle: " + " → ".join(f"`{n}`" for n in [*cycle, cycle[0]])
                       + " (use `while` or `foreach` to repeat)")
-        return
 
     starts = [n for n, (_, node) in nodes.items()
               if getattr(types.get(node.type), "entry", False)]
     entries = starts or [n for n in nodes if n not in has_incoming]
+    if not entries:  # every node has an incoming edge: the cycle above says why
+        return
     reached = set(entries)
     stack = list(entries)
     while stack:

@@ -53,6 +53,61 @@ def test_cycle_is_an_error_naming_the_loop() -> None:
     assert "while" in problem.message
 
 
+def test_a_cycle_does_not_hide_an_unreachable_node() -> None:
+    doc = {"nodes": [{"id": "start", "type": "start"}, t("a", 1), t("b", 2), t("lost", 3)],
+           "edges": [*chain("start", "a", "b"), {"source": "b", "target": "a"}]}
+    assert [(p.path, p.message) for p in validate_workflow(doc)] == [
+        ("$.nodes[1]", "cycle: `a` → `b` → `a` (use `while` or `foreach` to repeat)"),
+        ("$.nodes[3]", "node `lost` is unreachable: no path leads to it from `start`")]
+
+
+def test_a_cycle_with_no_way_in_names_its_nodes_unreachable_too() -> None:
+    doc = {"nodes": [t("entry", 0), t("a", 1), t("b", 2)],
+           "edges": [*chain("a", "b"), {"source": "b", "target": "a"}]}
+    assert [(p.path, p.message) for p in validate_workflow(doc)] == [
+        ("$.nodes[1]", "cycle: `a` → `b` → `a` (use `while` or `foreach` to repeat)"),
+        ("$.nodes[1]", "node `a` is unreachable: no path leads to it from `entry`"),
+        ("$.nodes[2]", "node `b` is unreachable: no path leads to it from `entry`")]
+    # only a cycle, nothing outside it: no entry node, and the cycle alone is reported
+    [only] = validate_workflow({"nodes": [t("a", 1), t("b", 2)],
+                                "edges": [*chain("a", "b"), {"source": "b", "target": "a"}]})
+    assert only.message.startswith("cycle: ")
+
+
+def test_a_bad_node_field_does_not_hide_its_oversized_config_nor_its_edges() -> None:
+    doc = {"nodes": [{**t("a", "x" * 11_000), "timeout_s": -1, "retry": {"max_attempts": 0}},
+                     t("b", "{{ a }}")], "edges": chain("a", "b")}
+    assert [(p.path, p.message) for p in validate_workflow(doc)] == [
+        ("$.nodes[0].retry.max_attempts", "node `a`: Input should be greater than or equal to 1"),
+        ("$.nodes[0].timeout_s", "node `a`: Input should be greater than 0"),
+        ("$.nodes[0].config", "node `a`: config is 11,014 bytes; the limit is 10,240")]
+    # a bad config under a bad field is named too
+    doc["nodes"][0] = {"id": "a", "type": "condition", "config": {"expresion": "1"},
+                       "timeout_s": 99_999}
+    assert set(paths(doc)) == {"$.nodes[0].timeout_s", "$.nodes[0].config.expression",
+                               "$.nodes[0].config.expresion"}
+
+
+def test_a_duplicate_node_still_has_its_config_checked() -> None:
+    doc = {"nodes": [t("a", 1), {"id": "a", "type": "transform", "config": {"outptu": 2}}]}
+    assert [(p.path, p.message) for p in validate_workflow(doc)] == [
+        ("$.nodes[1].id", "duplicate node id `a` (also nodes[0])"),
+        ("$.nodes[1].config.output", "node `a` (transform): Field required"),
+        ("$.nodes[1].config.outptu", "node `a` (transform): Extra inputs are not permitted")]
+
+
+def test_a_transform_config_typo_is_refused_with_its_path() -> None:
+    doc = {"id": "typo", "nodes": [{"id": "a", "type": "transform", "config": {"outptu": 1}}]}
+    assert paths(doc) == {
+        "$.nodes[0].config.output": "node `a` (transform): Field required",
+        "$.nodes[0].config.outptu": "node `a` (transform): Extra inputs are not permitted"}
+    # the same shape on the builder's own `transformer` type is its `value`/whole-config form
+    builder = {"nodes": [{"id": "a", "type": "transformer", "config": {"value": 1}}]}
+    assert validate_workflow(builder) == []
+    http = {"nodes": [{"id": "a", "type": "http", "config": {"endpoint": "https://x.test"}}]}
+    assert "$.nodes[0].config.endpoint" in paths(http)
+
+
 def test_self_loop_is_refused() -> None:
     doc = {"nodes": [t("a", 1)], "edges": [{"source": "a", "target": "a"}]}
     assert "cannot feed itself" in validate_workflow(doc)[0].message
