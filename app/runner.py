@@ -43,6 +43,18 @@ class RunExists(WorkflowError):
     """A new run was asked for under an execution id that is taken."""
 
 
+class AnswerError(InputError):
+    """An approval's answer is missing or does not fit its schema; the run keeps waiting.
+    `path` is inside the answer (`$` is the answer itself)."""
+
+    def __init__(self, node_id: str, path: str, message: str) -> None:
+        self.node_id = node_id
+        self.path = path
+        self.message = f"answer to approval `{node_id}`: {message}"
+        where = "" if path == "$" else f" at {path}"
+        WorkflowError.__init__(self, f"answer to approval `{node_id}`{where}: {message}")
+
+
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
     """Raise InputError naming the failing JSON path when inputs do not fit the schema."""
     try:
@@ -227,20 +239,18 @@ def check_answer(record: RunRecord, value: Any, node_id: str | None) -> Command[
                            f"({', '.join(p['node_id'] for p in pending)}); name the node")
     else:
         chosen = pending
+    node = chosen[0]["node_id"]
     if value is _MISSING:
-        raise NotResumable(f"node `{chosen[0]['node_id']}` waits for an answer: give a value")
+        raise AnswerError(node, "$", "no answer was given")
     try:  # the answer becomes the approval node's output, so outputs' limits apply
-        check_value_shape(value, what=f"answer to `{chosen[0]['node_id']}`",
-                          max_bytes=MAX_INPUT_BYTES)
+        check_value_shape(value, what="answer", max_bytes=MAX_INPUT_BYTES)
     except ValueTooLarge as exc:
-        raise InputError(exc.path, f"answer to `{chosen[0]['node_id']}`: "
-                                   f"{exc.message}") from None
+        raise AnswerError(node, exc.path, exc.message) from None
     if chosen[0].get("schema"):
         try:
             check_value(chosen[0]["schema"], value)
         except InputError as exc:
-            raise InputError(exc.path, f"answer to `{chosen[0]['node_id']}`: "
-                                       f"{exc.message}") from None
+            raise AnswerError(node, exc.path, exc.message) from None
         except InvalidSchema as exc:
             raise NotResumable(f"node `{chosen[0]['node_id']}` has an unusable answer "
                                f"schema, so no answer can be checked: schema{exc.path[1:]}: "
@@ -353,6 +363,7 @@ def run_workflow(document: Any, inputs: dict[str, Any] | None = None,
 
 __all__ = [
     "MISSING",
+    "AnswerError",
     "NotResumable",
     "cancel_workflow",
     "check_answer",

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from flowloom.app.runner import NotResumable, RunNotFound
+from flowloom.app.runner import AnswerError, NotResumable, RunNotFound
 from flowloom.app.stores.base import InvalidCursor
 from flowloom.app.stores.errors import StoreError
 from flowloom.graphs.errors import InputError, SpecError, WorkflowError
@@ -73,6 +73,9 @@ def to_problem(exc: Exception) -> JSONResponse:
     if isinstance(exc, SpecError):
         return problem(422, "Invalid workflow", str(exc).splitlines()[0],
                        problems=[p.as_dict() for p in exc.problems])
+    if isinstance(exc, AnswerError):  # a missing answer too: 422, the run keeps waiting
+        return problem(422, "Invalid answer", str(exc),
+                       problems=[{"path": exc.path, "message": exc.message}])
     if isinstance(exc, InputError):
         return problem(422, "Invalid inputs", str(exc),
                        problems=[{"path": exc.path, "message": exc.message}])

@@ -158,7 +158,8 @@ def resume(
     as_json: JsonFlag = False,
 ) -> None:
     """Continue a run from its last checkpoint (after a crash, a failure or an approval)."""
-    from flowloom.app.runner import NotResumable, RunNotFound, resume_workflow
+    from flowloom.app.cli.render import answer_command
+    from flowloom.app.runner import AnswerError, NotResumable, RunNotFound, resume_workflow
 
     answer: Any = ...
     if value is not None:
@@ -173,8 +174,9 @@ def resume(
         # A `running` run is taken over once its record is stale (its process stopped).
         record = _with_progress(as_json, lambda on_event: resume_workflow(
             execution_id, on_event=on_event, take_over=True, force=force, **kwargs))
-    except InputError as exc:
-        raise fail(f"bad value: {exc}; the run keeps waiting", 1) from None
+    except AnswerError as exc:
+        raise fail(f"{exc}; the run keeps waiting: "
+                   f"{answer_command(execution_id, exc.node_id)}", 1) from None
     except (NotResumable, RunNotFound) as exc:
         raise fail(str(exc), 1) from None
     report(record, as_json)

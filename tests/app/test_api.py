@@ -286,7 +286,11 @@ async def test_approval_resume_and_bad_answer(api: Client) -> None:
     assert waiting["waiting_for"][0]["prompt"] == "Ship it?"
     run_id = waiting["execution_id"]
     bad = is_problem(await api.post(f"/executions/{run_id}/resume", json={"value": "yes"}), 422)
-    assert "answer to `ok`" in bad["detail"]
+    assert (bad["title"], bad["detail"]) == (
+        "Invalid answer", "answer to approval `ok`: 'yes' is not of type 'boolean'")
+    assert bad["problems"] == [{"path": "$", "message": bad["detail"]}]
+    unanswered = is_problem(await api.post(f"/executions/{run_id}/resume", json={}), 422)
+    assert unanswered["detail"] == "answer to approval `ok`: no answer was given"
     assert (await api.get(f"/executions/{run_id}")).json()["status"] == "waiting"
     done = await api.post(f"/executions/{run_id}/resume", json={"value": True})
     assert done.status_code == 200 and done.json()["output"] is True

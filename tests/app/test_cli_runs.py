@@ -94,6 +94,13 @@ def test_resume_of_a_run_left_waiting_prints_the_prompt_again(cli: Cli, tmp_path
     assert cli("run", approval_doc(tmp_path), "--execution-id", "wait-2").returncode == 3
     refused = cli("resume", "wait-2", "--value", '{"approved": "yes"}')
     assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "flowloom: answer to approval `ok` at $.approved: 'yes' is not of type 'boolean'; the "
+        "run keeps waiting: flowloom resume wait-2 --value '<json>' --node ok")
+    unanswered = cli("resume", "wait-2")
+    assert unanswered.returncode == 1
+    assert unanswered.stderr.startswith(
+        "flowloom: answer to approval `ok`: no answer was given; the run keeps waiting")
     resumed = cli("resume", "wait-2", "--value", '{"approved": true}', "--node", "ok")
     assert resumed.returncode == 0, resumed.stderr
     assert "run wait-2: succeeded" in resumed.stdout

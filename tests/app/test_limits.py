@@ -74,12 +74,12 @@ async def test_approval_answers_have_the_depth_and_size_limits(
                           json={"value": nested(MAX_VALUE_DEPTH + 1)})
     assert deep.status_code == 422
     assert deep.json()["problems"] == [{"path": DEEPEST_PATH, "message": (
-        "answer to `ok`: nested deeper than 64 levels; the limit is MAX_VALUE_DEPTH=64")}]
+        "answer to approval `ok`: nested deeper than 64 levels; the limit is MAX_VALUE_DEPTH=64")}]
     big = await api.post(f"/executions/{run_id}/resume",
                          json={"value": "x" * MAX_INPUT_BYTES})
     assert big.status_code == 422
     assert big.json()["problems"][0]["message"] == (
-        f"answer to `ok`: {MAX_INPUT_BYTES + 2:,} bytes; the limit is {MAX_INPUT_BYTES:,}")
+        f"answer to approval `ok`: {MAX_INPUT_BYTES + 2:,} bytes; the limit is {MAX_INPUT_BYTES:,}")
     assert (await api.get(f"/executions/{run_id}")).json()["status"] == "waiting"
     done = await api.post(f"/executions/{run_id}/resume",
                           json={"value": nested(MAX_VALUE_DEPTH)})

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from flowloom.app.runner import NotResumable, RunNotFound, cancel_workflow, resume_workflow
+from flowloom.app.runner import (
+    AnswerError,
+    NotResumable,
+    RunNotFound,
+    cancel_workflow,
+    resume_workflow,
+)
 from flowloom.app.settings import Settings
 from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.graphs import InputError
@@ -81,11 +87,14 @@ async def test_bad_answer_is_refused_and_the_run_keeps_waiting(run: Runner,
     await run({"nodes": [approval("ok", schema)]}, {"amount": 1}, execution_id="strict")
     with pytest.raises(InputError) as info:
         await resume_workflow("strict", {"approved": "yes"}, store=store)
-    assert "answer to `ok`" in str(info.value) and info.value.path == "$.approved"
+    assert str(info.value) == ("answer to approval `ok` at $.approved: 'yes' is not of type "
+                               "'boolean'")
+    assert info.value.path == "$.approved"
     still = await store.get_run("strict")
     assert still is not None and still.status == "waiting"
-    with pytest.raises(NotResumable, match="waits for an answer"):
+    with pytest.raises(AnswerError) as missing:
         await resume_workflow("strict", store=store)
+    assert str(missing.value) == "answer to approval `ok`: no answer was given"
     done = await resume_workflow("strict", {"approved": False}, store=store)
     assert done.status == "succeeded" and done.output == {"approved": False}
 
