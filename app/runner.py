@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from langgraph.types import Command
 
 from flowloom.app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
+from flowloom.app.logs import bound_correlation_id, install_record_factory
 from flowloom.app.records import RunRecord, mark_cancelled, utcnow
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
@@ -133,20 +134,30 @@ _DRIVEN_HERE: set[str] = set()  # runs this process is executing right now
 async def _execute(store: Store, services: Services, spec: WorkflowSpec, record: RunRecord,
                    graph_input: Any, on_event: EventCallback | None) -> RunRecord:
     _DRIVEN_HERE.add(record.execution_id)
-    try:
-        # A run that never started has no events; a resumed one continues their numbering.
-        events = await store.list_events(record.execution_id) if record.started_at else []
-        live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event)
-        # Fence every write of this run on what the store holds now: our claim (or our
-        # creation) is the last write; a later claim by anyone else stops this process.
-        stored = await store.get_run(record.execution_id)
-        if stored is not None:
-            live.fence = record.updated_at = stored.updated_at or stored.created_at
-        services = _with_subflows(services, store)
-        await drive(spec, record, store, services, live, graph_input)
-        return record
-    finally:
-        _DRIVEN_HERE.discard(record.execution_id)
+    install_record_factory()
+    # The run's log lines carry its own correlation id, wherever and whenever it runs (a
+    # worker, a resume); its child runs take it on from here.
+    with bound_correlation_id(record.correlation_id):
+        try:
+            return await _drive_here(store, services, spec, record, graph_input, on_event)
+        finally:
+            _DRIVEN_HERE.discard(record.execution_id)
+
+
+async def _drive_here(store: Store, services: Services, spec: WorkflowSpec,
+                      record: RunRecord, graph_input: Any,
+                      on_event: EventCallback | None) -> RunRecord:
+    # A run that never started has no events; a resumed one continues their numbering.
+    events = await store.list_events(record.execution_id) if record.started_at else []
+    live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event)
+    # Fence every write of this run on what the store holds now: our claim (or our
+    # creation) is the last write; a later claim by anyone else stops this process.
+    stored = await store.get_run(record.execution_id)
+    if stored is not None:
+        live.fence = record.updated_at = stored.updated_at or stored.created_at
+    services = _with_subflows(services, store)
+    await drive(spec, record, store, services, live, graph_input)
+    return record
 
 
 def _with_subflows(services: Services, store: Store) -> Services:
@@ -173,6 +184,8 @@ async def prepare_run(
         stored = await pin_document(store, spec, canonical)
     workflow_id = stored.id
     execution_id = execution_id or uuid.uuid4().hex
+    # A run started outside any request (the CLI, the Python API) gets an id of its own.
+    correlation_id = correlation_id or uuid.uuid4().hex
     record = RunRecord(execution_id=execution_id, workflow_id=workflow_id,
                        workflow_version=stored.version, status=status,  # type: ignore[arg-type]
                        inputs=inputs, correlation_id=correlation_id,

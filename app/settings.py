@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=7, ge=1)
     workers: int = Field(default=16, ge=1, le=256)  # async runs at once in the API process
     stale_after_s: float = Field(default=10.0, ge=2)  # a run unwritten this long is orphaned
+    # unset: info for `serve` and `worker`, warning for the commands that show progress
+    log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
 
     @field_validator("store")
     @classmethod
@@ -46,6 +49,11 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
             raise ValueError("must start with sqlite:/// or mongodb://")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return (value.strip().lower() or None) if isinstance(value, str) else value
 
     @field_validator("redis_url", "queue_url")
     @classmethod

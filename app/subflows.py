@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from flowloom.app.logs import correlation_id
 from flowloom.app.records import RunRecord, mark_cancelled
 from flowloom.app.stores.base import Store
 from flowloom.graphs.errors import NodeError
@@ -38,8 +39,10 @@ class Subflows:
                         which = f"`{workflow_id}`" + (f" version {version}" if version else "")
                         raise NodeError(f"no stored workflow {which}", kind="NotFound")
                     document = stored.document
+                # The parent's correlation id (bound while it runs): one id for the tree.
                 record = await self.execute(document, inputs, execution_id=child_id,
-                                            parent_execution_id=parent_execution_id, **common)
+                                            parent_execution_id=parent_execution_id,
+                                            correlation_id=correlation_id.get(), **common)
             elif record.status in ("running", "queued", "failed"):  # the parent is resuming
                 # A `running` child ran in the parent's process, which stopped: take it over.
                 record = await self.resume(child_id, take_over=True, force=True, **common)

@@ -12,9 +12,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from flowloom.app.api import errors
+from flowloom.app.api.access_log import AccessLog
 from flowloom.app.api.manager import RunManager, purge_forever
 from flowloom.app.api.middleware import FlowloomMiddleware
 from flowloom.app.api.routes import executions, health, workflows
+from flowloom.app.logs import install_record_factory
 from flowloom.app.queue import QueueManager
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
@@ -79,4 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document_problems(app)
     keys = [k.strip() for k in (settings.api_keys or "").split(",") if k.strip()]
     app.add_middleware(FlowloomMiddleware, api_keys=keys)
+    app.add_middleware(AccessLog)  # added last: outermost, so it sees every answer
+    install_record_factory()
     return app

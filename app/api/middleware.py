@@ -5,19 +5,17 @@ from __future__ import annotations
 import hmac
 import json
 import uuid
-from contextvars import ContextVar
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowloom.app.api.errors import PROBLEM
+from flowloom.app.logs import correlation_id
 
 MAX_BODY_BYTES = 1024 * 1024
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/",
                         "/ui"})
 # The run viewer's pages and scripts carry no data; they ask for a key and send it.
 OPEN_PREFIXES = ("/ui/",)
-correlation_id: ContextVar[str | None] = ContextVar("flowloom_correlation_id", default=None)
 
 
 async def _send_problem(send: Send, status: int, title: str, detail: str,
@@ -99,11 +97,3 @@ class FlowloomMiddleware:
         finally:
             correlation_id.reset(token)
 
-
-def log_record_factory(default: Any) -> Any:
-    """Every log record carries the correlation id of its request or run."""
-    def factory(*args: Any, **kwargs: Any) -> Any:
-        record = default(*args, **kwargs)
-        record.correlation_id = correlation_id.get()
-        return record
-    return factory

@@ -27,14 +27,32 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def configured() -> Settings:
-    """The settings, or one line naming the bad variable and exit 2."""
+def configured(log_level: str | None = None, default_level: str = "warning") -> Settings:
+    """The settings, or one line naming the bad variable and exit 2. Logging goes to
+    stderr at `log_level` (a --log-level), else FLOWLOOM_LOG_LEVEL, else `default_level`:
+    warnings only for the commands whose own output is on the terminal."""
+    from flowloom.app.logs import configure_logging
     from flowloom.app.settings import SettingsError, load_settings
 
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         raise fail(str(exc), 2) from None
+    configure_logging(log_level or settings.log_level or default_level)
+    return settings
+
+
+def _log_level(value: str | None) -> str | None:
+    from flowloom.app.logs import LEVELS
+
+    if value is not None and value.lower() not in LEVELS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(LEVELS)}")
+    return value.lower() if value else None
+
+
+LogLevel = Annotated[str | None, typer.Option(
+    "--log-level", callback=_log_level, show_default=False,
+    help="debug, info, warning, error or critical (default: FLOWLOOM_LOG_LEVEL, else info).")]
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -25,10 +26,13 @@ class Workers:
         self.env, self.cwd = env, cwd
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, log: Path | None = None) -> subprocess.Popen[bytes]:
+        """A worker process; its log lines (stderr) go to `log` when given."""
+        stderr = log.open("wb") if log is not None else subprocess.DEVNULL
         proc = subprocess.Popen([sys.executable, "-m", "flowloom", "worker"], env=self.env,
-                                cwd=self.cwd, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=stderr)
+        if log is not None:
+            stderr.close()  # type: ignore[union-attr]  # the child holds its own copy
         self.procs.append(proc)
         return proc
 
@@ -142,3 +146,27 @@ async def test_an_interrupted_run_resumed_over_http_is_taken_over_by_a_worker(
     assert resumed.status_code == 200 and resumed.json()["output"] == 42
     record = await until(api, stopped.execution_id, "succeeded", seconds=30)
     assert record["node_states"]["a"]["attempts"] == 1
+
+
+async def test_worker_logs_json_lines_with_the_request_s_correlation_id_child_runs_too(
+        api: httpx.AsyncClient, workers: Workers, tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    worker = workers.start(log)
+    child = {"nodes": [t("inner", "{{ inputs.n * 10 }}")]}
+    doc = {"nodes": [t("a", 4), {"id": "sub", "type": "subworkflow",
+                                 "config": {"workflow": child, "inputs": {"n": "{{ a }}"}}}],
+           "edges": chain("a", "sub")}
+    queued = await api.post("/execute", json={"workflow": doc, "mode": "async"},
+                            headers={"X-Correlation-ID": "trace-q"})
+    run_id = queued.json()["execution_id"]
+    assert (await until(api, run_id, "succeeded"))["output"] == 40
+    kid = (await api.get(f"/executions/{run_id}.sub")).json()
+    assert kid["correlation_id"] == "trace-q"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]  # every line JSON
+    runs = [(x["message"].split()[1], x["message"].split()[-1], x["correlation_id"])
+            for x in lines if x["logger"] == "flowloom.run"]
+    assert runs == [(run_id, "started", "trace-q"), (f"{run_id}.sub", "started", "trace-q"),
+                    (f"{run_id}.sub", "succeeded", "trace-q"),
+                    (run_id, "succeeded", "trace-q")]

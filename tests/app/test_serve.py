@@ -146,6 +146,26 @@ def test_log_lines_are_json_and_carry_the_correlation_id(tmp_path: Path) -> None
     assert [line["message"].split()[-1] for line in mine] == ["started", "succeeded"]
     assert {line["correlation_id"] for line in mine} == {"trace-77"}
     assert all(line["level"] == "info" and line["logger"] == "flowloom.run" for line in mine)
+    access = [line for line in lines if line["logger"] == "flowloom.access"
+              and line["correlation_id"] == "trace-77"]
+    assert [(x["method"], x["path"], x["status"]) for x in access] == [
+        ("POST", "/execute", 200)]
+    assert access[0]["duration_ms"] >= 0  # a number: the duration of this request
+
+
+def test_several_server_processes_log_as_one(tmp_path: Path) -> None:
+    server = Server(tmp_path).start(processes=2)
+    try:
+        for i in range(4):
+            httpx.get(f"{server.url}/health", headers={"X-Correlation-ID": f"multi-{i}"})
+    finally:
+        server.kill()
+    assert server.proc is not None and server.proc.stderr is not None
+    lines = [json.loads(line) for line in server.proc.stderr.read().decode().splitlines()
+             if line.startswith("{")]
+    access = sorted(x["correlation_id"] for x in lines if x["logger"] == "flowloom.access"
+                    and (x["correlation_id"] or "").startswith("multi-"))
+    assert access == [f"multi-{i}" for i in range(4)]
 
 
 def test_several_server_processes_share_the_store_and_recover_runs_once(

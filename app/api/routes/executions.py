@@ -16,8 +16,8 @@ from sse_starlette.sse import EventSourceResponse
 
 from flowloom.app.api.deps import ExecutionIdPath, ManagerDep, StoreDep
 from flowloom.app.api.errors import ApiError
-from flowloom.app.api.middleware import correlation_id
 from flowloom.app.execution import load_spec
+from flowloom.app.logs import correlation_id
 from flowloom.app.records import RunRecord, utcnow
 from flowloom.app.runner import (
     MISSING,
