@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from flowloom.app.api import errors
+from flowloom.app.api import docs, errors
 from flowloom.app.api.access_log import AccessLog
 from flowloom.app.api.manager import RunManager, purge_forever
 from flowloom.app.api.middleware import FlowloomMiddleware
@@ -73,8 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="Flowloom", version="0.1.0", lifespan=lifespan,
-                  description="Run JSON workflow DAGs, durably.")
+                  description="Run JSON workflow DAGs, durably.",
+                  docs_url=None, redoc_url=None)  # docs.install serves them without a CDN
     errors.install(app)
+    docs.install(app)
     for router in (workflows.router, executions.router, health.router):
         app.include_router(router, responses=errors.PROBLEM_RESPONSES)
     ui.install(app)

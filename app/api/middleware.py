@@ -12,10 +12,10 @@ from flowloom.app.api.errors import PROBLEM
 from flowloom.app.logs import correlation_id
 
 MAX_BODY_BYTES = 1024 * 1024
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/",
-                        "/ui"})
-# The run viewer's pages and scripts carry no data; they ask for a key and send it.
-OPEN_PREFIXES = ("/ui/",)
+OPEN_PATHS = frozenset({"/health", "/docs", "/redoc", "/openapi.json", "/", "/ui"})
+# The run viewer's pages and scripts, and the API docs' assets, carry no data; the viewer
+# asks for a key and sends it.
+OPEN_PREFIXES = ("/ui/", "/docs/")
 
 
 async def _send_problem(send: Send, status: int, title: str, detail: str,
