@@ -6,7 +6,9 @@ runner adds `seq`, `execution_id` and a default `at` to each one it records (`Re
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict, get_args
+from typing import Any, Literal, NotRequired, get_args
+
+from typing_extensions import TypedDict  # pydantic reads it on 3.11 (the OpenAPI document)
 
 
 class Recorded(TypedDict):

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from flowloom.app.api import docs, errors
 from flowloom.app.api.access_log import AccessLog
+from flowloom.app.api.event_docs import event_schemas
 from flowloom.app.api.manager import RunManager, purge_forever
 from flowloom.app.api.middleware import FlowloomMiddleware
 from flowloom.app.api.routes import executions, health, workflows
@@ -34,8 +35,9 @@ def _document_problems(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = original()
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-                errors.Problem.model_json_schema())
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Problem"] = errors.Problem.model_json_schema()
+            components.update(event_schemas())  # the data of the SSE route's events
             app.openapi_schema = schema
         return app.openapi_schema
 

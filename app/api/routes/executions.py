@@ -16,6 +16,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from flowloom.app.api.deps import ExecutionIdPath, ManagerDep, StoreDep
 from flowloom.app.api.errors import ApiError
+from flowloom.app.api.event_docs import EVENTS_RESPONSES
 from flowloom.app.execution import load_spec
 from flowloom.app.logs import correlation_id
 from flowloom.app.records import RunRecord, utcnow
@@ -254,7 +255,8 @@ def _event_id(last_event_id: str | None) -> int:
     return int(text)
 
 
-@router.get("/executions/{execution_id}/events")
+@router.get("/executions/{execution_id}/events", response_class=EventSourceResponse,
+            responses=EVENTS_RESPONSES)
 async def events(execution_id: ExecutionIdPath, store: StoreDep,
                  last_event_id: str | None = Header(None)) -> EventSourceResponse:
     await _record(store, execution_id)
