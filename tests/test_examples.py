@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +57,38 @@ def test_every_example_is_covered() -> None:
 
 # run with the local servers in tests/nodes/test_examples_io.py
 EXAMPLES_COVERED_ELSEWHERE: set[str] = {"ai-triage.json", "http-retries.json"}
+
+
+def _readme_dialects() -> str:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("### Documents written for other engines")
+    return readme[start:readme.index("\n### ", start + 1)]
+
+
+def test_the_readme_shows_the_dialect_files_as_they_are() -> None:
+    section = _readme_dialects()
+    shown = re.findall(r"\(`(examples/dialects/[\w-]+\.json)`\):\n\n```json\n(.*?)```",
+                       section, re.S)
+    assert sorted(name for name, _ in shown) == sorted(
+        f"examples/dialects/{p.name}" for p in (EXAMPLES / "dialects").glob("*.json"))
+    for name, text in shown:
+        assert json.loads(text) == json.loads((REPO / name).read_text()), name
+    run = [shlex.split(line)[2] for line in section.splitlines()
+           if line.startswith("flowloom run ")]
+    assert sorted(run) == sorted(name for name, _ in shown)  # each one is run, below
+
+
+@pytest.mark.parametrize("line", [
+    line for line in _readme_dialects().splitlines() if line.startswith("flowloom run ")])
+def test_the_readme_dialect_commands_give_the_outputs_it_shows(line: str,
+                                                               tmp_path: Path) -> None:
+    command, _, shown = line.partition("# output: ")
+    args = shlex.split(command)[1:]
+    done = subprocess.run([sys.executable, "-m", "flowloom", *args, "--json"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env={
+                              **os.environ,
+                              "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'readme.db'}"})
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "succeeded"
+    assert record["output"] == json.loads(shown)
