@@ -97,4 +97,5 @@ def load_settings(**overrides: object) -> Settings:
         name = str(err["loc"][0]) if err["loc"] else "?"
         var = (name.upper() if name.upper().startswith(("OPENAI", "COMPOSIO"))
                else f"FLOWLOOM_{name.upper()}")
-        raise SettingsError(f"{var}: {err['msg']}") from None
+        message = err["msg"].removeprefix("Value error, ")  # pydantic's, for our own checks
+        raise SettingsError(f"{var}: {message}") from None

@@ -111,7 +111,7 @@ def test_bad_setting_stops_with_one_line(cli, tmp_path: Path) -> None:  # type: 
                              str(EXAMPLES / "hello.json")], capture_output=True, text=True,
                             env=env, cwd=tmp_path, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.startswith("flowloom: FLOWLOOM_STORE: Value error, must start with")
+    assert result.stderr.startswith("flowloom: FLOWLOOM_STORE: must start with")
 
 
 def test_run_shows_live_node_progress_on_a_terminal(tmp_path: Path) -> None:
@@ -146,17 +146,17 @@ def test_run_shows_live_node_progress_on_a_terminal(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("variable", "value", "command", "message"), [
     ("FLOWLOOM_REDIS_URL", "bogus", ["run", "{examples}/hello.json"],
-     "Value error, must be an URL like redis://HOST:PORT/DB"),
+     "must be an URL like redis://HOST:PORT/DB"),
     ("FLOWLOOM_QUEUE_URL", "http://x", ["worker"],
-     "Value error, must be an URL like redis://HOST:PORT/DB"),
+     "must be an URL like redis://HOST:PORT/DB"),
     ("FLOWLOOM_QUEUE_URL", "redis://host:port/1", ["serve"],
-     "Value error, the port must be a number from 0 to 65535"),
+     "the port must be a number from 0 to 65535"),
     ("FLOWLOOM_REDIS_URL", "redis://host/one", ["runs", "list"],
-     "Value error, the database (the URL's path) must be a number"),
+     "the database (the URL's path) must be a number"),
     ("FLOWLOOM_STORE", "postgres://x", ["runs", "show", "x"],
-     "Value error, must start with sqlite:/// or mongodb://"),
+     "must start with sqlite:/// or mongodb://"),
     ("FLOWLOOM_SMTP_URL", "mail.example.com", ["cancel", "x"],
-     "Value error, must be an URL like smtp://user:pass@host:port"),
+     "must be an URL like smtp://user:pass@host:port"),
     ("FLOWLOOM_WORKERS", "many", ["resume", "x"],
      "Input should be a valid integer, unable to parse string as an integer"),
     ("FLOWLOOM_RETENTION_DAYS", "0", ["runs", "watch", "x"],
