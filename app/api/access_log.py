@@ -25,8 +25,19 @@ class AccessLog:
             return
         started = time.perf_counter()
         status: int | None = None
+        logged = False
         # The response's X-Correlation-ID; the request's if no response started.
         cid = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1") or None
+
+        def write() -> None:
+            nonlocal logged
+            logged = True
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            method, path = scope["method"], scope["path"]
+            with bound_correlation_id(cid):
+                log.info("%s %s %s %.1f ms", method, path, status, duration_ms,
+                         extra={"method": method, "path": path, "status": status,
+                                "duration_ms": duration_ms})
 
         async def noting_send(message: Message) -> None:
             nonlocal status, cid
@@ -35,6 +46,8 @@ class AccessLog:
                 for name, value in message.get("headers", []):
                     if name.lower() == b"x-correlation-id":
                         cid = value.decode("latin-1")
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                write()  # before the answer's last bytes: a client that has it, has its line
             await send(message)
 
         try:
@@ -43,9 +56,5 @@ class AccessLog:
             status = status or 500  # the server answers 500 for what escaped the app
             raise
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 3)
-            method, path = scope["method"], scope["path"]
-            with bound_correlation_id(cid):
-                log.info("%s %s %s %.1f ms", method, path, status, duration_ms,
-                         extra={"method": method, "path": path, "status": status,
-                                "duration_ms": duration_ms})
+            if not logged:  # no complete answer: an error, or the client left
+                write()
