@@ -30,10 +30,14 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, processes: int = 1) -> Server:
-        self.proc = subprocess.Popen([sys.executable, "-m", "flowloom", "serve", "--port",
-                                      str(self.port), "--processes", str(processes)],
-                                     env=self.env, cwd=self.cwd, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file: a pipe nobody reads fills up and stalls the server.
+        self.starts = getattr(self, "starts", 0) + 1
+        self.log = self.cwd / f"serve-{self.port}-{self.starts}.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "flowloom", "serve", "--port",
+                                          str(self.port), "--processes", str(processes)],
+                                         env=self.env, cwd=self.cwd, start_new_session=True,
+                                         stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -139,8 +143,7 @@ def test_log_lines_are_json_and_carry_the_correlation_id(tmp_path: Path) -> None
         run_id = response.json()["execution_id"]
     finally:
         server.kill()
-    assert server.proc is not None and server.proc.stderr is not None
-    lines = [json.loads(line) for line in server.proc.stderr.read().decode().splitlines()
+    lines = [json.loads(line) for line in server.log.read_text().splitlines()
              if line.startswith("{")]
     mine = [line for line in lines if run_id in line["message"]]
     assert [line["message"].split()[-1] for line in mine] == ["started", "succeeded"]
@@ -160,8 +163,7 @@ def test_several_server_processes_log_as_one(tmp_path: Path) -> None:
             httpx.get(f"{server.url}/health", headers={"X-Correlation-ID": f"multi-{i}"})
     finally:
         server.kill()
-    assert server.proc is not None and server.proc.stderr is not None
-    lines = [json.loads(line) for line in server.proc.stderr.read().decode().splitlines()
+    lines = [json.loads(line) for line in server.log.read_text().splitlines()
              if line.startswith("{")]
     access = sorted(x["correlation_id"] for x in lines if x["logger"] == "flowloom.access"
                     and (x["correlation_id"] or "").startswith("multi-"))
