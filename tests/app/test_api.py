@@ -118,6 +118,22 @@ async def test_sync_execute_answers_200_with_the_run(api: Client) -> None:
     assert (await api.get(f"/executions/{record['execution_id']}")).json() == record
 
 
+async def test_execute_a_pinned_version_with_the_version_query(api: Client) -> None:
+    await api.post("/workflows", json=HELLO)
+    edited = {**HELLO, "nodes": [{**n, "config": {"output": "Hi"}} if n["id"] == "greet"
+                                 else n for n in HELLO["nodes"]]}
+    assert (await api.put("/workflows/hello", json=edited)).json()["version"] == 2
+    latest = (await api.post("/workflows/hello/execute", json={"inputs": {"name": "Bo"}})).json()
+    old = (await api.post("/workflows/hello/execute", params={"version": 1},
+                          json={"inputs": {"name": "Bo"}})).json()
+    assert (latest["workflow_version"], old["workflow_version"]) == (2, 1)
+    assert (latest["output"], old["output"]) == ("Hi", {"greeting": "Hello, Bo!", "length": 2})
+    missing = is_problem(await api.post("/workflows/hello/execute", params={"version": 3},
+                                        json={}), 404)
+    assert missing["detail"] == "no workflow `hello` version 3"
+    is_problem(await api.post("/workflows/hello/execute", params={"version": 0}, json={}), 422)
+
+
 async def test_execute_of_an_inline_document_never_publishes_it(api: Client) -> None:
     await api.post("/workflows", json=HELLO)
     same = (await api.post("/execute", json={"workflow": HELLO,

@@ -157,10 +157,13 @@ RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post("/workflows/{workflow_id}/execute", responses=RUN_RESPONSES)
 async def execute_stored(workflow_id: str, body: ExecuteBody, request: Request,
                          store: StoreDep, manager: ManagerDep,
-                         idempotency_key: str | None = Header(None)) -> Response:
-    stored = await store.get_workflow(workflow_id)
+                         idempotency_key: str | None = Header(None),
+                         version: int | None = Query(None, ge=1, le=2**31 - 1)) -> Response:
+    # `?version=N` runs that version, addressed as `GET /workflows/{id}` addresses it.
+    stored = await store.get_workflow(workflow_id, version)
     if stored is None:
-        raise ApiError(404, "Not found", f"no workflow `{workflow_id}`")
+        which = f" version {version}" if version else ""
+        raise ApiError(404, "Not found", f"no workflow `{workflow_id}`{which}")
     return await _execute(stored.document, body, request, store, manager, idempotency_key,
                           stored)
 
