@@ -149,6 +149,15 @@ def test_a_failed_nodes_panel_shows_its_error_and_attempts(server: Server,
     expect(page.locator("#panel-error-kind")).not_to_be_empty()
     expect(page.locator("#panel-error-message")).not_to_be_empty()
     expect(page.locator('.bar[data-node-id="call"]')).to_contain_text("failed \u00d72")
+    # each attempt and the backoff between them, in order, on the bar and in the panel
+    pieces = page.locator('.bar[data-node-id="call"] .seg')
+
+    expect(pieces).to_have_count(3)
+    assert [pieces.nth(i).get_attribute("data-kind") for i in range(3)] == [
+        "run", "backoff", "run"]
+    expect(page.locator("#panel-attempt-list li")).to_have_text([
+        re.compile(r"^attempt 1: failed"), re.compile(r"^backoff"),
+        re.compile(r"^attempt 2: failed")])
     shot(page, "run-failed-panel")
     page.get_by_role("button", name="Resume").click()
     expect(page.locator("#action-msg")).to_have_text("Resumed.")
@@ -293,6 +302,7 @@ def test_workflows_page_shows_versions_graph_and_a_run_form(server: Server, page
     expect(page).to_have_url(f"{server.url}/ui/workflows/greet?version=1")
     expect(page.locator("svg.graph .node")).to_have_count(1)
     expect(page.locator("#mermaid")).to_contain_text("hi")
+    expect(page.locator("#run-form")).to_contain_text("This form runs version 1; the latest is 2.")
     page.get_by_label("Name").fill("A")
     page.get_by_role("button", name="Start run").click()
     expect(page.locator("#run-form")).to_contain_text('"A" is too short')
@@ -300,7 +310,8 @@ def test_workflows_page_shows_versions_graph_and_a_run_form(server: Server, page
     shot(page, "workflow")
     page.get_by_role("button", name="Start run").click()
     expect(page.locator("#run-status .badge")).to_have_text("succeeded")
-    expect(page.locator("#run-output")).to_have_text('"Hi Ada!"')
+    expect(page.locator("#run-header")).to_contain_text("greet version 1")
+    expect(page.locator("#run-output")).to_have_text('"Hi Ada"')  # version 1 has no `end`
     expect(page.locator("#run-inputs")).to_contain_text('"shout": false')
 
 
@@ -338,3 +349,119 @@ def test_parent_and_child_runs_link_to_each_other(server: Server, page: Any) -> 
     expect(page.locator("#run-output")).to_have_text("7")
     page.locator("#run-header").get_by_role("link", name=run_id).click()
     expect(page.locator("#run-id")).to_have_text(run_id)
+
+
+def test_two_versions_are_compared_node_by_node(server: Server, page: Any) -> None:
+    first = {"id": "shop", "name": "Shop", "nodes": [
+        {"id": "fetch", "type": "http", "config": {"url": "https://example.com/a"}},
+        {"id": "parse", "type": "transform", "config": {"output": "{{ fetch.body }}"}},
+        {"id": "old", "type": "transform", "config": {"output": 1}}],
+        "edges": [{"source": "fetch", "target": "parse"}, {"source": "parse", "target": "old"}]}
+    second = {"id": "shop", "name": "Shop v2", "nodes": [
+        {"id": "fetch", "type": "http", "config": {"url": "https://example.com/b"},
+         "retry": {"max_attempts": 5}},
+        {"id": "parse", "type": "transform", "config": {"output": "{{ fetch.body }}"}},
+        {"id": "end", "type": "end", "config": {"output": "{{ parse }}"}}],
+        "edges": [{"source": "fetch", "target": "parse"}, {"source": "parse", "target": "end"}]}
+    assert httpx.post(f"{server.url}/workflows", json=first).status_code == 201
+    assert httpx.put(f"{server.url}/workflows/shop", json=second).json()["version"] == 2
+    page.goto(f"{server.url}/ui/workflows/shop")
+    expect(page.locator("#diff-summary")).to_have_text(
+        "Version 1 → 2: 1 node added, 1 removed, 1 changed; 1 edge added, 1 removed; "
+        "1 other change.")
+    nodes = page.locator("#diff-nodes > li")
+    expect(nodes).to_have_count(3)
+    assert [(nodes.nth(i).get_attribute("data-diff"), nodes.nth(i).get_attribute("data-key"))
+            for i in range(3)] == [("added", "end"), ("removed", "old"), ("changed", "fetch")]
+    changed = page.locator('#diff-nodes > li[data-key="fetch"] li')
+    expect(changed).to_have_text([
+        'config.url: "https://example.com/a" → "https://example.com/b"',
+        "retry.max_attempts: 3 → 5"])  # 3 is the stored default
+    edges = page.locator("#diff-edges > li")
+    assert [edges.nth(i).get_attribute("data-key") for i in range(edges.count())] == [
+        "parse → end", "parse → old"]
+    expect(page.locator("#diff-workflow li")).to_have_text(['name: "Shop" → "Shop v2"'])
+    shot(page, "workflow-diff")
+    page.get_by_label("From").select_option("2")  # the same version: nothing differs
+    page.get_by_role("button", name="Compare").click()
+    expect(page.locator("#diff-summary")).to_have_text(
+        "Versions 2 and 2 hold the same workflow.")
+    expect(page.locator("#diff-nodes")).to_have_count(0)
+
+
+def test_rerun_uses_the_runs_pinned_version(server: Server, page: Any) -> None:
+    document = {"id": "pinned", "nodes": [
+        {"id": "say", "type": "transform", "config": {"output": "first"}}]}
+    assert httpx.post(f"{server.url}/workflows", json=document).status_code == 201
+    ran = httpx.post(f"{server.url}/workflows/pinned/execute", json={}).json()
+    assert ran["workflow_version"] == 1
+    newer = {**document, "nodes": [{**document["nodes"][0], "config": {"output": "second"}}]}
+    assert httpx.put(f"{server.url}/workflows/pinned", json=newer).json()["version"] == 2
+    page.goto(f"{server.url}/ui/runs/{ran['execution_id']}")
+    expect(page.locator("#run-output")).to_have_text('"first"')
+    page.get_by_role("button", name="Re-run with same inputs").click()
+    expect(page).not_to_have_url(f"{server.url}/ui/runs/{ran['execution_id']}")
+    expect(page.locator("#run-status .badge")).to_have_text("succeeded")
+    expect(page.locator("#run-header")).to_contain_text("pinned version 1")
+    expect(page.locator("#run-output")).to_have_text('"first"')
+    again = page.locator("#run-id").inner_text()
+    assert httpx.get(f"{server.url}/executions/{again}").json()["workflow_version"] == 1
+
+
+FOREACH = {"id": "each-item", "nodes": [
+    {"id": "each", "type": "foreach", "on_error": "continue", "config": {
+        "items": "{{ range(12) | list }}", "max_concurrency": 1, "body": {
+            "nodes": [{"id": "nap", "type": "delay", "config": {"seconds": 0.25}},
+                      {"id": "div", "type": "transform", "config": {"output": "{{ 12 / (item % 5) }}"}}],
+            "edges": [{"source": "nap", "target": "div"}]}}},
+    {"id": "again", "type": "while", "config": {
+        "condition": "{{ loop.iteration < 3 }}",
+        "body": {"nodes": [{"id": "step", "type": "transform", "config": {"output": 1}}]}}}],
+    "edges": [{"source": "each", "target": "again"}]}
+
+
+def test_a_running_foreach_counts_its_items_live_and_its_body_expands(server: Server,
+                                                                     page: Any) -> None:
+    run_id = start(server, FOREACH)
+    page.goto(f"{server.url}/ui/runs/{run_id}")
+    each = page.locator('svg.graph .node[data-node-id="each"]')
+    # one node while it runs, its items counted as they start (12 items, one at a time)
+    expect(each).to_have_attribute("data-status", "running")
+    expect(each.locator(":scope > .counts")).to_have_text(re.compile(r"^[1-9]\d* items?"))
+    toggle = each.get_by_role("button", name="Show the body of each (2 nodes)")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    body = page.locator('svg.graph .node[data-node-id="each[*].nap"]')
+    expect(body).to_be_visible()
+    expect(page.locator('.lane[data-node-id="each[*].nap"]')).to_have_count(1)
+    shot(page, "run-foreach-running")
+    expect(page.locator("#run-status .badge")).to_have_text("succeeded")
+    # items 0, 5 and 10 divide by zero: three failed items, the rest ok
+    expect(each.locator(":scope > .counts")).to_have_text("12 items · 3 failed")
+    expect(each).to_have_attribute("data-status", "failed")
+    div = page.locator('svg.graph .node[data-node-id="each[*].div"]')
+    expect(div.locator(".counts")).to_have_text("9 ok · 3 failed")
+    expect(page.locator('svg.graph .node[data-node-id="again"] .counts')).to_have_text(
+        "3 iterations")
+    expect(page.locator('.bar[data-node-id="each[*].div"]')).to_have_attribute(
+        "aria-label", "each[*].div: 9 ok · 3 failed")
+    div.click()
+    expect(page.locator("#panel-node")).to_have_text("each[*].div")
+    failed = page.locator('#panel-items-list li[data-status="failed"] button')
+    expect(failed).to_have_text(["each[0].div", "each[5].div", "each[10].div"])
+    page.locator("#panel-item-0").fill("7")
+    page.get_by_role("button", name="Open item").click()
+    expect(page.locator("#panel-node")).to_have_text("each[7].div")
+    expect(page.locator("#panel-output")).to_have_text("6")  # 12 / 2
+    expect(page.locator("#panel-received")).to_contain_text("nap (succeeded)")
+    each.click(position={"x": 20, "y": 20})
+    expect(page.locator("#panel-node")).to_have_text("each")
+    expect(page.locator("#panel-items")).to_have_text("12 items · 3 failed")
+    page.locator("#panel-failed-items").get_by_role("button", name="each[5].div").click()
+    expect(page.locator("#panel-node")).to_have_text("each[5].div")
+    expect(page.locator("#panel-error-message")).to_contain_text("division by zero")
+    shot(page, "run-foreach-done")
+    toggle = each.get_by_role("button", name="Hide the body of each (2 nodes)")
+    toggle.click()
+    expect(body).to_have_count(0)
+    expect(page.locator('.lane[data-node-id="each[*].nap"]')).to_have_count(0)

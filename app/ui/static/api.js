@@ -80,11 +80,15 @@ export async function streamEvents(path, onEvent, signal, after = 0) {
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
-    buffer += value.replace(/\r\n?/g, "\n");
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
+    buffer += value;
+    // A CR LF split over two reads must stay one line end: a lone CR waits for the next.
+    const whole = buffer.endsWith("\r") ? buffer.length - 1 : buffer.length;
+    const carry = buffer.slice(whole);
+    buffer = buffer.slice(0, whole).replace(/\r\n?/g, "\n");
+    let at = 0, end;  // cut the buffer once per read, not once per event
+    while ((end = buffer.indexOf("\n\n", at)) >= 0) {
+      const block = buffer.slice(at, end);
+      at = end + 2;
       let name = "message";
       const data = [];
       for (const line of block.split("\n")) {
@@ -97,5 +101,6 @@ export async function streamEvents(path, onEvent, signal, after = 0) {
         onEvent(name, parsed);
       }
     }
+    buffer = buffer.slice(at) + carry;
   }
 }
