@@ -37,6 +37,7 @@ class RunQuery:
     status: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    error: str | None = None  # a case-insensitive part of one of the run's error messages
     limit: int = 50
     cursor: str | None = None
 

@@ -4,6 +4,7 @@ langgraph-checkpoint-mongodb's MongoDBSaver for checkpoints in the same database
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -143,8 +144,7 @@ class MongoStore:
         db = await self._setup()
         await db.runs.update_one(
             {"_id": record.execution_id},
-            {"$set": {"status": record.status, "record": record.model_dump_json(),
-                      "updated_at": _ms(record.updated_at or record.created_at)},
+            {"$set": _fields(record),
              "$setOnInsert": {"workflow_id": record.workflow_id,
                               "created_at": _ms(record.created_at)}},
             upsert=True)
@@ -153,9 +153,7 @@ class MongoStore:
         db = await self._setup()
         try:
             await db.runs.insert_one({
-                "_id": record.execution_id, "status": record.status,
-                "record": record.model_dump_json(), "workflow_id": record.workflow_id,
-                "updated_at": _ms(record.updated_at or record.created_at),
+                "_id": record.execution_id, **_fields(record), "workflow_id": record.workflow_id,
                 "created_at": _ms(record.created_at)})
         except DuplicateKeyError:
             return False
@@ -180,6 +178,8 @@ class MongoStore:
             span["$lt"] = _ms(query.until)
         if span:
             where["created_at"] = span
+        if query.error:
+            where["errors"] = {"$regex": re.escape(query.error), "$options": "i"}
         if query.cursor:
             at, execution_id = decode_cursor(query.cursor)
             at = _ms(at)
@@ -204,8 +204,7 @@ class MongoStore:
         db = await self._setup()
         result = await db.runs.update_one(
             {"_id": record.execution_id, "updated_at": _ms(fence)},
-            {"$set": {"status": record.status, "record": record.model_dump_json(),
-                      "updated_at": _ms(record.updated_at or record.created_at)}})
+            {"$set": _fields(record)})
         if not result.matched_count:
             raise LeaseLost(f"run {record.execution_id} was taken over by another process")
         await self.append_events(record.execution_id, events)
@@ -266,8 +265,7 @@ class MongoStore:
         result = await db.runs.update_one(
             {"_id": record.execution_id, "status": seen_status,
              "updated_at": _ms(seen_updated_at)},
-            {"$set": {"status": record.status, "record": record.model_dump_json(),
-                      "updated_at": _ms(record.updated_at or record.created_at)}})
+            {"$set": _fields(record)})
         return bool(result.modified_count)
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
@@ -317,6 +315,13 @@ def _workflow(doc: dict[str, Any]) -> StoredWorkflow:
 
 # Records and events are kept as JSON text: BSON has no integers past 64 bits, and JSON
 # numbers that large are common (ids). Documents written as BSON before still read.
+def _fields(record: RunRecord) -> dict[str, Any]:
+    """What every write of a run sets: the record, and the fields queries filter on."""
+    return {"status": record.status, "record": record.model_dump_json(),
+            "updated_at": _ms(record.updated_at or record.created_at),
+            "errors": "\n".join(e.message for e in record.errors)}
+
+
 def _run(doc: dict[str, Any]) -> RunRecord:
     raw = doc["record"]
     record = RunRecord.model_validate_json(raw) if isinstance(raw, str) else (

@@ -60,6 +60,11 @@ def _at(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _like(text: str) -> str:
+    """`text` as a LIKE pattern that matches only itself (LIKE ignores ASCII case)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -174,6 +179,10 @@ class SqliteStore:
         if query.until is not None:
             where.append("created_at < ?")
             args.append(_at(query.until))
+        if query.error:
+            where.append("EXISTS (SELECT 1 FROM json_each(record, '$.errors') "
+                         "WHERE json_extract(value, '$.message') LIKE ? ESCAPE '\\')")
+            args.append(f"%{_like(query.error)}%")
         if query.cursor:
             at, execution_id = decode_cursor(query.cursor)
             where.append("(created_at, execution_id) < (?, ?)")

@@ -289,6 +289,10 @@ async def test_history_filters_and_cursor(api: Client) -> None:
     only = (await api.get("/executions", params={"status": "failed"})).json()
     assert [r["execution_id"] for r in only["items"]] == [failed]
     is_problem(await api.get("/executions", params={"status": "bogus"}), 422)
+    by_error = (await api.get("/executions", params={"error": "UNDEFINED"})).json()
+    assert [r["execution_id"] for r in by_error["items"]] == [failed]  # 'nope' is undefined
+    assert (await api.get("/executions", params={"error": "greet"})).json()["items"] == []
+    is_problem(await api.get("/executions", params={"error": ""}), 422)
     assert "invalid cursor" in is_problem(
         await api.get("/executions", params={"cursor": "!!"}), 422)["detail"]
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from flowloom.app.records import NodeState, RunRecord
+from flowloom.app.records import NodeState, RunError, RunRecord
 from flowloom.app.runner import execute_workflow_async, resume_workflow
 from flowloom.app.settings import load_settings
 from flowloom.app.stores.base import RunQuery, Store
@@ -137,6 +137,28 @@ async def test_history_is_newest_first_filtered_and_paginated(backend: Store) ->
     assert [r.execution_id for r in filtered.runs + rest.runs] == [
         "tz", "ty", "tx", "r4", "r3", "r2", "r1", "r0"]
     assert rest.next_cursor is None
+
+
+async def test_history_finds_runs_by_a_part_of_an_error_message(backend: Store) -> None:
+    base = datetime.now(UTC) - timedelta(hours=1)
+    messages = [["node `call`: GET https://a.example/ failed: ReadTimeout"], [],
+                ["node `x`: 100% of quota_used"], ["first", "then a READTIMEOUT again"],
+                ["node `call`: GET https://a.example/ failed: ReadTimeout"]]
+    for i, texts in enumerate(messages):
+        await backend.save_run(record(f"e{i}", base + timedelta(minutes=i), status=(
+            "failed" if texts else "succeeded"), errors=[
+                RunError(node_id="n", type="NodeError", message=m) for m in texts]))
+    found = await backend.list_runs(RunQuery(error="readtimeout"))
+    assert [r.execution_id for r in found.runs] == ["e4", "e3", "e0"]  # any case, any message
+    paged = await backend.list_runs(RunQuery(error="ReadTimeout", limit=2))
+    rest = await backend.list_runs(RunQuery(error="ReadTimeout", cursor=paged.next_cursor))
+    assert [r.execution_id for r in paged.runs + rest.runs] == ["e4", "e3", "e0"]
+    # the text is matched as it is: `%`, `_` and regex characters are not patterns
+    assert [r.execution_id for r in (await backend.list_runs(
+        RunQuery(error="100% of quota_"))).runs] == ["e2"]
+    assert (await backend.list_runs(RunQuery(error="1_0"))).runs == []
+    assert (await backend.list_runs(RunQuery(error="a.example/ failed: Read.*"))).runs == []
+    assert (await backend.list_runs(RunQuery(error="x%"))).runs == []
 
 
 async def test_event_log_appends_in_order_and_ignores_replays(backend: Store) -> None:

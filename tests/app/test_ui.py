@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -465,3 +466,37 @@ def test_a_running_foreach_counts_its_items_live_and_its_body_expands(server: Se
     toggle.click()
     expect(body).to_have_count(0)
     expect(page.locator('.lane[data-node-id="each[*].nap"]')).to_have_count(0)
+
+
+def test_runs_are_found_by_error_text_and_time_range(server: Server, page: Any) -> None:
+    broken = {"id": "broken", "nodes": [{"id": "x", "type": "transform", "config": {
+        "output": "{{ no_such_name_qz }}"}}]}
+    run_id = start(server, broken)
+    created = ""
+    for _ in range(600):  # a generous bound: only a hang trips it
+        record = httpx.get(f"{server.url}/executions/{run_id}").json()
+        if record["status"] == "failed":
+            created = record["created_at"]
+            break
+        time.sleep(0.05)
+    assert created, "the run never failed"
+    page.goto(f"{server.url}/ui")
+    page.get_by_label("Error text").fill("NO_SUCH_NAME_QZ")
+    # from the second it was created: it is the one run with that error
+    second = page.evaluate("(iso) => { const d = new Date(iso); d.setMilliseconds(0);"
+                           " return new Date(d - d.getTimezoneOffset() * 60000)"
+                           ".toISOString().slice(0, 19); }", created)
+    page.get_by_label("Created from").fill(second)
+    page.get_by_role("button", name="Apply filters").click()
+    rows = page.locator("#runs-body tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-execution-id", run_id)
+    expect(page).to_have_url(re.compile(r"[?&]error=NO_SUCH_NAME_QZ"))
+    shot(page, "runs-filtered")
+    page.get_by_label("Created before").fill(second)  # before it was created: none
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.locator("#runs-body")).to_have_text("No runs match.")
+    page.reload()  # the filters live in the address
+    expect(page.get_by_label("Error text")).to_have_value("NO_SUCH_NAME_QZ")
+    expect(page.get_by_label("Created before")).to_have_value(second)
+    expect(page.locator("#runs-body")).to_have_text("No runs match.")

@@ -181,11 +181,16 @@ async def get_execution(execution_id: ExecutionIdPath, store: StoreDep) -> RunRe
 
 
 async def _history(store: Store, workflow_id: str | None, status: str | None,
-                   since: datetime | None, until: datetime | None, limit: int,
-                   cursor: str | None) -> RunList:
+                   since: datetime | None, until: datetime | None, error: str | None,
+                   limit: int, cursor: str | None) -> RunList:
     page = await store.list_runs(RunQuery(workflow_id=workflow_id, status=status, since=since,
-                                          until=until, limit=limit, cursor=cursor))
+                                          until=until, error=error, limit=limit, cursor=cursor))
     return RunList(items=page.runs, next_cursor=page.next_cursor)
+
+
+# Not in http-api.md: the run viewer's search by error text (docs/semantics.md).
+ErrorText = Query(None, min_length=1, max_length=200,
+                  description="runs with an error message holding this text, any case")
 
 
 RunStatusFilter = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
@@ -195,16 +200,18 @@ RunStatusFilter = Literal["queued", "running", "waiting", "succeeded", "failed",
 async def workflow_history(workflow_id: str, store: StoreDep,
                            status: RunStatusFilter | None = None,
                            since: datetime | None = None, until: datetime | None = None,
+                           error: str | None = ErrorText,
                            limit: int = Query(50, ge=1, le=200),
                            cursor: str | None = None) -> RunList:
-    return await _history(store, workflow_id, status, since, until, limit, cursor)
+    return await _history(store, workflow_id, status, since, until, error, limit, cursor)
 
 
 @router.get("/executions", response_model=RunList)
 async def history(store: StoreDep, status: RunStatusFilter | None = None,
                   since: datetime | None = None, until: datetime | None = None,
+                  error: str | None = ErrorText,
                   limit: int = Query(50, ge=1, le=200), cursor: str | None = None) -> RunList:
-    return await _history(store, None, status, since, until, limit, cursor)
+    return await _history(store, None, status, since, until, error, limit, cursor)
 
 
 @router.post("/executions/{execution_id}/resume", responses=RUN_RESPONSES)

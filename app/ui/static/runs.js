@@ -4,9 +4,19 @@ import { badge, duration, fmtTime, h } from "./dom.js";
 const STATUSES = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"];
 const POLL_MS = 2000;
 
+// A time in the URL and the API is ISO 8601 in UTC; the inputs show it in local time.
+function toLocal(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return "";
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+}
+const toIso = (local) => (local ? new Date(local).toISOString() : "");
+
 export function render(main) {
   const params = new URLSearchParams(location.search);
   const state = { status: params.get("status") || "", workflow: params.get("workflow") || "",
+                  since: params.get("since") || "", until: params.get("until") || "",
+                  error: params.get("error") || "",
                   limit: Number(params.get("limit")) || 25, cursors: [], cursor: null, next: null };
 
   const status = h("select", { id: "f-status", name: "status" },
@@ -14,10 +24,19 @@ export function render(main) {
     STATUSES.map((s) => h("option", { value: s, selected: s === state.status }, s)));
   const workflow = h("input", { id: "f-workflow", name: "workflow", value: state.workflow,
                                 placeholder: "any workflow" });
+  const since = h("input", { id: "f-since", name: "since", type: "datetime-local", step: 1,
+                             value: toLocal(state.since) });
+  const until = h("input", { id: "f-until", name: "until", type: "datetime-local", step: 1,
+                             value: toLocal(state.until) });
+  const errorText = h("input", { id: "f-error", name: "error", value: state.error,
+                                 placeholder: "part of an error message", autocomplete: "off" });
   const filters = h("form.filters", { role: "search", "aria-label": "Filter runs",
     onsubmit: (e) => { e.preventDefault(); apply(); } },
     h("div", {}, h("label", { for: "f-status" }, "Status"), status),
     h("div", {}, h("label", { for: "f-workflow" }, "Workflow id"), workflow),
+    h("div", {}, h("label", { for: "f-since" }, "Created from"), since),
+    h("div", {}, h("label", { for: "f-until" }, "Created before"), until),
+    h("div", {}, h("label", { for: "f-error" }, "Error text"), errorText),
     h("div", {}, h("button", { type: "submit" }, "Apply filters")));
   status.addEventListener("change", apply);
 
@@ -60,9 +79,11 @@ export function render(main) {
   function apply() {
     state.status = status.value;
     state.workflow = workflow.value.trim();
+    state.since = toIso(since.value);
+    state.until = toIso(until.value);
+    state.error = errorText.value.trim();
     const q = new URLSearchParams();
-    if (state.status) q.set("status", state.status);
-    if (state.workflow) q.set("workflow", state.workflow);
+    for (const k of ["status", "workflow", "since", "until", "error"]) if (state[k]) q.set(k, state[k]);
     history.replaceState(null, "", `/ui${q.size ? `?${q}` : ""}`);
     state.cursors = []; state.cursor = null;
     load();
@@ -72,7 +93,7 @@ export function render(main) {
   let loading = null;
   async function load() {
     const q = new URLSearchParams({ limit: state.limit });
-    if (state.status) q.set("status", state.status);
+    for (const k of ["status", "since", "until", "error"]) if (state[k]) q.set(k, state[k]);
     if (state.cursor) q.set("cursor", state.cursor);
     const base = state.workflow ? `/workflows/${encodeURIComponent(state.workflow)}/executions`
                                 : "/executions";

@@ -11,6 +11,7 @@ const RESCALE_MS = 500;  // at most this often when a bar outgrows the scale
 
 export function makeTimeline(container, { doc, expanded, onSelect }) {
   const lanes = new Map();  // key -> {row, bar}
+  const types = new Map((doc?.nodes || []).map((n) => [n.id, n.type]));
   let run = null, t0 = 0, t1 = 1, rescaleAt = 0, rescaleTimer = null;
   const axis = h("div.lane.axis", { "aria-hidden": "true" });
   const live = () => run && !FINISHED_RUN.has(run.record.status);
@@ -67,7 +68,9 @@ export function makeTimeline(container, { doc, expanded, onSelect }) {
 
   function newLane(key) {
     const inner = key.includes("[*]");
-    const bar = h("button.bar", { type: "button", "data-node-id": key, onclick: () => onSelect(key) });
+    const type = inner ? specAt(doc, key)?.type : types.get(key);
+    const bar = h("button.bar", { type: "button", "data-node-id": key, "data-type": type,
+                                  onclick: () => onSelect(key) });
     const name = inner ? key.replace(/\[\*\]\./g, " › ") : key;
     const row = h(`div.lane${inner ? ".inner" : ""}`, { "data-node-id": key },
       h("span.name", { title: key }, name), h("div.track", {}, bar));
