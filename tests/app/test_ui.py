@@ -413,7 +413,8 @@ FOREACH = {"id": "each-item", "nodes": [
     {"id": "each", "type": "foreach", "on_error": "continue", "config": {
         "items": "{{ range(12) | list }}", "max_concurrency": 1, "body": {
             "nodes": [{"id": "nap", "type": "delay", "config": {"seconds": 0.25}},
-                      {"id": "div", "type": "transform", "config": {"output": "{{ 12 / (item % 5) }}"}}],
+                      {"id": "div", "type": "transform",
+                       "config": {"output": "{{ 12 / (item % 5) }}"}}],
             "edges": [{"source": "nap", "target": "div"}]}}},
     {"id": "again", "type": "while", "config": {
         "condition": "{{ loop.iteration < 3 }}",

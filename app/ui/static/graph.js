@@ -163,7 +163,7 @@ export function drawGraph(doc, onSelect, { live = true, expanded = new Set(), on
       }
       g.append(node);
       groups.set(key, { g: node, type: n.type, state, counts, loop: Boolean(bodyOf(n)), group: Boolean(prefix) });
-      setLabel(key);
+      setLabel(key, bodyOf(n)?.nodes.length);
     }
     return { g, width, height };
   }
@@ -185,10 +185,11 @@ export function drawGraph(doc, onSelect, { live = true, expanded = new Set(), on
     return t;
   }
 
-  function setLabel(key) {
+  function setLabel(key, size) {
     const v = groups.get(key);
-    if (!live) { v.g.setAttribute("aria-label", `Node ${key} (${v.type})`); return; }
-    paint(key);
+    if (live) { paint(key); return; }
+    if (v.counts) v.counts.textContent = v.loop ? `body: ${size} node${size === 1 ? "" : "s"}` : "";
+    v.g.setAttribute("aria-label", `Node ${key} (${v.type})`);
   }
 
   // Colour and label one node from the run's state.

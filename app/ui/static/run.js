@@ -8,6 +8,7 @@ import { makeTimeline } from "./timeline.js";
 
 const link = (id) => h("a", { href: `/ui/runs/${encodeURIComponent(id)}` }, id);
 const PANEL_EVERY_MS = 250;  // a selected node that keeps changing is redrawn this often
+const FRAME_BUDGET_MS = 8;  // events applied per animation frame, at most this long
 
 export async function render(main, id) {
   const path = `/executions/${encodeURIComponent(id)}`;
@@ -163,11 +164,13 @@ export async function render(main, id) {
   }
   function flush() {
     frame = 0;
-    const batch = queue.splice(0);
+    // A frame applies events for at most FRAME_BUDGET_MS; the rest wait for the next one.
+    const until = performance.now() + FRAME_BUDGET_MS;
     const changed = new Set();
     const logLines = run.logs.length;
-    let news = false;
-    for (const e of batch) {
+    let news = false, taken = 0;
+    while (taken < queue.length && (taken % 64 || performance.now() < until)) {
+      const e = queue[taken++];
       const what = run.apply(e);
       if (what === "node") RunState.touched(e.node_id, changed);
       else if (what === "run") {
@@ -175,6 +178,8 @@ export async function render(main, id) {
         if (e.event === "run.finished") title.querySelector("#run-status").replaceChildren(badge(e.status));
       }
     }
+    queue.splice(0, taken);
+    if (queue.length) frame = requestAnimationFrame(flush);
     if (changed.size) {
       graph?.update(run, changed);
       timeline.update(run, changed);
