@@ -43,6 +43,7 @@ export class RunState {
     this.final = FINISHED_RUN.has(record.status);
     this.finalAt = ms(record.finished_at) || 0;
     this.logs = record.logs.map((l) => ({ ...l }));
+    this.logsUntil = this.logs.length ? ms(this.logs[this.logs.length - 1].at) || 0 : 0;
     const keep = this.final ? new Set() : this.fromEvents;
     for (const [path, state] of Object.entries(record.node_states)) {
       if (!keep.has(path)) this.set(path, { ...state });
@@ -85,7 +86,7 @@ export class RunState {
   }
 
   // One event from the stream. Returns "run" for a run-level event the record must be
-  // read again for, "log" when only the logs changed, "node" when a node changed, else "".
+  // read again for, "node" when a node changed, else "" (the caller sees new log lines).
   apply(e) {
     const kind = e.event;
     if (kind.startsWith("run.")) {  // news, unless the finished record already holds it
@@ -94,9 +95,11 @@ export class RunState {
     }
     // Events the finished record already holds only add their attempts and waits.
     const history = this.final && (e.at || 0) * 1000 <= this.finalAt;
+    // The record's logs hold it already (its times are whole milliseconds when parsed).
+    const logged = Math.floor((e.at || 0) * 1000) <= this.logsUntil;
     if (kind === "log") {
-      if (!history) this.logs.push({ at: iso(e.at), node_id: e.node_id, level: e.level, message: e.message });
-      return history ? "" : "log";
+      if (!history && !logged) this.logs.push({ at: iso(e.at), node_id: e.node_id, level: e.level, message: e.message });
+      return "";
     }
     const path = e.node_id;
     if (!path) return "";
@@ -112,7 +115,7 @@ export class RunState {
       } else this.set(path, { ...state, status: "running", attempts });
     } else if (kind === "node.retrying") {
       if (state) this.set(path, { ...state, status: "retrying" });
-      this.logs.push({ at: iso(e.at), node_id: path, level: "warning", message: `retrying: ${e.reason}` });
+      if (!logged) this.logs.push({ at: iso(e.at), node_id: path, level: "warning", message: `retrying: ${e.reason}` });
     } else if (kind === "node.succeeded" || kind === "node.failed") {
       const meta = e.meta || {};
       const ok = kind === "node.succeeded";
@@ -125,7 +128,7 @@ export class RunState {
         idempotency_key: meta.idempotency_key ?? null,
         started_at: iso(meta.started_at) || state?.started_at || null,
         finished_at: iso(meta.finished_at ?? e.at), latency_ms: meta.latency_ms ?? null, error });
-      if (!ok) this.logs.push({ at: iso(e.at), node_id: path, level: e.handled ? "warning" : "error",
+      if (!ok && !logged) this.logs.push({ at: iso(e.at), node_id: path, level: e.handled ? "warning" : "error",
         message: error?.message || "failed" });
     } else if (kind === "node.waiting") {
       if (state) this.set(path, { ...state, status: "waiting" });
