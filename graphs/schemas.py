@@ -7,16 +7,14 @@ retrieval fails, so such a ref is a problem of the document, named by its JSON p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-from referencing import Registry, Resource
-from referencing.exceptions import NoSuchResource, Unresolvable
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any
 
 from flowloom.graphs.errors import Problem, WorkflowError
+
+if TYPE_CHECKING:  # jsonschema loads on the first schema checked (~70 ms at start-up)
+    from referencing import Registry, Resource
 
 # Keywords whose values are data, not subschemas: a `$ref` inside them is not a reference.
 _DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
@@ -32,14 +30,25 @@ class InvalidSchema(WorkflowError):
 
 
 def _refuse(uri: str) -> Resource[Any]:
+    from referencing.exceptions import NoSuchResource
+
     raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class mypy misreads
 
 
-OFFLINE: Registry[Any] = Registry(retrieve=_refuse)  # type: ignore[call-arg]
+@functools.cache
+def offline() -> Registry[Any]:
+    """The registry every check uses: it retrieves nothing."""
+    from referencing import Registry
+
+    return Registry(retrieve=_refuse)  # type: ignore[call-arg]
 
 
 def schema_problems(schema: Any, path: str = "$") -> list[Problem]:
     """Why `schema` is not a usable JSON Schema (2020-12) with local refs only; [] if it is."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+    from referencing.jsonschema import DRAFT202012
+
     if not isinstance(schema, dict | bool):
         return [Problem(path, f"a JSON Schema must be an object or a boolean, "
                               f"got {type(schema).__name__}")]
@@ -51,10 +60,13 @@ def schema_problems(schema: Any, path: str = "$") -> list[Problem]:
     if isinstance(schema, bool):
         return []
     root = DRAFT202012.create_resource(schema)
-    return list(_unresolvable(schema, path, OFFLINE.resolver_with_root(root)))
+    return list(_unresolvable(schema, path, offline().resolver_with_root(root)))
 
 
 def _unresolvable(node: Any, path: str, resolver: Any) -> Iterator[Problem]:
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
     if isinstance(node, list):
         for i, item in enumerate(node):
             yield from _unresolvable(item, f"{path}[{i}]", resolver)
@@ -79,10 +91,13 @@ def _unresolvable(node: Any, path: str, resolver: Any) -> Iterator[Problem]:
 def validation_errors(schema: Any, value: Any) -> list[tuple[str, str]]:
     """`(json_path, message)` of each way `value` fails `schema`, first paths first.
     Raises InvalidSchema when the schema itself is unusable."""
+    from jsonschema import Draft202012Validator
+    from referencing.exceptions import Unresolvable
+
     problems = schema_problems(schema)
     if problems:
         raise InvalidSchema(problems[0].path, problems[0].message)
-    validator = Draft202012Validator(schema, registry=OFFLINE)
+    validator = Draft202012Validator(schema, registry=offline())
     try:
         errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
     except Unresolvable as exc:  # the walk above should have caught it; never fetch anyway

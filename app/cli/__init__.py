@@ -10,6 +10,8 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 
 from flowloom.app.cli import running, runs, service, workflows
 from flowloom.app.cli.common import err
+from flowloom.app.deferred_imports import defer_package_inits
+from flowloom.app.tuning import hold_collection
 from flowloom.graphs import WorkflowError
 
 app = typer.Typer(help="Flowloom: run JSON workflow DAGs, durably.", no_args_is_help=True,
@@ -43,6 +45,8 @@ def _subcommands(ctx: Context | None) -> list[str]:
 
 
 def main() -> None:
+    defer_package_inits()  # before any command loads LangGraph
+    hold_collection()  # until the command has loaded its modules: common.run_sync
     try:
         code = app(standalone_mode=False)
     except NoArgsIsHelpError as exc:

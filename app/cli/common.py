@@ -57,7 +57,9 @@ LogLevel = Annotated[str | None, typer.Option(
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     from flowloom.app.runner import run_sync as run
+    from flowloom.app.tuning import collect_from_here
 
+    collect_from_here()  # main() held collection while the command's modules loaded
     return run(coro)
 
 
