@@ -20,6 +20,7 @@ from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import Store, open_store
 from flowloom.app.stores.base import StoredWorkflow, same_document
+from flowloom.app.tuning import paced_collection
 from flowloom.graphs import InputError, Problem, SpecError, WorkflowError, WorkflowSpec
 from flowloom.graphs.limits import ValueTooLarge, check_value_shape
 from flowloom.graphs.schemas import InvalidSchema, validation_errors
@@ -156,7 +157,8 @@ async def _drive_here(store: Store, services: Services, spec: WorkflowSpec,
     if stored is not None:
         live.fence = record.updated_at = stored.updated_at or stored.created_at
     services = _with_subflows(services, store)
-    await drive(spec, record, store, services, live, graph_input)
+    with paced_collection():
+        await drive(spec, record, store, services, live, graph_input)
     return record
 
 

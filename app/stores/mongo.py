@@ -25,6 +25,7 @@ from flowloom.app.stores.base import (
     same_document,
 )
 from flowloom.app.stores.errors import LeaseLost, StoreError
+from flowloom.app.stores.serde import CheckpointSerializer
 from flowloom.graphs.events import WireEvent
 
 CHECKPOINTS, WRITES = "checkpoints", "checkpoint_writes"
@@ -302,7 +303,8 @@ class MongoStore:
             self._saver_client = self._sync_client_factory()
             self._saver = MongoDBSaver(self._saver_client, db_name=self.db_name,
                                        checkpoint_collection_name=CHECKPOINTS,
-                                       writes_collection_name=WRITES)
+                                       writes_collection_name=WRITES,
+                                       serde=CheckpointSerializer())
         yield self._saver
 
 

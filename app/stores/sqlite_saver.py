@@ -29,6 +29,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from flowloom.app.stores.serde import CheckpointSerializer
 from flowloom.app.stores.sqlite_db import SqliteDb
 
 _INSERT = ("INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, "
@@ -41,6 +42,7 @@ _IGNORE = f"INSERT OR IGNORE {_INSERT}"
 
 class InlineSqliteSaver(SqliteSaver):
     def __init__(self, db: SqliteDb, **kwargs: Any) -> None:
+        kwargs.setdefault("serde", CheckpointSerializer())
         super().__init__(db.conn, **kwargs)
         self.db = db
 
