@@ -18,8 +18,10 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.filters import do_center, do_format, do_indent, do_replace
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flowloom.graphs.errors import ExpressionError
@@ -294,6 +296,28 @@ def _reusing_context(expression: Any, only_read: Callable[[Mapping[str, Any]], d
     return evaluate
 
 
+def _compile_expression(inner: str) -> tuple[TemplateExpression, tuple[str, ...]]:
+    """Jinja's `compile_expression(inner, undefined_to_none=False)`, and the names the
+    expression reads, from one parse: an expression binds no name, so every name it
+    loads comes from the context (a second parse and a tracking pass cost as much as
+    Jinja's code generation)."""
+    parser = Parser(_SANDBOX, inner, state="variable")
+    try:
+        expr = parser.parse_expression()
+        if not parser.stream.eos:
+            raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno,
+                                      None, None)
+        expr.set_environment(_SANDBOX)
+    except TemplateSyntaxError:
+        _SANDBOX.handle_exception(source=inner)
+    found = [expr, *expr.find_all(nodes.Name)]  # find_all skips the node it starts from
+    names = tuple(dict.fromkeys(n.name for n in found
+                                if isinstance(n, nodes.Name) and n.ctx == "load"))
+    body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+    template = _SANDBOX.from_string(nodes.Template(body, lineno=1))
+    return TemplateExpression(template, False), names
+
+
 class Expressions:
     """Compiles each template or expression once per workflow and renders it in the sandbox."""
 
@@ -309,20 +333,21 @@ class Expressions:
         compiled = self._compiled.get(key)
         if compiled is None:
             inner = text if expression else single_expression(text)
-            source = "{{ (" + inner + "\n) }}" if inner is not None else text
             # Hand Jinja only the names the text reads: its context copies every name
             # given, and a workflow's namespace holds every node's output.
-            names = tuple(meta.find_undeclared_variables(_SANDBOX.parse(source)))
+            if inner is not None:
+                evaluate, names = _compile_expression(inner)
+            else:
+                template = _SANDBOX.from_string(text)
+                names = tuple(meta.find_undeclared_variables(_SANDBOX.parse(text)))
 
             def only_read(ns: Mapping[str, Any], names: tuple[str, ...] = names
                           ) -> dict[str, Any]:
                 return {name: ns[name] for name in names if name in ns}
 
             if inner is not None:
-                evaluate = _SANDBOX.compile_expression(inner, undefined_to_none=False)
                 compiled = _reusing_context(evaluate, only_read)
             else:
-                template = _SANDBOX.from_string(text)
                 compiled = lambda ns, _t=template: self._stream(  # noqa: E731
                     _t.generate(**only_read(ns)))
             self._compiled[key] = compiled

@@ -44,6 +44,19 @@ def test_unqualified_names_resolve_to_node_output_then_input(ex: Expressions) ->
     assert ex.render("{{ clash }}", NS, field="f") == "node"
 
 
+@pytest.mark.parametrize(("template", "value"), [
+    ("{{ user_name }}", "Ada"),
+    ("{{ [user_name, {'k': amount}][1].k if tags else clash }}", 150),
+    ("{{ items | sum(start=amount) }}", 153),
+    ("{{ user_name is defined and clash in tags }}", False),
+    ("{{ (fetch_data.body.id ~ '-' ~ run.id) | upper }}", "7-R1"),
+    ("{{ items | map('string') | join(user_name) }}", "1Ada2"),
+])
+def test_names_reach_an_expression_wherever_they_sit(ex: Expressions, template: str,
+                                                     value: object) -> None:
+    assert ex.render(template, NS, field="f") == value
+
+
 def test_skipped_node_is_null_so_or_merges_branches(ex: Expressions) -> None:
     assert ex.render("{{ outputs.skipped or outputs.fetch_data.body.id }}", NS, field="f") == 7
 
