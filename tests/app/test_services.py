@@ -9,10 +9,12 @@ import pytest
 
 from flowloom.app import services
 from flowloom.app.settings import Settings
+from tests.servers import FlakyServer
 
 
-async def test_runs_share_one_tls_context(settings: Settings,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_runs_share_one_tls_context_made_on_the_first_request(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        web: tuple[FlakyServer, str]) -> None:
     built: list[ssl.SSLContext] = []
     create = ssl.create_default_context
 
@@ -22,9 +24,16 @@ async def test_runs_share_one_tls_context(settings: Settings,
 
     monkeypatch.setattr(ssl, "create_default_context", counting)
     services.tls_context.cache_clear()
+    async with services.open_services(settings) as opened:  # a run that sends nothing
+        assert opened.http is not None
+    assert built == []
     clients = []
-    for _ in range(3):  # three runs, each with its own HTTP client
+    for n in range(3):  # three runs, each with its own HTTP client, each sending
         async with services.open_services(settings) as opened:
+            assert opened.http is not None
+            reply = await opened.http.get(f"{web[1]}/echo?key=tls{n}")
+            assert reply.status_code == 200
             clients.append(opened.http)
     assert len(built) == 1
     assert len({id(c) for c in clients}) == 3
+    assert [len(web[0].hits[f"tls{n}"]) for n in range(3)] == [1, 1, 1]
