@@ -40,7 +40,7 @@ FINAL_RETRY_S = (0.1, 0.5, 2.0)
 LEASE_CHECK_S = 2.0  # a node starting this long after the last write renews the lease first
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TICK = timedelta(microseconds=1000)  # fenced writes move `updated_at` (MongoDB keeps ms)
-HEARTBEAT_S = 1.0  # a running record is rewritten at least this often; see stale_runs()
+HEARTBEAT_S = 1.0  # a running record is rewritten this often (more for large ones: watch())
 
 
 class LiveRecord:
@@ -48,7 +48,7 @@ class LiveRecord:
     reader sees a running run's progress; also notices cancel requests from anywhere."""
 
     def __init__(self, store: Store, record: RunRecord, next_seq: int,
-                 on_event: EventCallback | None) -> None:
+                 on_event: EventCallback | None, *, stale_after_s: float = 10.0) -> None:
         self.store = store
         self.record = record
         self.builder = RecordBuilder(record)
@@ -66,6 +66,9 @@ class LiveRecord:
         self.clock = time.monotonic
         self.written_at = 0.0  # drive() writes the record as the run starts
         self.write_s = 0.0  # how long the last write of the record took
+        # Another process counts the run as orphaned once its record is `stale_after_s`
+        # old: every write renews it, and a quarter of that is the longest gap allowed.
+        self.beat_max_s = max(HEARTBEAT_S, stale_after_s / 4)
 
     def emit(self, event: RunEvent) -> None:
         self.seq += 1
@@ -140,17 +143,17 @@ class LiveRecord:
     async def watch(self, run_task: asyncio.Task[Any]) -> None:
         """Heartbeats, progress and cancel checks while the run goes. A store error never
         ends the watch (nor the run): it backs off and tries again."""
-        beat, failures = self.clock(), 0
+        failures = 0
         while not run_task.done():
             await asyncio.sleep(min(FLUSH_INTERVAL_S * 2 ** failures, 5.0))
-            now = self.clock()
-            due = now - beat > HEARTBEAT_S
-            if due:
-                beat = now
+            since = self.clock() - self.written_at  # every write is a heartbeat too
+            # A large record (a foreach of 100,000 items: 28 MB of JSON) takes a while to
+            # write: write it at most a tenth of the time, so writes grow with the run,
+            # not its square, and its heartbeat waits as long, up to `beat_max_s`.
+            spacing = max(FLUSH_INTERVAL_S, 9 * self.write_s)
+            due = since >= min(max(HEARTBEAT_S, spacing), self.beat_max_s)
             try:
-                # A large record (a foreach of 100,000 items) takes a while to write: write
-                # it at most a fifth of the time, so writes grow with the run, not its square.
-                if due or now - self.written_at >= 4 * self.write_s:
+                if due or since >= spacing:
                     await self.flush(heartbeat=due)
                 by = await self.store.cancel_requested(self.record.execution_id)
             except LeaseLost:

@@ -121,7 +121,8 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
     if not await store.claim_run(execution_id, record.status, seen):
         return "taken by another worker, or cancelled"
     if record.status == "queued":
-        done = await start_prepared(store, services, await spec_of(store, record), record)
+        done = await start_prepared(store, services, await spec_of(store, record), record,
+                                    stale_after_s=ctx["stale_after"].total_seconds())
     else:  # `running` but orphaned: continue from its checkpoint
         done = await resume_workflow(execution_id, store=store, services=services,
                                      take_over=True, force=True)  # claimed just above

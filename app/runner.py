@@ -133,24 +133,27 @@ _DRIVEN_HERE: set[str] = set()  # runs this process is executing right now
 
 
 async def _execute(store: Store, services: Services, spec: WorkflowSpec, record: RunRecord,
-                   graph_input: Any, on_event: EventCallback | None) -> RunRecord:
+                   graph_input: Any, on_event: EventCallback | None,
+                   stale_after_s: float) -> RunRecord:
     _DRIVEN_HERE.add(record.execution_id)
     install_record_factory()
     # The run's log lines carry its own correlation id, wherever and whenever it runs (a
     # worker, a resume); its child runs take it on from here.
     with bound_correlation_id(record.correlation_id):
         try:
-            return await _drive_here(store, services, spec, record, graph_input, on_event)
+            return await _drive_here(store, services, spec, record, graph_input, on_event,
+                                     stale_after_s)
         finally:
             _DRIVEN_HERE.discard(record.execution_id)
 
 
 async def _drive_here(store: Store, services: Services, spec: WorkflowSpec,
                       record: RunRecord, graph_input: Any,
-                      on_event: EventCallback | None) -> RunRecord:
+                      on_event: EventCallback | None, stale_after_s: float) -> RunRecord:
     # A run that never started has no events; a resumed one continues their numbering.
     events = await store.list_events(record.execution_id) if record.started_at else []
-    live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event)
+    live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event,
+                      stale_after_s=stale_after_s)
     # Fence every write of this run on what the store holds now: our claim (or our
     # creation) is the last write; a later claim by anyone else stops this process.
     stored = await store.get_run(record.execution_id)
@@ -209,11 +212,14 @@ async def spec_of(store: Store, record: RunRecord) -> WorkflowSpec:
 
 
 async def start_prepared(store: Store, services: Services, spec: WorkflowSpec,
-                         record: RunRecord, on_event: EventCallback | None = None
-                         ) -> RunRecord:
-    """Run a prepared (queued) record from its first node."""
+                         record: RunRecord, on_event: EventCallback | None = None, *,
+                         stale_after_s: float = 10.0) -> RunRecord:
+    """Run a prepared (queued) record from its first node. `stale_after_s`: when other
+    processes take the run for orphaned (settings.stale_after_s); it paces the
+    record's heartbeat."""
     graph_input = initial_input(record)  # also stamps record.started_at, once
-    return await _execute(store, services, spec, record, graph_input, on_event)
+    return await _execute(store, services, spec, record, graph_input, on_event,
+                          stale_after_s)
 
 
 async def execute_workflow_async(
@@ -233,11 +239,13 @@ async def execute_workflow_async(
     Raises SpecError for an invalid document and InputError for inputs that do not fit
     `inputs_schema`, before anything is stored or run.
     """
+    settings = settings or load_settings()
     async with _resources(settings, store, services) as (store, services):
         spec, record = await prepare_run(store, document, inputs, execution_id=execution_id,
                                          correlation_id=correlation_id,
                                          parent_execution_id=parent_execution_id)
-        return await start_prepared(store, services, spec, record, on_event)
+        return await start_prepared(store, services, spec, record, on_event,
+                                    stale_after_s=settings.stale_after_s)
 
 
 def check_answer(record: RunRecord, value: Any, node_id: str | None) -> Command[Any]:
@@ -330,7 +338,8 @@ async def resume_workflow(
         record.node_states = {k: v for k, v in record.node_states.items()
                               if v.status not in ("cancelled", "waiting")
                               and (v.error or {}).get("type") != "UpstreamFailed"}
-        return await _execute(store, services, spec, record, graph_input, on_event)
+        return await _execute(store, services, spec, record, graph_input, on_event,
+                              settings.stale_after_s)
 
 
 async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | None = None,

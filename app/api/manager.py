@@ -86,7 +86,8 @@ class RunManager:
                          record.execution_id)
                 return None
             loaded = spec or await spec_of(self.store, record)
-            return await start_prepared(self.store, self.services, loaded, record)
+            return await start_prepared(self.store, self.services, loaded, record,
+                                        stale_after_s=self.stale_after.total_seconds())
         return self.submit(record.execution_id, work)
 
     def resume(self, execution_id: str, claim: tuple[str, datetime] | None = None,
