@@ -85,19 +85,26 @@ async def bench_api_chain(runs: int, folder: Path) -> tuple[float, float]:
     return statistics.median(api_times), statistics.median(direct_times)
 
 
-def bench_cli_run(folder: Path, runs: int = 5) -> float:
-    """Median wall seconds of `flowloom run chain.json` as a fresh process."""
+def child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_cli_run(folder: Path, runs: int = 5) -> tuple[float, float]:
+    """Median wall seconds of `flowloom run chain.json` as a fresh process, and median
+    CPU seconds (what the wall time is on an idle machine: the run uses one core)."""
     doc = folder / "chain.json"
     doc.write_text(json.dumps(chain_document(CHAIN)))
     env = {**os.environ, "PYTHONPATH": str(ROOT),
            "FLOWLOOM_STORE": f"sqlite:///{folder / 'cli.db'}"}
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, used = time.perf_counter(), child_cpu()
         subprocess.run([sys.executable, "-m", "flowloom", "run", str(doc), "--json"],
                        env=env, cwd=folder, check=True, capture_output=True)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        cpu.append(child_cpu() - used)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def foreach_document(items: int) -> dict[str, Any]:
@@ -117,24 +124,26 @@ def checkpoint_bytes(path: Path, execution_id: str) -> int:
     return int(saved) + int(written)
 
 
-async def bench_foreach(items: int, folder: Path) -> tuple[float, float, float]:
-    """Seconds, peak RSS growth in MB and checkpoint bytes per item of one foreach run."""
+async def bench_foreach(items: int, folder: Path) -> tuple[float, float, float, float]:
+    """Seconds, CPU seconds, peak RSS growth in MB and checkpoint bytes per item of one
+    foreach run."""
     path = folder / f"fan{items}.db"
     settings = load_settings(store=f"sqlite:///{path}")
     store = SqliteStore(path)
     gc.collect()
     before = rss_mb()
     try:
-        start = time.perf_counter()
+        start, used = time.perf_counter(), time.process_time()
         record = await execute_workflow_async(foreach_document(items), settings=settings,
                                               store=store)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - used
     finally:
         await store.close()
     assert record.status == "succeeded", record.errors
     if isinstance(record.output, list):  # past 256 KiB the record keeps a truncated stand-in
         assert record.output[-1] == 2 * (items - 1)
-    return elapsed, rss_mb() - before, checkpoint_bytes(path, record.execution_id) / items
+    return (elapsed, cpu, rss_mb() - before,
+            checkpoint_bytes(path, record.execution_id) / items)
 
 
 def main() -> None:
@@ -147,7 +156,7 @@ def main() -> None:
                                      ) as tmp:
         folder = Path(tmp)
         api, direct = run_sync(bench_api_chain(args.runs, folder))
-        cli = bench_cli_run(folder)
+        cli, cli_cpu = bench_cli_run(folder)
         fans = [(n, run_sync(bench_foreach(n, folder)))
                 for n in (int(x) for x in args.items.split(","))]
     rows = [
@@ -156,11 +165,14 @@ def main() -> None:
          f"{direct * 1000:.1f} ms", ""),
         ("ratio Python API / compiled engine", f"{api / direct:.2f}x", "<= 1.2x"),
         ("`flowloom run` of that chain, whole process (median of 5)", f"{cli:.2f} s", "< 1 s"),
+        ("  its CPU time (the wall time on an idle machine)", f"{cli_cpu:.2f} s", ""),
     ]
-    for n, (seconds, mb, per_item) in fans:
+    for n, (seconds, cpu, mb, per_item) in fans:
+        target = {10_000: "< 3 s", 100_000: "< 30 s"}.get(n, "")
         rows += [
             (f"foreach over {n:,} items via execute_workflow_async", f"{seconds:.2f} s",
-             "< 3 s" if n == 10_000 else ""),
+             target),
+            ("  its CPU time", f"{cpu:.2f} s", ""),
             ("  peak RSS growth during that foreach", f"{mb:.0f} MB", "< 200 MB"),
             ("  checkpoint + write bytes per item", f"{per_item:.0f} B", "flat"),
         ]
