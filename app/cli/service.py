@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flowloom.app.cli.common import LogLevel, configured, fail
+from flowloom.app.tuning import collect_from_here
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -27,6 +28,7 @@ def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
 
     from flowloom.app.api.main import create_app
 
+    collect_from_here()  # main() held collection; with --processes this one only watches
     if processes > 1:  # each process builds its own app from the same environment
         os.environ["FLOWLOOM_LOG_LEVEL"] = logging.getLevelName(logging.root.level).lower()
         uvicorn.run("flowloom.app.cli.service:served_app", factory=True, host=host,
@@ -51,4 +53,5 @@ def worker(log_level: LogLevel = None) -> None:
         raise fail("FLOWLOOM_QUEUE_URL is not set: there is no queue to work on", 2)
     from flowloom.app.queue import make_worker
 
+    collect_from_here()  # main() held collection while the command's modules loaded
     make_worker(settings).run()
