@@ -48,9 +48,11 @@ TARGET = 20.0
 HERE = Path(__file__).resolve().parent
 
 
-def ram_folder() -> Path:
+def ram_folder() -> tempfile.TemporaryDirectory[str]:
+    """A throwaway folder on the RAM disk where there is one (removed at the end)."""
     shm = Path("/dev/shm")
-    return Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None, prefix="flowloom-bench-"))
+    return tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None,
+                                       prefix="flowloom-bench-")
 
 
 def prefect_python(venv: Path) -> Path:
@@ -117,10 +119,11 @@ def main() -> None:
                  " (made there when missing; never this project's venv)")
     sizes = [int(x) for x in args.items.split(",") if x]
     python = prefect_python(Path(args.prefect_venv))
-    folder = ram_folder()
     load = os.getloadavg()[0]
-    prefect = run_prefect(python, args.chain, sizes, folder)
-    flowloom = run_sync(run_flowloom(args.chain, sizes, folder))
+    with ram_folder() as tmp:
+        folder = Path(tmp)
+        prefect = run_prefect(python, args.chain, sizes, folder)
+        flowloom = run_sync(run_flowloom(args.chain, sizes, folder))
     rows = []
     theirs_by_run = [prefect["runs"][0], *prefect["runs"]]  # both chains against Prefect's
     for theirs, ours in zip(theirs_by_run, flowloom, strict=True):
