@@ -35,14 +35,24 @@ class _DeferredInit(importlib.abc.Loader):
         return self.real.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        lock = threading.Lock()
+        lock = threading.RLock()  # reentrant: `__init__` itself reads the module
+        started = False
         real = self.real
 
         def __getattr__(name: str) -> Any:
-            with lock:  # two threads reading at once run `__init__` once
-                if module.__dict__.get("__getattr__") is __getattr__:
-                    del module.__dict__["__getattr__"]
-                    real.exec_module(module)
+            nonlocal started
+            with lock:  # other threads wait here until `__init__` has run, once
+                if not started:
+                    started = True
+                    try:
+                        real.exec_module(module)
+                    finally:
+                        if module.__dict__.get("__getattr__") is __getattr__:
+                            del module.__dict__["__getattr__"]
+                elif module.__dict__.get("__getattr__") is __getattr__:
+                    # `__init__`, running in this thread, reads a name not defined yet
+                    raise AttributeError(f"module {module.__name__!r} has no attribute "
+                                         f"{name!r}")
             return getattr(module, name)  # AttributeError if `__init__` defines no such name
 
         module.__dict__["__getattr__"] = __getattr__
