@@ -282,7 +282,8 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
                 record.waiting_for = [{**i.value, "interrupt_id": i.id} for i in interrupts]
                 live.emit({"event": "run.waiting", "waiting_for": record.waiting_for})
             else:
-                record.output = truncate_for_record(workflow_output(spec, state, expressions))
+                record.output = truncate_for_record(
+                    await workflow_output(spec, state, expressions))
                 record.status = "succeeded"
         except NodeError as exc:
             record.status = "failed"

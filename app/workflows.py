@@ -43,6 +43,6 @@ def to_mermaid(spec: WorkflowSpec) -> str:
     return _mermaid.to_mermaid(spec, NODE_TYPES)
 
 
-def workflow_output(spec: WorkflowSpec, state: Mapping[str, Any],
-                    expressions: Expressions) -> Any:
-    return _state.workflow_output(spec, state, expressions, NODE_TYPES)
+async def workflow_output(spec: WorkflowSpec, state: Mapping[str, Any],
+                          expressions: Expressions) -> Any:
+    return await _state.workflow_output(spec, state, expressions, NODE_TYPES)

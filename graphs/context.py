@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from flowloom.graphs.budget import MAX_RUN_RENDER_SECONDS, Budget, LimitExceeded
 from flowloom.graphs.errors import ExpressionError
 from flowloom.graphs.events import RunEvent
-from flowloom.graphs.expressions import Expressions, namespace
+from flowloom.graphs.expressions import Expressions, has_template, namespace
+from flowloom.graphs.offload import evaluate_budgeted
 
 
 class RuntimeServices(Protocol):
@@ -37,6 +39,7 @@ class BasicServices:
 
 
 S = TypeVar("S", bound=RuntimeServices)
+T = TypeVar("T")
 EventSink = Callable[[RunEvent], None]
 
 
@@ -60,6 +63,18 @@ class RunContext(Generic[S]):
     max_concurrency: int | None = None  # nodes awaiting at once, across the whole run
     stopping: bool = False  # a node failed the run: nothing new starts
     guard: Callable[[], Awaitable[None]] | None = None  # before a node starts: may we?
+    expression_seconds: float = 0.0  # spent by the expressions of all its nodes
+    max_expression_seconds: float = MAX_RUN_RENDER_SECONDS
+
+    def expression_budget(self, expressions: Expressions) -> Budget:
+        """A node's budget: its own time, capped by what is left of the run's."""
+        budget = expressions.budget(start=False)
+        left = self.max_expression_seconds - self.expression_seconds
+        if left < budget.seconds:
+            budget.seconds = max(left, 0.0)
+            budget.why = (f"the run's expressions took longer than "
+                          f"{self.max_expression_seconds:g}s in all")
+        return budget
 
     def semaphore(self, key: str, size: int) -> asyncio.Semaphore:
         sem = self.semaphores.get(key)
@@ -101,6 +116,7 @@ class NodeContext(Generic[S]):
     first_started_at: float = 0.0  # when the node first started, kept across resumes
     upstream: Mapping[str, Any] = field(default_factory=dict)  # outputs of taken in-edges
     meta: dict[str, Any] = field(default_factory=dict)  # extra node state: cached, usage, ...
+    budget: Budget | None = None  # what its expressions may still spend, once they start
 
     @property
     def services(self) -> S:
@@ -111,21 +127,44 @@ class NodeContext(Generic[S]):
         """Stable across retries and resumes: execution id plus the qualified node path."""
         return f"{self.run.execution_id}:{self.path}"
 
-    def render(self, value: Any, *, field: str, **extra: Any) -> Any:
-        try:
-            return self.expressions.render(value, self.scope.namespace(**extra), field=field)
-        except ExpressionError as exc:
-            exc.node_id = self.node_id
-            raise
+    async def render(self, value: Any, *, field: str, **extra: Any) -> Any:
+        """Every template string inside the JSON `value`, rendered; other values as
+        they are."""
+        if not has_template(value):
+            return value
+        ns = self.scope.namespace(**extra)
+        return await self._compute(field, lambda budget: self.expressions.render(
+            value, ns, field=field, budget=budget))
 
-    def evaluate(self, expression: str, *, field: str, **extra: Any) -> Any:
+    async def evaluate(self, expression: str, *, field: str, **extra: Any) -> Any:
+        ns = self.scope.namespace(**extra)
+        return await self._compute(field, lambda budget: self.expressions.evaluate(
+            expression, ns, field=field, budget=budget))
+
+    async def evaluate_each(self, expression: str, names: Iterable[Mapping[str, Any]], *,
+                            field: str) -> list[Any]:
+        """`expression` once with each of `names` in scope, as one evaluation: the
+        items share the node's budget, and leave the event loop together."""
+        scope, expressions, names = self.scope, self.expressions, tuple(names)
+        return await self._compute(field, lambda budget: [
+            expressions.evaluate(expression, scope.namespace(**more), field=field,
+                                 budget=budget) for more in names])
+
+    async def _compute(self, field: str, work: Callable[[Budget], T]) -> T:
+        budget = self.budget
+        if budget is None:
+            budget = self.budget = self.run.expression_budget(self.expressions)
+        run_spent = budget.spent
         try:
-            return self.expressions.evaluate(
-                expression, self.scope.namespace(**extra), field=field
-            )
+            return await evaluate_budgeted(budget, lambda: work(budget))
         except ExpressionError as exc:
             exc.node_id = self.node_id
             raise
+        except LimitExceeded as exc:  # timed out waiting for, or in, a worker thread
+            raise ExpressionError(f"limit exceeded: {exc}", field=field, kind="LimitExceeded"
+                                  ) from None
+        finally:
+            self.run.expression_seconds += budget.spent - run_spent
 
     def log(self, message: str, level: str = "info") -> None:
         self.run.emit({"event": "log", "node_id": self.path, "level": level,

@@ -86,6 +86,7 @@ class NodeError(WorkflowError):
 class ExpressionError(NodeError):
     """A template or expression failed: unknown name, type error, sandbox violation, limits."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message, field=field, kind="ExpressionError")
+    def __init__(self, message: str, *, field: str | None = None,
+                 kind: str = "ExpressionError") -> None:
+        super().__init__(message, field=field, kind=kind)
 

@@ -2,8 +2,9 @@
 
 Everything an expression can reach goes through `Sandbox`: attribute access (the
 sandbox refuses internals such as `__class__`), calls, the operators that can blow up
-memory (`*`, `**`, `%`, `+`), `range`, and the filters that pad or repeat text. Render
-time and output size are bounded per render.
+memory (`*`, `**`, `%`, `+`, `~`), list and dict literals, every filter, and every
+`{% for %}` pass. Each checks the node's budget (budget.py): time, the size of each
+value, and the memory its expressions allocate.
 """
 
 from __future__ import annotations
@@ -12,140 +13,52 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.filters import do_center, do_format, do_indent, do_replace
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flowloom.graphs import budget as budgets
+from flowloom.graphs.bounded import BoundedRange, bounded_filters, check_percent, check_replace
+from flowloom.graphs.budget import (
+    MAX_OUTPUT_CHARS,
+    MAX_POWER_BITS,
+    MAX_RANGE,
+    MAX_RENDER_SECONDS,
+    Budget,
+    LimitExceeded,
+    bytes_of,
+    current,
+    size_of,
+)
 from flowloom.graphs.errors import ExpressionError
+from flowloom.graphs.instrument import INSTRUMENT_FILTERS, finalize, instrument
 
-MAX_OUTPUT_CHARS = 1_000_000
-MAX_RENDER_SECONDS = 2.0
-MAX_RANGE = 100_000
-MAX_POWER_BITS = 100_000
+__all__ = ["MAX_OUTPUT_CHARS", "MAX_POWER_BITS", "MAX_RANGE", "MAX_RENDER_SECONDS",
+           "Expressions", "LimitExceeded", "Sandbox", "namespace", "single_expression"]
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
-_PERCENT_WIDTH = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _UNSAFE_STR_METHODS = frozenset({"format", "format_map"})
-
-
-class LimitExceeded(SecurityError):
-    """A render went past its time or size budget."""
-
-
-@dataclass(slots=True)
-class _Budget:
-    deadline: float
-    max_chars: int
-    seconds: float = MAX_RENDER_SECONDS
-
-    def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise LimitExceeded(f"render took longer than {self.seconds:g}s")
-
-    def check_size(self, size: int, what: str = "result") -> None:
-        if size > self.max_chars:
-            raise LimitExceeded(f"{what} would exceed {self.max_chars:,} characters")
-
-
-_budget: ContextVar[_Budget] = ContextVar("flowloom_render_budget")
-
-
-def _current_budget() -> _Budget:
-    try:
-        return _budget.get()
-    except LookupError:  # outside render(): e.g. a template object used directly
-        return _Budget(time.monotonic() + MAX_RENDER_SECONDS, MAX_OUTPUT_CHARS)
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, str | bytes | list | tuple | dict) else 0
-
-
-def _check_percent_format(fmt: str) -> None:
-    budget = _current_budget()
-    for width, precision in _PERCENT_WIDTH.findall(fmt):
-        for number in (width, precision):
-            if number == "*" or (number and int(number) > budget.max_chars):
-                raise LimitExceeded("format width or precision is too large")
-
-
-class BoundedRange:
-    """`range` for templates: at most MAX_RANGE items, and checks the time budget as it goes."""
-
-    def __init__(self, *args: int) -> None:
-        self._range = range(*args)
-        if len(self._range) > MAX_RANGE:
-            raise LimitExceeded(f"range of {len(self._range):,} items exceeds {MAX_RANGE:,}")
-
-    def __iter__(self) -> Iterator[int]:
-        budget = _current_budget()
-        for i, value in enumerate(self._range):
-            if i % 1024 == 0:
-                budget.check_time()
-            yield value
-
-    def __len__(self) -> int:
-        return len(self._range)
-
-
-def _safe_center(value: str, width: int = 80) -> str:
-    _current_budget().check_size(int(width), "center width")
-    return do_center(value, width)
-
-
-def _safe_indent(s: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
-    pad = width if isinstance(width, str) else " " * min(int(width), MAX_OUTPUT_CHARS + 1)
-    _current_budget().check_size(len(pad) * (str(s).count("\n") + 1) + len(str(s)), "indent")
-    return do_indent(s, width, first, blank)
-
-
-def _safe_format(value: str, *args: Any, **kwargs: Any) -> str:
-    _check_percent_format(str(value))
-    return do_format(value, *args, **kwargs)
-
-
-def _safe_replace(eval_ctx: Any, s: str, old: str, new: str, count: int | None = None) -> str:
-    occurrences = (len(str(s)) + 1) if old == "" else str(s).count(str(old))
-    _current_budget().check_size(len(str(s)) + occurrences * len(str(new)), "replace")
-    return str(do_replace(eval_ctx, s, old, new, count))
-
-
-_safe_replace.jinja_pass_arg = do_replace.jinja_pass_arg  # type: ignore[attr-defined]
-
-
-def _pick(value: Any, mapping: Mapping[str, str]) -> Any:
-    """`{new_key: "dotted.path"}` of a dict, or of each dict in a list (missing: none)."""
-    if isinstance(value, list | tuple):
-        return [_pick(item, mapping) for item in value]
-    out = {}
-    for key, path in mapping.items():
-        found: Any = value
-        for part in str(path).split("."):
-            found = found.get(part) if isinstance(found, dict) else None
-        out[key] = found
-    return out
-
-
+_JOINING = frozenset({"join"})  # str.join: its size is estimated before it runs
 class Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def __init__(self) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-        self.globals = {"range": BoundedRange, "dict": dict, "lipsum": None}
-        self.globals.pop("lipsum")
-        self.filters.update(
-            center=_safe_center, indent=_safe_indent, format=_safe_format, replace=_safe_replace,
-            pick=_pick,
-        )
+        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
+                         finalize=finalize)
+        self.globals = {"range": BoundedRange, "dict": dict}
+        self.filters = {**bounded_filters(self.filters), **INSTRUMENT_FILTERS}
+
+    def compile(self, source: Any, name: str | None = None, filename: str | None = None,
+                raw: bool = False, defer_init: bool = False) -> Any:
+        if isinstance(source, str):
+            source = self.parse(source, name, filename)
+        return super().compile(instrument(source), name, filename, raw, defer_init)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # JSON first: `inputs.items` is the key "items", not the dict method.
@@ -153,46 +66,77 @@ class Sandbox(ImmutableSandboxedEnvironment):
             return obj[attribute]
         return super().getattr(obj, attribute)
 
+    def wrap_str_format(self, value: Any) -> None:
+        return None  # Jinja would hand out a sandboxed str.format: refuse it instead
+
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if isinstance(obj, str) and attr in _UNSAFE_STR_METHODS:
             return False  # str.format reaches attributes by name: use the `format` filter
         return bool(super().is_safe_attribute(obj, attr, value))
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        budget = _current_budget()
+        budget = current()
+        budget.check_time()
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                    budget.check_size(len(seq) * max(times, 0), "repetition")
+                    size = size_of(seq, budget.max_chars) * max(times, 0)
+                    budget.check_size(size, "repetition")
+                    budget.charge(size if isinstance(seq, str) else 8 * len(seq) * times,
+                                  "repetition")
+            if (isinstance(left, int) and isinstance(right, int)
+                    and left.bit_length() + right.bit_length() > MAX_POWER_BITS):
+                raise LimitExceeded("product is too large")
         elif operator == "**":
             if (isinstance(left, int) and isinstance(right, int) and abs(left) > 1
                     and right * abs(left).bit_length() > MAX_POWER_BITS):
                 raise LimitExceeded("power result is too large")
         elif operator == "%" and isinstance(left, str):
-            _check_percent_format(left)
-        elif operator == "+":
-            budget.check_size(_size(left) + _size(right), "concatenation")
+            check_percent(left, right)
+        elif operator == "+" and isinstance(left, str | list | tuple):
+            size = size_of(left, budget.max_chars) + size_of(right, budget.max_chars)
+            budget.check_size(size, "concatenation")
+            budget.charge(bytes_of(left) + bytes_of(right), "concatenation")
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        budget = _current_budget()
+        budget = current()
         budget.check_time()
         name = getattr(__obj, "__name__", "")
-        if isinstance(getattr(__obj, "__self__", None), str):
-            target: str = __obj.__self__
+        target = getattr(__obj, "__self__", None)
+        if isinstance(target, str):
             if name in _PADDING_METHODS and args and isinstance(args[0], int):
                 budget.check_size(args[0], f"str.{name} width")
             if name == "expandtabs":
                 budget.check_size(len(target) * (int(args[0]) if args else 8), "expandtabs")
             if name == "replace" and len(args) >= 2:
-                old, new = str(args[0]), str(args[1])
-                hits = len(target) + 1 if old == "" else target.count(old)
-                budget.check_size(len(target) + hits * len(new), "replace")
-        return super().call(__context, __obj, *args, **kwargs)
+                check_replace(target, str(args[0]), str(args[1]))
+            if name in _JOINING and args:
+                items = args[0] if isinstance(args[0], list | tuple) else list(args[0])
+                args = (items, *args[1:])
+                size = len(target) * max(len(items) - 1, 0) + sum(
+                    len(item) for item in items if isinstance(item, str))
+                budget.check_size(size, "str.join")
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(target, str) or __obj is dict or name == "copy":  # new values
+            budget.check_size(size_of(result, budget.max_chars), f"the result of {name}()")
+            budget.charge(bytes_of(result), f"{name}()")
+        return result
 
 
 def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def has_template(value: Any) -> bool:
+    """Whether a JSON value holds a template string anywhere."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_template(v) for v in value)
+    return False
 
 
 def single_expression(text: str) -> str | None:
@@ -353,8 +297,14 @@ class Expressions:
             self._compiled[key] = compiled
         return compiled
 
+    def budget(self, *, start: bool = True) -> Budget:
+        """A budget for the expressions of one node execution, its clock running (or
+        not yet: evaluate_budgeted starts it)."""
+        deadline = time.monotonic() + self.max_seconds if start else float("inf")
+        return budgets.Budget(self.max_seconds, deadline, self.max_output_chars)
+
     def _stream(self, chunks: Iterator[str]) -> str:
-        budget = _current_budget()
+        budget = current()
         out: list[str] = []
         size = 0
         for chunk in chunks:
@@ -364,36 +314,48 @@ class Expressions:
             out.append(chunk)
         return "".join(out)
 
-    def _run(self, text: str, namespace: Mapping[str, Any], expression: bool, field: str) -> Any:
-        token = _budget.set(_Budget(time.monotonic() + self.max_seconds, self.max_output_chars,
-                                    self.max_seconds))
+    def _run(self, text: str, namespace: Mapping[str, Any], expression: bool, field: str,
+             budget: Budget | None) -> Any:
+        budget = budget or self.budget()
+        token = budgets.enter(budget)
         try:
             value = self._compile(text, expression)(namespace)
             if (undefined := _first_undefined(value)) is not None:
                 undefined._fail_with_undefined_error()
-            _budget.get().check_size(_size(value))
+            budget.check_size(size_of(value, budget.max_chars))
             return value
         except ExpressionError:
             raise
         except Exception as exc:
-            raise ExpressionError(_describe(exc), field=field) from None
+            raise ExpressionError(_describe(exc), field=field, kind=(
+                "LimitExceeded" if isinstance(exc, LimitExceeded) else "ExpressionError")
+            ) from None
         finally:
-            _budget.reset(token)
+            budgets.leave(token)
 
-    def evaluate(self, expression: str, namespace: Mapping[str, Any], *, field: str) -> Any:
-        """Evaluate a bare expression such as `inputs.amount > 100`."""
+    def evaluate(self, expression: str, namespace: Mapping[str, Any], *, field: str,
+                 budget: Budget | None = None) -> Any:
+        """Evaluate a bare expression such as `inputs.amount > 100` (within `budget`, or
+        a budget of its own)."""
         if is_template(expression) and (inner := single_expression(expression)) is not None:
             expression = inner  # tolerate `{{ ... }}` around an expression
-        return self._run(expression, namespace, True, field)
+        return self._run(expression, namespace, True, field, budget)
 
-    def render(self, value: Any, namespace: Mapping[str, Any], *, field: str) -> Any:
-        """Render every template string inside a JSON value; other values pass through."""
+    def render(self, value: Any, namespace: Mapping[str, Any], *, field: str,
+               budget: Budget | None = None) -> Any:
+        """Render every template string inside a JSON value; other values pass through.
+        All of them share `budget` (by default, one of their own)."""
         if isinstance(value, str):
-            return self._run(value, namespace, False, field) if is_template(value) else value
+            return (self._run(value, namespace, False, field, budget) if is_template(value)
+                    else value)
         if isinstance(value, dict):
-            return {k: self.render(v, namespace, field=f"{field}.{k}") for k, v in value.items()}
+            budget = budget or self.budget()
+            return {k: self.render(v, namespace, field=f"{field}.{k}", budget=budget)
+                    for k, v in value.items()}
         if isinstance(value, list):
-            return [self.render(v, namespace, field=f"{field}[{i}]") for i, v in enumerate(value)]
+            budget = budget or self.budget()
+            return [self.render(v, namespace, field=f"{field}[{i}]", budget=budget)
+                    for i, v in enumerate(value)]
         return value
 
 

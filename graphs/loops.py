@@ -65,7 +65,7 @@ class Body:
             state["nodes"] = {self.single.id: outcome.meta}
         else:
             state = await self.compiled.ainvoke(state, config)
-        return workflow_output(self.graph.spec, state, self.graph.expressions,
+        return await workflow_output(self.graph.spec, state, self.graph.expressions,
                                self.graph.node_types,
                                outer=outer, extra=extra)
 
@@ -121,7 +121,7 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
         started = run.services.clock()
         run.emit({"event": "node.started", "node_id": ctx.path, "attempt": 1, "at": started})
         try:
-            items = ctx.evaluate(cfg.items, field="items")
+            items = await ctx.evaluate(cfg.items, field="items")
             if not isinstance(items, list | tuple):
                 raise NodeError(f"`items` must be a list, got {type(items).__name__}",
                                 node_id=plan.id, field="items")
@@ -235,7 +235,7 @@ def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step
         loop = {"iteration": progress["iteration"], "last": progress["last"]}
         ctx = node_context(graph, plan, state, run, config, [], loop=loop)
         try:
-            go = bool(ctx.evaluate(cfg.condition, field="condition"))
+            go = bool(await ctx.evaluate(cfg.condition, field="condition"))
         except NodeError as exc:
             outcome = settle_failure(plan, ctx, exc, progress["started_at"])
             return settled(plan, outcome.output, outcome.meta)

@@ -38,7 +38,8 @@ class NodeType:
     - `durable_start`: the first start is checkpointed before `run`, so a resumed run
       continues from it (a delay waits only for what remains).
     - `side_effects`: the node touches the outside world; its idempotency key is recorded.
-    - `waits`: False for types whose `run` only computes, never awaits: no timer is armed.
+    - `waits`: False for types whose `run` only computes: it awaits nothing but its
+      expressions (bounded by their own time budget), and no timer is armed.
     - `pauses`: the node may stop the run to wait for an answer (`interrupt`).
     - `entry`/`exit`: where runs start, and which nodes the output rule prefers.
     """

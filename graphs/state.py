@@ -6,8 +6,11 @@ import operator
 from collections.abc import Mapping
 from typing import Annotated, Any, TypedDict
 
+from flowloom.graphs.budget import LimitExceeded
+from flowloom.graphs.errors import ExpressionError
 from flowloom.graphs.expressions import Expressions, namespace
 from flowloom.graphs.nodetype import NodeTypes
+from flowloom.graphs.offload import evaluate_budgeted
 from flowloom.graphs.spec import WorkflowSpec
 
 RAN = frozenset({"succeeded", "failed"})
@@ -50,7 +53,7 @@ def visible_outputs(
     return base
 
 
-def workflow_output(
+async def workflow_output(
     spec: WorkflowSpec,
     state: Mapping[str, Any],
     expressions: Expressions,
@@ -65,7 +68,13 @@ def workflow_output(
     if spec.output is not None:
         ns = namespace(inputs=state.get("inputs") or {}, outputs=outputs,
                        run=state.get("run") or {}, extra=extra)
-        return expressions.render(spec.output, ns, field="output")
+        budget = expressions.budget(start=False)
+        try:
+            return await evaluate_budgeted(budget, lambda: expressions.render(
+                spec.output, ns, field="output", budget=budget))
+        except LimitExceeded as exc:  # timed out waiting for, or in, a worker thread
+            raise ExpressionError(f"limit exceeded: {exc}", field="output",
+                                  kind="LimitExceeded") from None
     metas = state.get("nodes") or {}
     ran = {n.id for n in spec.nodes if (metas.get(n.id) or {}).get("status") in RAN}
     ends = [n.id for n in spec.nodes

@@ -29,7 +29,7 @@ class Action(NodeType):
         if provider is None:
             raise NodeError("no tool provider configured (set COMPOSIO_BASE_URL)",
                             node_id=ctx.node_id, kind="ConfigError")
-        arguments = ctx.render(config.input, field="input")
+        arguments = await ctx.render(config.input, field="input")
         return await provider.execute(tool=config.tool, action=config.action,
                                       connection_id=config.connection_id,
                                       arguments=arguments, idempotency_key=ctx.idempotency_key)

@@ -54,8 +54,8 @@ class Ai(NodeType):
         messages = []
         if config.system_prompt:
             messages.append({"role": "system", "content": str(
-                ctx.render(config.system_prompt, field="system_prompt"))})
-        messages.append({"role": "user", "content": str(ctx.render(config.prompt,
+                await ctx.render(config.system_prompt, field="system_prompt"))})
+        messages.append({"role": "user", "content": str(await ctx.render(config.prompt,
                                                                    field="prompt"))})
         request = {"endpoint": getattr(llm, "base_url", None), "model": config.model,
                    "temperature": config.temperature, "max_tokens": config.max_tokens,

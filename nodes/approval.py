@@ -40,5 +40,5 @@ class Approval(NodeType):
     async def run(self, config: ApprovalConfig, ctx: Context) -> Any:
         from langgraph.types import interrupt  # the engine: `flowloom validate` needs none
 
-        prompt = ctx.render(config.prompt, field="prompt")
+        prompt = await ctx.render(config.prompt, field="prompt")
         return interrupt({"node_id": ctx.path, "prompt": prompt, "schema": config.answer_schema})

@@ -22,7 +22,7 @@ class Condition(NodeType):
     shape = ("{", "}")
 
     async def run(self, config: ConditionConfig, ctx: Context) -> Any:
-        return bool(ctx.evaluate(config.expression, field="expression"))
+        return bool(await ctx.evaluate(config.expression, field="expression"))
 
     def route(self, config: Any, output: Any) -> list[str]:
         return ["", "true" if output else "false"]

@@ -26,7 +26,7 @@ class Delay(NodeType):
     durable_start = True
 
     async def run(self, config: DelayConfig, ctx: Context) -> Any:
-        seconds = ctx.render(config.seconds, field="seconds")
+        seconds = await ctx.render(config.seconds, field="seconds")
         try:
             seconds = float(seconds)
         except (TypeError, ValueError):

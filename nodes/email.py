@@ -41,7 +41,7 @@ class Email(NodeType):
         url = ctx.services.settings.smtp_url
         if not url:
             raise NodeError("FLOWLOOM_SMTP_URL is not set", node_id=ctx.node_id, kind="ConfigError")
-        to = ctx.render(config.to, field="to")
+        to = await ctx.render(config.to, field="to")
         recipients = [to] if isinstance(to, str) else [str(r) for r in to]
         if not recipients or not all("@" in r for r in recipients):
             raise NodeError(f"`to` must be one or more email addresses, got {to!r}",
@@ -49,11 +49,11 @@ class Email(NodeType):
         msg = EmailMessage()
         msg["From"] = config.sender
         msg["To"] = ", ".join(recipients)
-        msg["Subject"] = str(ctx.render(config.subject, field="subject"))
+        msg["Subject"] = str(await ctx.render(config.subject, field="subject"))
         msg["Message-ID"] = message_id(ctx.idempotency_key)
-        msg.set_content(str(ctx.render(config.body, field="body")))
+        msg.set_content(str(await ctx.render(config.body, field="body")))
         if config.html:
-            msg.add_alternative(str(ctx.render(config.html, field="html")), subtype="html")
+            msg.add_alternative(str(await ctx.render(config.html, field="html")), subtype="html")
         parts = urlsplit(str(url))
         try:
             await aiosmtplib.send(

@@ -23,7 +23,7 @@ class End(NodeType):
 
     async def run(self, config: EndConfig, ctx: Context) -> Any:
         if config.output is not None:
-            return ctx.render(config.output, field="output")
+            return await ctx.render(config.output, field="output")
         if len(ctx.upstream) == 1:
             return next(iter(ctx.upstream.values()))
         return dict(ctx.upstream) or None

@@ -21,9 +21,12 @@ class Filter(NodeType):
     expressions = ("items", "condition")
 
     async def run(self, config: FilterConfig, ctx: Context) -> Any:
-        items = ctx.evaluate(config.items, field="items")
+        items = await ctx.evaluate(config.items, field="items")
         if not isinstance(items, list | tuple):
             raise NodeError(f"`items` must be a list, got {type(items).__name__}",
                             node_id=ctx.node_id, field="items")
-        return [item for index, item in enumerate(items)
-                if ctx.evaluate(config.condition, field="condition", item=item, index=index)]
+        # One evaluation for all items: they share the node's budget.
+        keep = await ctx.evaluate_each(config.condition, (
+            {"item": item, "index": index} for index, item in enumerate(items)),
+            field="condition")
+        return [item for item, kept in zip(items, keep, strict=True) if kept]

@@ -46,14 +46,14 @@ class Http(NodeType):
         if client is None:
             raise NodeError("no HTTP client in the runtime context", node_id=ctx.node_id)
         headers = {str(k): str(v) for k, v in
-                   ctx.render(config.headers, field="headers").items()}
+                   (await ctx.render(config.headers, field="headers")).items()}
         headers.setdefault("Idempotency-Key", ctx.idempotency_key)
-        json_body = ctx.render(config.json_body, field="json")
-        body = ctx.render(config.body, field="body")
+        json_body = await ctx.render(config.json_body, field="json")
+        body = await ctx.render(config.body, field="body")
         reply = await send(
-            client, config.method, str(ctx.render(config.url, field="url")),
+            client, config.method, str(await ctx.render(config.url, field="url")),
             policy=HttpPolicy.from_settings(ctx.services.settings), headers=headers,
-            params=ctx.render(config.query, field="query") or None, json_body=json_body,
+            params=await ctx.render(config.query, field="query") or None, json_body=json_body,
             content=body.encode() if isinstance(body, str) else None,
             sensitive_headers=config.sensitive_headers,
         )

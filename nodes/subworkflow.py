@@ -38,7 +38,7 @@ class Subworkflow(NodeType):
         if subflows is None:
             raise NodeError("subworkflows need a store: run through the Flowloom runner",
                             node_id=ctx.node_id, kind="ConfigError")
-        inputs = ctx.render(config.inputs, field="inputs")
+        inputs = await ctx.render(config.inputs, field="inputs")
         output, child_id = await subflows.run(
             parent_execution_id=ctx.run.execution_id, node_path=ctx.path,
             workflow_id=config.workflow_id, version=config.version, workflow=config.workflow,

@@ -22,7 +22,7 @@ class Switch(NodeType):
     expressions = ("expression",)
 
     async def run(self, config: SwitchConfig, ctx: Context) -> Any:
-        return ctx.evaluate(config.expression, field="expression")
+        return await ctx.evaluate(config.expression, field="expression")
 
     def route(self, config: SwitchConfig, output: Any) -> list[str]:
         for case, value in config.cases.items():

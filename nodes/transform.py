@@ -19,4 +19,4 @@ class Transform(NodeType):
     templates = ("output",)
 
     async def run(self, config: TransformConfig, ctx: Context) -> Any:
-        return ctx.render(config.output, field="output")
+        return await ctx.render(config.output, field="output")

@@ -46,7 +46,7 @@ class Notify(NodeType):
     calls: ClassVar[list[tuple[str, str, int]]] = []
 
     async def run(self, config: NotifyConfig, ctx: NodeContext[Any]) -> Any:
-        to = ctx.render(config.to, field="to")
+        to = await ctx.render(config.to, field="to")
         self.calls.append((to, ctx.idempotency_key, ctx.attempt))
         if ctx.attempt == 1:
             raise NodeError("first attempt fails", retriable=True)

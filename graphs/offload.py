@@ -1,0 +1,208 @@
+"""Evaluating expressions without holding the event loop.
+
+An evaluation starts on the loop, where almost all of them end within microseconds.
+One still going when the node's slice of loop time (LOOP_SLICE_SECONDS) is used up is
+stopped (`LeaveTheLoop`) and run again from the start in a worker thread, with what is
+left of its time budget: expressions are pure, so running one twice changes nothing.
+
+Two things stop an evaluation on the loop: the budget's own checks (every loop pass,
+call, allocating operator and filter item), and, when the loop runs in the main thread,
+a SIGALRM timer, whose handler interrupts any Python code, filters included. A worker
+thread that runs past its deadline is stopped the same way, with an asynchronous
+exception raised into it. Long C calls cannot be interrupted: the size limits keep each
+one short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import ctypes
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flowloom.graphs.budget import LOOP_SLICE_SECONDS, Budget, LeaveTheLoop, LimitExceeded
+
+T = TypeVar("T")
+WORKER_THREADS = 4  # evaluations off the loop at once, per event loop
+_STOP_GRACE_S = 0.05  # a worker past its deadline gets this long to notice on its own
+
+
+class _HardStop(BaseException):
+    pass
+
+
+class _Alarm:
+    """SIGALRM as a stopwatch for the evaluation running on the main thread's loop. The
+    timer is armed only when none is pending, so most evaluations make no system call:
+    one that fires early is set again for the rest of the slice."""
+
+    active = False
+    leave_at = 0.0
+    fires_at = 0.0  # when the pending timer fires; 0: none pending
+    ready: bool | None = None  # None: not tried yet
+    main = threading.main_thread()
+
+    @classmethod
+    def handler(cls, signum: int, frame: Any) -> None:
+        cls.fires_at = 0.0
+        if not cls.active:  # the evaluation ended before the signal was handled
+            return
+        now = time.monotonic()
+        if now >= cls.leave_at:
+            cls.active = False
+            raise LeaveTheLoop
+        cls.arm(cls.leave_at - now)
+
+    @classmethod
+    def arm(cls, seconds: float) -> None:
+        if signal.getsignal(signal.SIGALRM) is not cls.handler:
+            cls.ready = False  # someone else took SIGALRM: leave it to them
+            return
+        cls.fires_at = time.monotonic() + seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    @classmethod
+    def start(cls, leave_at: float) -> bool:
+        """Watch an evaluation that must leave the loop at `leave_at`, if this thread
+        can be watched (it is the main one, and SIGALRM is free)."""
+        if cls.ready is None:
+            cls.ready = (threading.current_thread() is cls.main
+                         and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None))
+            if cls.ready:
+                signal.signal(signal.SIGALRM, cls.handler)
+        if not cls.ready or threading.current_thread() is not cls.main:
+            return False
+        cls.leave_at, cls.active = leave_at, True
+        if not cls.fires_at:
+            cls.arm(leave_at - time.monotonic())
+        return True
+
+
+def _on_the_loop(budget: Budget, work: Callable[[], T], started: float) -> T:
+    slice_left = LOOP_SLICE_SECONDS - budget.loop_spent
+    if slice_left <= 0:
+        raise LeaveTheLoop
+    budget.leave_at = started + slice_left
+    watched = _Alarm.start(budget.leave_at)
+    try:
+        # A copy of the context: whatever the evaluation set in it goes with it, even
+        # when it is interrupted half way.
+        return contextvars.copy_context().run(work)
+    finally:
+        if watched:
+            _Alarm.active = False
+        budget.leave_at = float("inf")
+        budget.loop_spent += time.monotonic() - started
+
+
+async def evaluate_budgeted(budget: Budget, work: Callable[[], T]) -> T:
+    """`work()` (pure: it only evaluates expressions) within `budget`, holding the event
+    loop at most for the budget's slice of loop time."""
+    started = time.monotonic()
+    budget.deadline = started + budget.seconds - budget.spent
+    allocated = budget.allocated
+    try:
+        try:
+            return _on_the_loop(budget, work, started)
+        except LeaveTheLoop:
+            pass
+        budget.leave_at = float("inf")  # (the signal may have cut _on_the_loop's finally)
+        budget.loop_spent = LOOP_SLICE_SECONDS
+        budget.allocated = allocated  # what the stopped attempt allocated is gone
+        return await _in_a_worker(budget, work)
+    finally:
+        budget.spent += time.monotonic() - started
+
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+
+
+async def _in_a_worker(budget: Budget, work: Callable[[], T]) -> T:
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(WORKER_THREADS)
+    try:
+        async with asyncio.timeout_at(loop.time() + budget.deadline - time.monotonic()):
+            await slots.acquire()
+    except TimeoutError:
+        raise LimitExceeded(budget.timed_out()) from None
+    job = _Job(work, loop, slots, contextvars.copy_context())
+    threading.Thread(target=job.run, name="flowloom-expression", daemon=True).start()
+    try:
+        async with asyncio.timeout_at(
+                loop.time() + budget.deadline - time.monotonic() + _STOP_GRACE_S):
+            return await asyncio.shield(job.future)  # type: ignore[no-any-return]
+    except TimeoutError:
+        job.abandon()
+        raise LimitExceeded(budget.timed_out()) from None
+    except asyncio.CancelledError:
+        job.abandon()
+        raise
+
+
+class _Job:
+    """One evaluation in its own thread, which frees its slot only once it has ended."""
+
+    def __init__(self, work: Callable[[], Any], loop: asyncio.AbstractEventLoop,
+                 slots: asyncio.Semaphore, context: contextvars.Context) -> None:
+        self.work, self.loop, self.slots, self.context = work, loop, slots, context
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.lock = threading.Lock()
+        self.ident: int | None = None
+        self.ended = self.stopping = False
+
+    def run(self) -> None:
+        outcome: tuple[bool, Any]
+        try:
+            try:
+                with self.lock:
+                    self.ident = threading.get_ident()
+                outcome = (True, self.context.run(self.work))
+            finally:
+                with self.lock:  # stop() raises nothing into this thread after this
+                    self.ended = True
+                    if self.stopping:  # drop a stop raised too late to matter
+                        _raise_in(self.ident, None)
+        except _HardStop:
+            outcome = (False, LimitExceeded("stopped past its deadline"))
+        except BaseException as exc:
+            outcome = (False, exc)
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self.loop.call_soon_threadsafe(self._settle, outcome)
+
+    def _settle(self, outcome: tuple[bool, Any]) -> None:
+        self.slots.release()
+        if not self.future.done():
+            ok, value = outcome
+            if ok:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(value)
+
+    def abandon(self) -> None:
+        """Nobody waits for the answer: stop the thread at its next Python instruction
+        (a C call it is in runs to its end)."""
+        self.future.add_done_callback(_retrieve)
+        with self.lock:
+            if self.ident is not None and not self.ended and not self.stopping:
+                self.stopping = True
+                _raise_in(self.ident, _HardStop)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # read, so asyncio does not log it as never retrieved
+
+
+def _raise_in(ident: int | None, exc: type[BaseException] | None) -> None:
+    if ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(exc) if exc is not None else None)
