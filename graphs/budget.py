@@ -120,7 +120,7 @@ def _scalar_text(value: Any) -> int:
     if isinstance(value, bool) or value is None:
         return 5
     if isinstance(value, int):
-        return value.bit_length() * 3 // 10 + 2
+        return value.bit_length() * 31 // 100 + 2
     return 24  # floats, Undefined, macros...: their text is short
 
 
@@ -136,7 +136,7 @@ def _flat_size(values: Any, text: bool) -> int | None:
             return 0
         if kinds <= _INTEGERS:
             widest = max(map(abs, values), default=0)
-            return len(values) * (widest.bit_length() * 3 // 10 + 2)
+            return len(values) * (widest.bit_length() * 31 // 100 + 2)
         return 24 * len(values)
     if kinds == {str}:
         return sum(map(len, values)) + (2 * len(values) if text else 0)
@@ -156,7 +156,7 @@ def _walk(value: Any, limit: int, *, text: bool, indent: int = 0) -> int:
         if text:
             per_item = (4 if isinstance(item, dict) else 2) + (indent * depth + 1 if indent
                                                                else 0)
-            total += 2 + per_item * len(item)
+            total += 2 + per_item * len(item) + (indent * depth + 1 if indent else 0)
         else:
             total += len(item)
         if total > limit:

@@ -61,7 +61,7 @@ class _Alarm:
 
     @classmethod
     def arm(cls, seconds: float) -> None:
-        if signal.getsignal(signal.SIGALRM) is not cls.handler:
+        if signal.getsignal(signal.SIGALRM) != cls.handler:  # (a new bound method each time)
             cls.ready = False  # someone else took SIGALRM: leave it to them
             return
         cls.fires_at = time.monotonic() + seconds
@@ -148,6 +148,14 @@ async def _in_a_worker(budget: Budget, work: Callable[[], T]) -> T:
         raise
 
 
+_busy: set[_Job] = set()
+
+
+def busy_workers() -> int:
+    """Worker threads evaluating right now (ended ones may still be exiting)."""
+    return len(_busy)
+
+
 class _Job:
     """One evaluation in its own thread, which frees its slot only once it has ended."""
 
@@ -165,10 +173,12 @@ class _Job:
             try:
                 with self.lock:
                     self.ident = threading.get_ident()
+                    _busy.add(self)
                 outcome = (True, self.context.run(self.work))
             finally:
                 with self.lock:  # stop() raises nothing into this thread after this
                     self.ended = True
+                    _busy.discard(self)
                     if self.stopping:  # drop a stop raised too late to matter
                         _raise_in(self.ident, None)
         except _HardStop:
