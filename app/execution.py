@@ -20,6 +20,7 @@ from flowloom.app.records import (
     RecordBuilder,
     RunError,
     RunRecord,
+    kept_bytes,
     truncate_for_record,
     utcnow,
 )
@@ -255,7 +256,9 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
                 live: LiveRecord, graph_input: Any) -> None:
     """Run (or continue) the graph of `record` to its end or to a pause."""
     ctx = RunContext(record.execution_id, record.workflow_id, services, live.emit,
-                     max_concurrency=spec.settings.max_concurrency, guard=live.guard)
+                     max_concurrency=spec.settings.max_concurrency, guard=live.guard,
+                     max_state_bytes=services.settings.max_run_state_bytes,
+                     state_bytes=kept_bytes(record))
     # The cap is the run's slots (RunContext.slot), not LangGraph's tasks per step: a
     # branch is one task however long it runs, and a cap on tasks would hold branches.
     config: RunnableConfig = {"configurable": {"thread_id": record.execution_id}}

@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from flowloom.graphs.budget import text_size
 from flowloom.graphs.events import WireEvent
-from flowloom.graphs.limits import MAX_VALUE_DEPTH, deepest_path
+from flowloom.graphs.limits import MAX_RUN_STATE_BYTES, MAX_VALUE_DEPTH, deepest_path
 
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 NodeStatus = Literal["running", "retrying", "waiting", "succeeded", "failed", "skipped",
@@ -105,6 +106,19 @@ def truncate_for_record(value: Any) -> Any:
         return value
     return {"truncated": True, "size_bytes": len(text.encode()),
             "preview": text[: MAX_RECORD_OUTPUT_BYTES // 4]}
+
+
+def kept_bytes(record: RunRecord) -> int:
+    """What the outputs a resumed run already has weigh (the whole size of those cut for
+    the record), as counted against FLOWLOOM_MAX_RUN_STATE_BYTES."""
+    total = 0
+    for state in record.node_states.values():
+        output = state.output
+        if isinstance(output, dict) and output.get("truncated") is True:
+            total += int(output.get("size_bytes") or 0)
+        elif output is not None:
+            total += text_size(output, MAX_RUN_STATE_BYTES * 1024, timed=False)
+    return total
 
 
 class RecordBuilder:

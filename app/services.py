@@ -23,6 +23,7 @@ def node_settings(settings: Settings) -> NodeSettings:
         http_max_response_bytes=settings.http_max_response_bytes,
         llm_cache_ttl_s=settings.llm_cache_ttl_s,
         smtp_url=settings.smtp_url,
+        max_run_state_bytes=settings.max_run_state_bytes,
     )
 
 

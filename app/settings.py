@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowloom.graphs.errors import WorkflowError
+from flowloom.graphs.limits import MAX_RUN_STATE_BYTES
 
 
 class SettingsError(WorkflowError):
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(default=10.0, ge=2)  # a run unwritten this long is orphaned
     # unset: info for `serve` and `worker`, warning for the commands that show progress
     log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+    # All outputs one run's nodes may produce, about as JSON (loop items included).
+    max_run_state_bytes: int = Field(default=MAX_RUN_STATE_BYTES, ge=1024)
 
     @field_validator("store")
     @classmethod

@@ -108,10 +108,11 @@ def size_of(value: Any, limit: int) -> int:
     return _walk(value, limit, text=False)
 
 
-def text_size(value: Any, limit: int, indent: int = 0) -> int:
+def text_size(value: Any, limit: int, indent: int = 0, *, timed: bool = True) -> int:
     """About how long `str(value)` or its JSON (indented by `indent`) would be. Stops
-    counting soon after `limit`."""
-    return _walk(value, limit, text=True, indent=indent)
+    counting soon after `limit`. Inside an evaluation (`timed`) it checks the budget's
+    time as it goes."""
+    return _walk(value, limit, text=True, indent=indent, timed=timed)
 
 
 def _scalar_text(value: Any) -> int:
@@ -143,7 +144,7 @@ def _flat_size(values: Any, text: bool) -> int | None:
     return None
 
 
-def _walk(value: Any, limit: int, *, text: bool, indent: int = 0) -> int:
+def _walk(value: Any, limit: int, *, text: bool, indent: int = 0, timed: bool = True) -> int:
     if not isinstance(value, _CONTAINERS):
         if isinstance(value, _TEXT_SCALARS):
             return len(value) + (2 if text else 0)
@@ -181,7 +182,7 @@ def _walk(value: Any, limit: int, *, text: bool, indent: int = 0) -> int:
         if total > limit:
             return total
         popped += 1
-        if popped % 1024 == 0:
+        if timed and popped % 1024 == 0:
             budget.check_time()
     return total
 

@@ -17,6 +17,7 @@ from flowloom.graphs.budget import MAX_RUN_RENDER_SECONDS, Budget, LimitExceeded
 from flowloom.graphs.errors import ExpressionError
 from flowloom.graphs.events import RunEvent
 from flowloom.graphs.expressions import Expressions, has_template, namespace
+from flowloom.graphs.limits import MAX_RUN_STATE_BYTES
 from flowloom.graphs.offload import evaluate_budgeted
 
 
@@ -65,6 +66,8 @@ class RunContext(Generic[S]):
     guard: Callable[[], Awaitable[None]] | None = None  # before a node starts: may we?
     expression_seconds: float = 0.0  # spent by the expressions of all its nodes
     max_expression_seconds: float = MAX_RUN_RENDER_SECONDS
+    state_bytes: int = 0  # the outputs its nodes produced so far, about as JSON
+    max_state_bytes: int | None = MAX_RUN_STATE_BYTES
 
     def expression_budget(self, expressions: Expressions) -> Budget:
         """A node's budget: its own time, capped by what is left of the run's."""

@@ -9,6 +9,7 @@ from typing import Any
 from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from langgraph.types import RetryPolicy
 
+from flowloom.graphs.budget import text_size
 from flowloom.graphs.context import NodeContext, RunContext
 from flowloom.graphs.errors import NodeError
 from flowloom.graphs.events import NodeStarted
@@ -77,6 +78,22 @@ def output_error(plan: NodePlan, output: Any) -> NodeError | None:
     return None
 
 
+def state_error(plan: NodePlan, run: RunContext[Any], output: Any) -> NodeError | None:
+    """The error of an output that would take the run's state past its cap; else the
+    output is counted in it."""
+    if run.max_state_bytes is None:
+        return None
+    left = run.max_state_bytes - run.state_bytes
+    size = text_size(output, left, timed=False)
+    if size > left:
+        return NodeError(
+            f"its output ({size:,} bytes or more) would take the run's state past "
+            f"{run.max_state_bytes:,} bytes, the limit (FLOWLOOM_MAX_RUN_STATE_BYTES) on "
+            f"all outputs of a run", node_id=plan.id, kind="LimitExceeded")
+    run.state_bytes += size
+    return None
+
+
 def error_output(error: NodeError) -> dict[str, Any]:
     return {"error": {"type": error.kind, "message": str(error)}}
 
@@ -137,9 +154,9 @@ async def _attempt(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
         if error.retriable and ctx.attempt < plan.node.retry.max_attempts:
             await honour_retry_after(plan, ctx.attempt, error)
         return settle_failure(plan, ctx, error, started)
-    too_deep = output_error(plan, output)
-    if too_deep is not None:
-        return settle_failure(plan, ctx, too_deep, started)
+    refused = output_error(plan, output) or state_error(plan, run, output)
+    if refused is not None:
+        return settle_failure(plan, ctx, refused, started)
     finished = clock()
     meta = node_meta("succeeded", plan.kind.route(plan.config, output), attempts=ctx.attempt,
                      started_at=started, finished_at=finished,

@@ -23,6 +23,7 @@ from flowloom.graphs.execute import (
     output_error,
     retry_policy,
     settle_failure,
+    state_error,
 )
 from flowloom.graphs.plan import NodePlan
 from flowloom.graphs.state import FlowState, node_meta, workflow_output
@@ -200,7 +201,8 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
             outcome = settle_failure(plan, ctx, exc, progress["started_at"])
             return settled(plan, outcome.output, outcome.meta)
         output = [r[2] for r in results]
-        too_deep = output_error(plan, output)  # the list adds a level to its items
+        # The list adds a level to its items, and is kept apart from them.
+        too_deep = output_error(plan, output) or state_error(plan, run, output)
         if too_deep is not None:
             outcome = settle_failure(plan, ctx, too_deep, progress["started_at"])
             return settled(plan, outcome.output, outcome.meta)

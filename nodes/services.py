@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from flowloom.graphs.context import NodeContext
+from flowloom.graphs.limits import MAX_RUN_STATE_BYTES
 
 if TYPE_CHECKING:
     import httpx
@@ -57,6 +58,7 @@ class NodeSettings:
     http_max_response_bytes: int = 10 * 1024 * 1024
     llm_cache_ttl_s: int = 3600
     smtp_url: str | None = None
+    max_run_state_bytes: int = MAX_RUN_STATE_BYTES  # what the runner lets one run keep
 
 
 @dataclass(slots=True)
