@@ -1,19 +1,25 @@
 """Real local servers for tests, on loopback and free ports: an OpenAI-compatible stub,
-a flaky HTTP server, a Composio-compatible tool API, SMTP (aiosmtpd) and Redis."""
+a flaky HTTP server, a Composio-compatible tool API, SMTP (aiosmtpd), Redis, and
+`flowloom serve` itself."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
@@ -253,3 +259,39 @@ class RedisProcess:
             self.process.kill()
             self.process.wait(timeout=5)
             self.process = None
+
+
+class Server:
+    """`flowloom serve` as a real process on a free loopback port, on a SQLite store in
+    `tmp_path`."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'serve.db'}",
+                    "FLOWLOOM_STALE_AFTER_S": "3"}
+        self.cwd = tmp_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, processes: int = 1) -> Server:
+        # Its log goes to a file: a pipe nobody reads fills up and stalls the server.
+        self.starts = getattr(self, "starts", 0) + 1
+        self.log = self.cwd / f"serve-{self.port}-{self.starts}.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "flowloom", "serve", "--port",
+                                          str(self.port), "--processes", str(processes)],
+                                         env=self.env, cwd=self.cwd, start_new_session=True,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("flowloom serve did not come up")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # with any worker processes
+            self.proc.wait(timeout=10)

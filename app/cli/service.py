@@ -26,16 +26,18 @@ def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     settings = configured(log_level, default_level="info")
     import uvicorn
 
+    from flowloom.app.api.edge import server_options
     from flowloom.app.api.main import create_app
 
     collect_from_here()  # main() held collection; with --processes this one only watches
     if processes > 1:  # each process builds its own app from the same environment
         os.environ["FLOWLOOM_LOG_LEVEL"] = logging.getLevelName(logging.root.level).lower()
         uvicorn.run("flowloom.app.cli.service:served_app", factory=True, host=host,
-                    port=port, workers=processes, log_config=None, access_log=False)
+                    port=port, workers=processes, log_config=None, access_log=False,
+                    **server_options())
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
-                    access_log=False)
+                    access_log=False, **server_options())
 
 
 def served_app() -> FastAPI:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,42 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import FlakyServer, free_port
+from tests.servers import FlakyServer, Server
 
 pytestmark = pytest.mark.slow
-
-
-class Server:
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'serve.db'}",
-                    "FLOWLOOM_STALE_AFTER_S": "3"}
-        self.cwd = tmp_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, processes: int = 1) -> Server:
-        # Its log goes to a file: a pipe nobody reads fills up and stalls the server.
-        self.starts = getattr(self, "starts", 0) + 1
-        self.log = self.cwd / f"serve-{self.port}-{self.starts}.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "flowloom", "serve", "--port",
-                                          str(self.port), "--processes", str(processes)],
-                                         env=self.env, cwd=self.cwd, start_new_session=True,
-                                         stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("flowloom serve did not come up")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # with any worker processes
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture
