@@ -16,7 +16,7 @@ from typing import Any
 from jinja2.exceptions import SecurityError
 
 MAX_OUTPUT_CHARS = 1_000_000  # one value: text length, or elements nested in a list/dict
-MAX_RENDER_SECONDS = 1.0  # expression time of one node execution, all fields and items
+MAX_RENDER_SECONDS = 0.5  # expression time of one node execution, all fields and items
 MAX_RUN_RENDER_SECONDS = 30.0  # expression time of a whole run, all nodes and items
 MAX_NODE_BYTES = 64 * 1024 * 1024  # estimated memory a node's expressions allocate
 LOOP_SLICE_SECONDS = 0.01  # how long a node's expressions may hold the event loop

@@ -78,13 +78,18 @@ def output_error(plan: NodePlan, output: Any) -> NodeError | None:
     return None
 
 
+_PLAIN = frozenset({float, bool, type(None)})
+
+
 def state_error(plan: NodePlan, run: RunContext[Any], output: Any) -> NodeError | None:
     """The error of an output that would take the run's state past its cap; else the
     output is counted in it."""
     if run.max_state_bytes is None:
         return None
     left = run.max_state_bytes - run.state_bytes
-    size = text_size(output, left, timed=False)
+    kind = type(output)  # most outputs are scalars: sized without a walk
+    size = (len(output) + 2 if kind is str else output.bit_length() * 31 // 100 + 2
+            if kind is int else 24 if kind in _PLAIN else text_size(output, left, timed=False))
     if size > left:
         return NodeError(
             f"its output ({size:,} bytes or more) would take the run's state past "

@@ -46,7 +46,7 @@ class _Alarm:
     leave_at = 0.0
     fires_at = 0.0  # when the pending timer fires; 0: none pending
     ready: bool | None = None  # None: not tried yet
-    main = threading.main_thread()
+    main = threading.main_thread().ident
 
     @classmethod
     def handler(cls, signum: int, frame: Any) -> None:
@@ -64,6 +64,7 @@ class _Alarm:
         if signal.getsignal(signal.SIGALRM) != cls.handler:  # (a new bound method each time)
             cls.ready = False  # someone else took SIGALRM: leave it to them
             return
+        seconds = max(seconds, 1e-4)  # already due: at once (0 would disarm it)
         cls.fires_at = time.monotonic() + seconds
         signal.setitimer(signal.ITIMER_REAL, seconds)
 
@@ -71,12 +72,13 @@ class _Alarm:
     def start(cls, leave_at: float) -> bool:
         """Watch an evaluation that must leave the loop at `leave_at`, if this thread
         can be watched (it is the main one, and SIGALRM is free)."""
+        if threading.get_ident() != cls.main:
+            return False
         if cls.ready is None:
-            cls.ready = (threading.current_thread() is cls.main
-                         and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None))
+            cls.ready = signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
             if cls.ready:
                 signal.signal(signal.SIGALRM, cls.handler)
-        if not cls.ready or threading.current_thread() is not cls.main:
+        if not cls.ready:
             return False
         cls.leave_at, cls.active = leave_at, True
         if not cls.fires_at:
