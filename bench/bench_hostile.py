@@ -3,11 +3,11 @@ beside each. Prints a table.
 
     python bench/bench_hostile.py [--repeat 1]
 
-A probe thread sends GET /health one after the other for the whole run. For each payload
-(tests/hostile_corpus.py) it reports how long its node ran before it failed, how many
-/health answers came while the request was open, and the slowest of them; the baseline is the probe on
-an idle server, in the same run. Targets from the issue: the node fails within 1 s
-(its budget), /health answers within 100 ms. Last, the server's RSS growth.
+A probe thread sends GET /health one after the other for the whole run. For each
+payload (tests/hostile_corpus.py) it reports how long its node ran before it failed, how
+many /health answers came while the request was open, and the slowest of them; the
+baseline is the probe on an idle server, in the same run. Targets from the issue: the
+node fails within 1 s, /health answers within 100 ms. Last, the server's RSS growth.
 """
 
 from __future__ import annotations

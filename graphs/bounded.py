@@ -188,7 +188,7 @@ def _sum(environment: Any, iterable: Any, attribute: str | int | None = None,
 def _tojson(eval_ctx: Any, value: Any, indent: int | str | None = None) -> Any:
     width = len(indent) if isinstance(indent, str) else int(indent or 0)
     current().check_size(text_size(value, current().max_chars, width), "tojson")
-    return jinja_filters.do_tojson(eval_ctx, value, indent)
+    return jinja_filters.do_tojson(eval_ctx, value, indent)  # type: ignore[arg-type]
 
 
 def _pprint(value: Any) -> str:

@@ -97,8 +97,8 @@ def leave(token: Any) -> None:
 
 _TEXT_SCALARS = (str, bytes)
 # Concrete types: isinstance() against the abc views would cost a microsecond a value.
-_CONTAINERS = (list, tuple, dict, set, frozenset, type({}.keys()), type({}.values()),
-               type({}.items()))
+_CONTAINERS: tuple[type, ...] = (list, tuple, dict, set, frozenset, type({}.keys()),
+                                 type({}.values()), type({}.items()))
 
 
 def size_of(value: Any, limit: int) -> int:

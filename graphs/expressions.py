@@ -58,7 +58,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
                 raw: bool = False, defer_init: bool = False) -> Any:
         if isinstance(source, str):
             source = self.parse(source, name, filename)
-        return super().compile(instrument(source), name, filename, raw, defer_init)
+        return super().compile(instrument(source), name, filename, raw,  # type: ignore[call-overload]
+                               defer_init)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # JSON first: `inputs.items` is the key "items", not the dict method.
