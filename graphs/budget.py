@@ -37,14 +37,19 @@ class LeaveTheLoop(BaseException):
 
 @dataclass(slots=True)
 class Budget:
+    """Time is the evaluating thread's CPU time, so a busy machine or a wait for the GIL
+    does not count against it; it is read only once the cheap clock says it may be due.
+    A budget used directly (no `cpu_deadline`) counts wall time."""
+
     seconds: float  # the time budget in force, named in the message
-    deadline: float = float("inf")  # time.monotonic() past which the evaluation fails
+    deadline: float = float("inf")  # time.monotonic() at which to look at the time spent
     max_chars: int = MAX_OUTPUT_CHARS
     max_bytes: int = MAX_NODE_BYTES
     allocated: int = 0  # estimated bytes allocated so far
     spent: float = 0.0  # seconds spent evaluating, over all this budget's evaluations
     loop_spent: float = 0.0  # of which on the event loop
     leave_at: float = float("inf")  # on the event loop: when to hand over to a thread
+    cpu_deadline: float | None = None  # in a worker: its thread_time() budget's end
     why: str = "render took longer than {seconds:g}s"
 
     def timed_out(self) -> str:
@@ -56,9 +61,14 @@ class Budget:
             self._stop(now)
 
     def _stop(self, now: float) -> None:
-        if now > self.deadline:
+        if now > self.leave_at:  # on the loop, any limit: go on off the loop
+            raise LeaveTheLoop
+        if self.cpu_deadline is None:
             raise LimitExceeded(self.timed_out())
-        raise LeaveTheLoop
+        cpu = time.thread_time()
+        if cpu >= self.cpu_deadline:
+            raise LimitExceeded(self.timed_out())
+        self.deadline = now + self.cpu_deadline - cpu  # the thread waited: look again then
 
     def check_size(self, size: int, what: str = "result") -> None:
         if size > self.max_chars:

@@ -90,7 +90,9 @@ def _on_the_loop(budget: Budget, work: Callable[[], T], started: float) -> T:
     slice_left = LOOP_SLICE_SECONDS - budget.loop_spent
     if slice_left <= 0:
         raise LeaveTheLoop
-    budget.leave_at = started + slice_left
+    # On the loop only the slice counts: past it, the evaluation goes on elsewhere.
+    budget.leave_at = started + min(slice_left, budget.seconds - budget.spent)
+    budget.deadline, budget.cpu_deadline = float("inf"), None
     watched = _Alarm.start(budget.leave_at)
     try:
         # A copy of the context: whatever the evaluation set in it goes with it, even
@@ -100,26 +102,28 @@ def _on_the_loop(budget: Budget, work: Callable[[], T], started: float) -> T:
         if watched:
             _Alarm.active = False
         budget.leave_at = float("inf")
-        budget.loop_spent += time.monotonic() - started
+        # Wall time, at most the slice: past it, the evaluation would have been stopped
+        # (what is more is the machine's doing).
+        used = min(time.monotonic() - started, slice_left)
+        budget.loop_spent += used
+        budget.spent += used
 
 
 async def evaluate_budgeted(budget: Budget, work: Callable[[], T]) -> T:
     """`work()` (pure: it only evaluates expressions) within `budget`, holding the event
     loop at most for the budget's slice of loop time."""
     started = time.monotonic()
-    budget.deadline = started + budget.seconds - budget.spent
+    if budget.spent >= budget.seconds:
+        raise LimitExceeded(budget.timed_out())
     allocated = budget.allocated
     try:
-        try:
-            return _on_the_loop(budget, work, started)
-        except LeaveTheLoop:
-            pass
-        budget.leave_at = float("inf")  # (the signal may have cut _on_the_loop's finally)
-        budget.loop_spent = LOOP_SLICE_SECONDS
-        budget.allocated = allocated  # what the stopped attempt allocated is gone
-        return await _in_a_worker(budget, work)
-    finally:
-        budget.spent += time.monotonic() - started
+        return _on_the_loop(budget, work, started)
+    except LeaveTheLoop:
+        pass
+    budget.leave_at = float("inf")  # (the signal may have cut _on_the_loop's finally)
+    budget.loop_spent = LOOP_SLICE_SECONDS
+    budget.allocated = allocated  # what the stopped attempt allocated is gone
+    return await _in_a_worker(budget, work)
 
 
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
@@ -127,27 +131,35 @@ _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] 
 
 
 async def _in_a_worker(budget: Budget, work: Callable[[], T]) -> T:
+    """In a thread of its own, once one of WORKER_THREADS is free (waiting for it costs
+    no CPU, so no budget). Past the budget's CPU time (read from the thread's clock,
+    once the wall clock says it may be due) the thread is stopped."""
     loop = asyncio.get_running_loop()
     slots = _slots.get(loop)
     if slots is None:
         slots = _slots[loop] = asyncio.Semaphore(WORKER_THREADS)
+    await slots.acquire()
+    left = budget.seconds - budget.spent
+    job = _Job(work, budget, left, loop, slots, contextvars.copy_context())
+    thread = threading.Thread(target=job.run, name="flowloom-expression", daemon=True)
+    thread.start()
     try:
-        async with asyncio.timeout_at(loop.time() + budget.deadline - time.monotonic()):
-            await slots.acquire()
-    except TimeoutError:
-        raise LimitExceeded(budget.timed_out()) from None
-    job = _Job(work, loop, slots, contextvars.copy_context())
-    threading.Thread(target=job.run, name="flowloom-expression", daemon=True).start()
-    try:
-        async with asyncio.timeout_at(
-                loop.time() + budget.deadline - time.monotonic() + _STOP_GRACE_S):
-            return await asyncio.shield(job.future)  # type: ignore[no-any-return]
-    except TimeoutError:
-        job.abandon()
-        raise LimitExceeded(budget.timed_out()) from None
+        wait = left + _STOP_GRACE_S
+        while True:
+            try:
+                async with asyncio.timeout(wait):
+                    return await asyncio.shield(job.future)  # type: ignore[no-any-return]
+            except TimeoutError:
+                used = job.cpu_used(thread)
+                if used >= left + _STOP_GRACE_S:
+                    job.abandon()
+                    raise LimitExceeded(budget.timed_out()) from None
+                wait = left + _STOP_GRACE_S - used  # it was waiting: give it the rest
     except asyncio.CancelledError:
         job.abandon()
         raise
+    finally:
+        budget.spent += min(job.cpu_used(thread), left)
 
 
 _busy: set[_Job] = set()
@@ -161,13 +173,31 @@ def busy_workers() -> int:
 class _Job:
     """One evaluation in its own thread, which frees its slot only once it has ended."""
 
-    def __init__(self, work: Callable[[], Any], loop: asyncio.AbstractEventLoop,
-                 slots: asyncio.Semaphore, context: contextvars.Context) -> None:
-        self.work, self.loop, self.slots, self.context = work, loop, slots, context
+    def __init__(self, work: Callable[[], Any], budget: Budget, left: float,
+                 loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore,
+                 context: contextvars.Context) -> None:
+        self.work, self.budget, self.left = work, budget, left
+        self.loop, self.slots, self.context = loop, slots, context
         self.future: asyncio.Future[Any] = loop.create_future()
         self.lock = threading.Lock()
         self.ident: int | None = None
         self.ended = self.stopping = False
+        self.cpu_started: float | None = None
+        self.cpu_ended: float | None = None
+        self.wall_started = time.monotonic()
+
+    def cpu_used(self, thread: threading.Thread) -> float:
+        """The thread's CPU time in the evaluation so far (wall time where the platform
+        cannot read another thread's clock)."""
+        if self.cpu_started is None:
+            return 0.0
+        if self.cpu_ended is not None:
+            return self.cpu_ended - self.cpu_started
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident or 0)
+            return time.clock_gettime(clock) - self.cpu_started
+        except (AttributeError, OSError):
+            return time.monotonic() - self.wall_started
 
     def run(self) -> None:
         outcome: tuple[bool, Any]
@@ -176,8 +206,13 @@ class _Job:
                 with self.lock:
                     self.ident = threading.get_ident()
                     _busy.add(self)
+                self.wall_started = time.monotonic()
+                self.cpu_started = time.thread_time()
+                self.budget.deadline = self.wall_started + self.left
+                self.budget.cpu_deadline = self.cpu_started + self.left
                 outcome = (True, self.context.run(self.work))
             finally:
+                self.cpu_ended = time.thread_time()
                 with self.lock:  # stop() raises nothing into this thread after this
                     self.ended = True
                     _busy.discard(self)
@@ -185,7 +220,7 @@ class _Job:
                         _raise_in(self.ident, None)
         except _HardStop:
             outcome = (False, LimitExceeded("stopped past its deadline"))
-        except BaseException as exc:
+        except BaseException as exc:  # handed to the awaiting task
             outcome = (False, exc)
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             self.loop.call_soon_threadsafe(self._settle, outcome)
