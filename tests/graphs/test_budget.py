@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,14 @@ from jinja2 import StrictUndefined
 from jinja2.filters import do_wordwrap
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from flowloom.graphs.budget import MAX_OUTPUT_CHARS, size_of, text_size
+from flowloom.graphs.budget import (
+    MAX_OUTPUT_CHARS,
+    Budget,
+    LeaveTheLoop,
+    LimitExceeded,
+    size_of,
+    text_size,
+)
 from flowloom.graphs.errors import ExpressionError
 from flowloom.graphs.expressions import Expressions, Sandbox, namespace
 
@@ -157,3 +165,19 @@ def test_wordwrap_of_a_long_word_is_checked_as_it_goes() -> None:
         ex.render("{{ ('x' * 90000)|wordwrap(1) }}", NS, field="f")
     assert ex.render("{{ 'abcdef'|wordwrap(2) }}", NS, field="f") == textwrap.fill(
         "abcdef", 2)
+
+
+def test_time_is_the_threads_cpu_time_once_the_wall_clock_says_it_may_be_due() -> None:
+    waited = Budget(0.5, deadline=time.monotonic() - 1, cpu_deadline=time.thread_time() + 60)
+    waited.check_time()  # past the wall deadline, but the thread did not run that long
+    # clock-ok: 60 s of CPU are left, so its next look is a minute away, not a threshold
+    assert waited.deadline > time.monotonic()
+    spent = Budget(0.5, deadline=time.monotonic() - 1, cpu_deadline=time.thread_time() - 1)
+    with pytest.raises(LimitExceeded, match=r"longer than 0\.5s"):
+        spent.check_time()
+    on_the_loop = Budget(0.5, leave_at=time.monotonic() - 1)
+    with pytest.raises(LeaveTheLoop):  # there, any limit hands over to a worker thread
+        on_the_loop.check_time()
+    direct = Budget(0.5, deadline=time.monotonic() - 1)  # used without a node: wall time
+    with pytest.raises(LimitExceeded):
+        direct.check_time()
