@@ -16,6 +16,7 @@ one short.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import contextvars
 import ctypes
@@ -78,6 +79,9 @@ class _Alarm:
             cls.ready = signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
             if cls.ready:
                 signal.signal(signal.SIGALRM, cls.handler)
+                # A timer still pending as Python shuts down (and puts SIGALRM back to
+                # its default) would kill the process.
+                atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)
         if not cls.ready:
             return False
         cls.leave_at, cls.active = leave_at, True

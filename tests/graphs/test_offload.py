@@ -4,6 +4,9 @@ which is stopped at its deadline. Measured by counting the loop's turns, not the
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Awaitable
 from typing import Any
@@ -150,3 +153,26 @@ async def test_a_cancelled_evaluation_stops_its_thread() -> None:
         await task
     assert await no_workers_left()
 
+
+
+def test_a_timer_still_pending_at_exit_does_not_kill_the_process() -> None:
+    # Python puts SIGALRM back to its default as it shuts down: a timer left pending
+    # then would end the process with "Alarm clock" after its work was done.
+    child = textwrap.dedent("""
+        import asyncio, atexit, signal
+        from flowloom.graphs.context import NodeContext, RunContext, Scope
+        from flowloom.graphs.expressions import Expressions
+        from flowloom.graphs.offload import _Alarm
+
+        async def main():
+            ctx = NodeContext("n", "n", Scope({}, {}, {}), Expressions(), RunContext("r"))
+            print(await ctx.render("{{ 20 + 22 }}", field="f"))
+        asyncio.run(main())
+        _Alarm.arm(30)  # as if an evaluation had just armed it
+        atexit._run_exitfuncs()
+        print(signal.getitimer(signal.ITIMER_REAL))
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["42", "(0.0, 0.0)"]
