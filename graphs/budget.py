@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from jinja2.exceptions import SecurityError
@@ -35,22 +34,42 @@ class LeaveTheLoop(BaseException):
     A BaseException, so neither Jinja nor a filter catches it on the way."""
 
 
-@dataclass(slots=True)
+_INF = float("inf")
+
+
 class Budget:
     """Time is the evaluating thread's CPU time, so a busy machine or a wait for the GIL
     does not count against it; it is read only once the cheap clock says it may be due.
-    A budget used directly (no `cpu_deadline`) counts wall time."""
+    A budget used directly (no `cpu_deadline`) counts wall time.
 
-    seconds: float  # the time budget in force, named in the message
-    deadline: float = float("inf")  # time.monotonic() at which to look at the time spent
+    A plain class with defaults on the class: one is made for every node execution that
+    evaluates anything, and only what changes is stored on it."""
+
+    deadline: float = _INF  # time.monotonic() at which to look at the time spent
     max_chars: int = MAX_OUTPUT_CHARS
     max_bytes: int = MAX_NODE_BYTES
     allocated: int = 0  # estimated bytes allocated so far
+    restart_allocated: int = 0  # what was allocated before the evaluation going on
     spent: float = 0.0  # seconds spent evaluating, over all this budget's evaluations
     loop_spent: float = 0.0  # of which on the event loop
-    leave_at: float = float("inf")  # on the event loop: when to hand over to a thread
+    leave_at: float = _INF  # on the event loop: when to hand over to a thread
     cpu_deadline: float | None = None  # in a worker: its thread_time() budget's end
     why: str = "render took longer than {seconds:g}s"
+
+    run: Any = None  # what else counts the seconds spent (the RunContext), if anything
+
+    def __init__(self, seconds: float, deadline: float = _INF,
+                 max_chars: int = MAX_OUTPUT_CHARS) -> None:
+        self.seconds = seconds  # the time budget in force, named in the message
+        if deadline != _INF:
+            self.deadline = deadline
+        if max_chars != MAX_OUTPUT_CHARS:
+            self.max_chars = max_chars
+
+    def add_spent(self, seconds: float) -> None:
+        self.spent += seconds
+        if self.run is not None:
+            self.run.expression_seconds += seconds
 
     def timed_out(self) -> str:
         return self.why.format(seconds=self.seconds)

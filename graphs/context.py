@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from flowloom.graphs.budget import MAX_RUN_RENDER_SECONDS, Budget, LimitExceeded
+from flowloom.graphs.budget import MAX_RUN_RENDER_SECONDS, Budget, LeaveTheLoop, LimitExceeded
 from flowloom.graphs.errors import ExpressionError
 from flowloom.graphs.events import RunEvent
 from flowloom.graphs.expressions import Expressions, has_template, namespace
 from flowloom.graphs.limits import MAX_RUN_STATE_BYTES
-from flowloom.graphs.offload import evaluate_budgeted
+from flowloom.graphs.offload import off_the_loop, on_the_loop
 
 
 class RuntimeServices(Protocol):
@@ -69,15 +69,6 @@ class RunContext(Generic[S]):
     state_bytes: int = 0  # the outputs its nodes produced so far, about as JSON
     max_state_bytes: int | None = MAX_RUN_STATE_BYTES
 
-    def expression_budget(self, expressions: Expressions) -> Budget:
-        """A node's budget: its own time, capped by what is left of the run's."""
-        budget = expressions.budget(start=False)
-        left = self.max_expression_seconds - self.expression_seconds
-        if left < budget.seconds:
-            budget.seconds = max(left, 0.0)
-            budget.why = (f"the run's expressions took longer than "
-                          f"{self.max_expression_seconds:g}s in all")
-        return budget
 
     def semaphore(self, key: str, size: int) -> asyncio.Semaphore:
         sem = self.semaphores.get(key)
@@ -90,6 +81,10 @@ class RunContext(Generic[S]):
         if self.max_concurrency is None:
             return contextlib.nullcontext()
         return self.semaphore(":run", self.max_concurrency)
+
+
+def _limit(field: str, exc: LimitExceeded) -> ExpressionError:
+    return ExpressionError(f"limit exceeded: {exc}", field=field, kind="LimitExceeded")
 
 
 @dataclass(slots=True)
@@ -135,39 +130,77 @@ class NodeContext(Generic[S]):
         they are."""
         if not has_template(value):
             return value
-        ns = self.scope.namespace(**extra)
-        return await self._compute(field, lambda budget: self.expressions.render(
-            value, ns, field=field, budget=budget))
+        budget = self.budget or self._start_budget()
+        ns, expressions = self.scope.namespace(**extra), self.expressions
+
+        def work() -> Any:
+            return expressions.render(value, ns, field=field, budget=budget)
+        try:  # on the event loop first, with no await: most evaluations end there
+            return on_the_loop(budget, work)
+        except LeaveTheLoop:
+            return await self._later(field, budget, work)
+        except ExpressionError as exc:
+            raise self._named(exc) from None
+        except LimitExceeded as exc:  # the node's budget was spent before
+            raise _limit(field, exc) from None
 
     async def evaluate(self, expression: str, *, field: str, **extra: Any) -> Any:
-        ns = self.scope.namespace(**extra)
-        return await self._compute(field, lambda budget: self.expressions.evaluate(
-            expression, ns, field=field, budget=budget))
+        budget = self.budget or self._start_budget()
+        ns, expressions = self.scope.namespace(**extra), self.expressions
+
+        def work() -> Any:
+            return expressions.evaluate(expression, ns, field=field, budget=budget)
+        try:
+            return on_the_loop(budget, work)
+        except LeaveTheLoop:
+            return await self._later(field, budget, work)
+        except ExpressionError as exc:
+            raise self._named(exc) from None
+        except LimitExceeded as exc:
+            raise _limit(field, exc) from None
 
     async def evaluate_each(self, expression: str, names: Iterable[Mapping[str, Any]], *,
                             field: str) -> list[Any]:
         """`expression` once with each of `names` in scope, as one evaluation: the
         items share the node's budget, and leave the event loop together."""
+        budget = self.budget or self._start_budget()
         scope, expressions, names = self.scope, self.expressions, tuple(names)
-        return await self._compute(field, lambda budget: [
-            expressions.evaluate(expression, scope.namespace(**more), field=field,
-                                 budget=budget) for more in names])
 
-    async def _compute(self, field: str, work: Callable[[Budget], T]) -> T:
-        budget = self.budget
-        if budget is None:
-            budget = self.budget = self.run.expression_budget(self.expressions)
-        run_spent = budget.spent
+        def work() -> list[Any]:
+            return [expressions.evaluate(expression, scope.namespace(**more), field=field,
+                                         budget=budget) for more in names]
         try:
-            return await evaluate_budgeted(budget, lambda: work(budget))
+            return on_the_loop(budget, work)
+        except LeaveTheLoop:
+            return await self._later(field, budget, work)
         except ExpressionError as exc:
-            exc.node_id = self.node_id
-            raise
+            raise self._named(exc) from None
+        except LimitExceeded as exc:
+            raise _limit(field, exc) from None
+
+    def _start_budget(self) -> Budget:
+        expressions, run = self.expressions, self.run
+        budget = self.budget = Budget(expressions.max_seconds,
+                                      max_chars=expressions.max_output_chars)
+        budget.run = run
+        left = run.max_expression_seconds - run.expression_seconds
+        if left < budget.seconds:  # the run's budget is the one that ends first
+            budget.seconds = max(left, 0.0)
+            budget.why = (f"the run's expressions took longer than "
+                          f"{run.max_expression_seconds:g}s in all")
+        return budget
+
+    def _named(self, exc: ExpressionError) -> ExpressionError:
+        exc.node_id = self.node_id
+        return exc
+
+    async def _later(self, field: str, budget: Budget, work: Callable[[], T]) -> T:
+        try:
+            return await off_the_loop(budget, work)
+        except ExpressionError as exc:
+            raise self._named(exc) from None
         except LimitExceeded as exc:  # timed out waiting for, or in, a worker thread
-            raise ExpressionError(f"limit exceeded: {exc}", field=field, kind="LimitExceeded"
-                                  ) from None
-        finally:
-            self.run.expression_seconds += budget.spent - run_spent
+            raise _limit(field, exc) from None
 
     def log(self, message: str, level: str = "info") -> None:
         self.run.emit({"event": "log", "node_id": self.path, "level": level,

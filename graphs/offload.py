@@ -25,11 +25,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any, TypeVar
 
 from flowloom.graphs.budget import LOOP_SLICE_SECONDS, Budget, LeaveTheLoop, LimitExceeded
 
 T = TypeVar("T")
+_INF = float("inf")
 WORKER_THREADS = 4  # evaluations off the loop at once, per event loop
 _STOP_GRACE_S = 0.05  # a worker past its deadline gets this long to notice on its own
 
@@ -55,10 +57,13 @@ class _Alarm:
         if not cls.active:  # the evaluation ended before the signal was handled
             return
         now = time.monotonic()
-        if now >= cls.leave_at:
+        if now < cls.leave_at:
+            cls.arm(cls.leave_at - now)
+        elif _drops_exceptions(frame):
+            cls.arm(0.001)  # raised here it would be reported and dropped: a bit later
+        else:
             cls.active = False
             raise LeaveTheLoop
-        cls.arm(cls.leave_at - now)
 
     @classmethod
     def arm(cls, seconds: float) -> None:
@@ -70,11 +75,8 @@ class _Alarm:
         signal.setitimer(signal.ITIMER_REAL, seconds)
 
     @classmethod
-    def start(cls, leave_at: float) -> bool:
-        """Watch an evaluation that must leave the loop at `leave_at`, if this thread
-        can be watched (it is the main one, and SIGALRM is free)."""
-        if threading.get_ident() != cls.main:
-            return False
+    def usable(cls) -> bool:
+        """Whether SIGALRM is free (asked once): it is taken then, and given up at exit."""
         if cls.ready is None:
             cls.ready = signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
             if cls.ready:
@@ -82,52 +84,73 @@ class _Alarm:
                 # A timer still pending as Python shuts down (and puts SIGALRM back to
                 # its default) would kill the process.
                 atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)
-        if not cls.ready:
+        return cls.ready
+
+
+def _drops_exceptions(frame: Any) -> bool:
+    """Whether the interrupted code is a finalizer or a weakref callback (run by the
+    garbage collector in the middle of anything): Python drops what they raise."""
+    for _ in range(4):
+        if frame is None:
             return False
-        cls.leave_at, cls.active = leave_at, True
-        if not cls.fires_at:
-            cls.arm(leave_at - time.monotonic())
-        return True
+        code = frame.f_code
+        if code.co_name == "__del__" or code.co_filename.endswith(
+                ("weakref.py", "_weakrefset.py")):
+            return True
+        frame = frame.f_back
+    return False
 
 
-def _on_the_loop(budget: Budget, work: Callable[[], T], started: float) -> T:
+def on_the_loop(budget: Budget, work: Callable[[], T]) -> T:
+    """`work()` (pure: it only evaluates expressions) on the event loop, for at most the
+    budget's slice of loop time: past it, LeaveTheLoop (then call off_the_loop)."""
+    started = time.monotonic()
+    left = budget.seconds - budget.spent
     slice_left = LOOP_SLICE_SECONDS - budget.loop_spent
+    if left <= 0:
+        raise LimitExceeded(budget.timed_out())
     if slice_left <= 0:
         raise LeaveTheLoop
-    # On the loop only the slice counts: past it, the evaluation goes on elsewhere.
-    budget.leave_at = started + min(slice_left, budget.seconds - budget.spent)
-    budget.deadline, budget.cpu_deadline = float("inf"), None
-    watched = _Alarm.start(budget.leave_at)
+    budget.restart_allocated = budget.allocated
+    if budget.cpu_deadline is not None:  # on the loop only the slice counts (after a worker)
+        budget.deadline, budget.cpu_deadline = _INF, None
+    leave_at = budget.leave_at = started + (slice_left if slice_left < left else left)
+    watched = get_ident() == _Alarm.main and (_Alarm.ready or _Alarm.usable())
+    if watched:
+        _Alarm.leave_at, _Alarm.active = leave_at, True
+        if not _Alarm.fires_at:
+            _Alarm.arm(leave_at - started)
     try:
-        # A copy of the context: whatever the evaluation set in it goes with it, even
-        # when it is interrupted half way.
-        return contextvars.copy_context().run(work)
+        return work()
     finally:
         if watched:
             _Alarm.active = False
-        budget.leave_at = float("inf")
+        budget.leave_at = _INF
         # Wall time, at most the slice: past it, the evaluation would have been stopped
         # (what is more is the machine's doing).
-        used = min(time.monotonic() - started, slice_left)
+        used = time.monotonic() - started
+        used = slice_left if used > slice_left else used
         budget.loop_spent += used
         budget.spent += used
+        if budget.run is not None:
+            budget.run.expression_seconds += used
+
+
+async def off_the_loop(budget: Budget, work: Callable[[], T]) -> T:
+    """`work()` again from the start, in a worker thread, after on_the_loop left."""
+    budget.leave_at = _INF  # (the signal may have cut on_the_loop's finally)
+    budget.loop_spent = LOOP_SLICE_SECONDS
+    budget.allocated = budget.restart_allocated  # what the stopped attempt allocated is gone
+    return await _in_a_worker(budget, work)
 
 
 async def evaluate_budgeted(budget: Budget, work: Callable[[], T]) -> T:
     """`work()` (pure: it only evaluates expressions) within `budget`, holding the event
     loop at most for the budget's slice of loop time."""
-    started = time.monotonic()
-    if budget.spent >= budget.seconds:
-        raise LimitExceeded(budget.timed_out())
-    allocated = budget.allocated
     try:
-        return _on_the_loop(budget, work, started)
+        return on_the_loop(budget, work)
     except LeaveTheLoop:
-        pass
-    budget.leave_at = float("inf")  # (the signal may have cut _on_the_loop's finally)
-    budget.loop_spent = LOOP_SLICE_SECONDS
-    budget.allocated = allocated  # what the stopped attempt allocated is gone
-    return await _in_a_worker(budget, work)
+        return await off_the_loop(budget, work)
 
 
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
@@ -163,7 +186,7 @@ async def _in_a_worker(budget: Budget, work: Callable[[], T]) -> T:
         job.abandon()
         raise
     finally:
-        budget.spent += min(job.cpu_used(thread), left)
+        budget.add_spent(min(job.cpu_used(thread), left))
 
 
 _busy: set[_Job] = set()

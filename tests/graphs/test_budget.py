@@ -168,16 +168,19 @@ def test_wordwrap_of_a_long_word_is_checked_as_it_goes() -> None:
 
 
 def test_time_is_the_threads_cpu_time_once_the_wall_clock_says_it_may_be_due() -> None:
-    waited = Budget(0.5, deadline=time.monotonic() - 1, cpu_deadline=time.thread_time() + 60)
+    def budget(deadline: float, cpu_deadline: float | None = None,
+               leave_at: float = float("inf")) -> Budget:
+        made = Budget(0.5, deadline)
+        made.cpu_deadline, made.leave_at = cpu_deadline, leave_at
+        return made
+
+    waited = budget(time.monotonic() - 1, time.thread_time() + 60)
     waited.check_time()  # past the wall deadline, but the thread did not run that long
     # clock-ok: 60 s of CPU are left, so its next look is a minute away, not a threshold
     assert waited.deadline > time.monotonic()
-    spent = Budget(0.5, deadline=time.monotonic() - 1, cpu_deadline=time.thread_time() - 1)
     with pytest.raises(LimitExceeded, match=r"longer than 0\.5s"):
-        spent.check_time()
-    on_the_loop = Budget(0.5, leave_at=time.monotonic() - 1)
-    with pytest.raises(LeaveTheLoop):  # there, any limit hands over to a worker thread
-        on_the_loop.check_time()
-    direct = Budget(0.5, deadline=time.monotonic() - 1)  # used without a node: wall time
-    with pytest.raises(LimitExceeded):
-        direct.check_time()
+        budget(time.monotonic() - 1, time.thread_time() - 1).check_time()
+    with pytest.raises(LeaveTheLoop):  # on the loop, any limit hands over to a worker
+        budget(float("inf"), leave_at=time.monotonic() - 1).check_time()
+    with pytest.raises(LimitExceeded):  # used without a node: wall time
+        budget(time.monotonic() - 1).check_time()
