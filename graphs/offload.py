@@ -40,51 +40,53 @@ class _HardStop(BaseException):
     pass
 
 
-class _Alarm:
+class _Stopwatch:
     """SIGALRM as a stopwatch for the evaluation running on the main thread's loop. The
     timer is armed only when none is pending, so most evaluations make no system call:
-    one that fires early is set again for the rest of the slice."""
+    one that fires early is set again for the rest of the slice. (An instance, not
+    class attributes: writing those would flush the type's caches every evaluation.)"""
 
-    active = False
-    leave_at = 0.0
-    fires_at = 0.0  # when the pending timer fires; 0: none pending
-    ready: bool | None = None  # None: not tried yet
-    main = threading.main_thread().ident
+    def __init__(self) -> None:
+        self.active = False
+        self.leave_at = 0.0
+        self.fires_at = 0.0  # when the pending timer fires; 0: none pending
+        self.ready: bool | None = None  # None: not tried yet
+        self.main = threading.main_thread().ident
 
-    @classmethod
-    def handler(cls, signum: int, frame: Any) -> None:
-        cls.fires_at = 0.0
-        if not cls.active:  # the evaluation ended before the signal was handled
+    def handler(self, signum: int, frame: Any) -> None:
+        self.fires_at = 0.0
+        if not self.active:  # the evaluation ended before the signal was handled
             return
         now = time.monotonic()
-        if now < cls.leave_at:
-            cls.arm(cls.leave_at - now)
+        if now < self.leave_at:
+            self.arm(self.leave_at - now)
         elif _drops_exceptions(frame):
-            cls.arm(0.001)  # raised here it would be reported and dropped: a bit later
+            self.arm(0.001)  # raised here it would be reported and dropped: a bit later
         else:
-            cls.active = False
+            self.active = False
             raise LeaveTheLoop
 
-    @classmethod
-    def arm(cls, seconds: float) -> None:
-        if signal.getsignal(signal.SIGALRM) != cls.handler:  # (a new bound method each time)
-            cls.ready = False  # someone else took SIGALRM: leave it to them
+    def arm(self, seconds: float) -> None:
+        if signal.getsignal(signal.SIGALRM) != self.handler:  # (a new bound method each time)
+            self.ready = False  # someone else took SIGALRM: leave it to them
             return
         seconds = max(seconds, 1e-4)  # already due: at once (0 would disarm it)
-        cls.fires_at = time.monotonic() + seconds
+        self.fires_at = time.monotonic() + seconds
         signal.setitimer(signal.ITIMER_REAL, seconds)
 
-    @classmethod
-    def usable(cls) -> bool:
+    def usable(self) -> bool:
         """Whether SIGALRM is free (asked once): it is taken then, and given up at exit."""
-        if cls.ready is None:
-            cls.ready = signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
-            if cls.ready:
-                signal.signal(signal.SIGALRM, cls.handler)
+        if self.ready is None:
+            self.ready = signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+            if self.ready:
+                signal.signal(signal.SIGALRM, self.handler)
                 # A timer still pending as Python shuts down (and puts SIGALRM back to
                 # its default) would kill the process.
                 atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)
-        return cls.ready
+        return self.ready
+
+
+_Alarm = _Stopwatch()
 
 
 def _drops_exceptions(frame: Any) -> bool:
