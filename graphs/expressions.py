@@ -45,6 +45,9 @@ _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 _PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _UNSAFE_STR_METHODS = frozenset({"format", "format_map"})
 _JOINING = frozenset({"join"})  # str.join: its size is estimated before it runs
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 class Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
@@ -323,7 +326,8 @@ class Expressions:
             value = self._compile(text, expression)(namespace)
             if (undefined := _first_undefined(value)) is not None:
                 undefined._fail_with_undefined_error()
-            budget.check_size(size_of(value, budget.max_chars))
+            if type(value) not in _SCALARS:  # most results: nothing to measure
+                budget.check_size(size_of(value, budget.max_chars))
             return value
         except ExpressionError:
             raise
