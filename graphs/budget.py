@@ -57,6 +57,7 @@ class Budget:
     why: str = "render took longer than {seconds:g}s"
 
     run: Any = None  # what else counts the seconds spent (the RunContext), if anything
+    watch: Any = None  # on the main thread's loop: its stopwatch (offload._Stopwatch)
 
     def __init__(self, seconds: float, deadline: float = _INF,
                  max_chars: int = MAX_OUTPUT_CHARS) -> None:
@@ -81,7 +82,11 @@ class Budget:
 
     def _stop(self, now: float) -> None:
         if now > self.leave_at:  # on the loop, any limit: go on off the loop
-            raise LeaveTheLoop
+            later = self.watch.extend(now) if self.watch is not None else None
+            if later is None:
+                raise LeaveTheLoop
+            self.leave_at = later  # the machine was busy, not this evaluation
+            return
         if self.cpu_deadline is None:
             raise LimitExceeded(self.timed_out())
         cpu = time.thread_time()

@@ -50,6 +50,7 @@ class _Stopwatch:
         self.active = False
         self.leave_at = 0.0
         self.fires_at = 0.0  # when the pending timer fires; 0: none pending
+        self.armed_cpu = 0.0  # the main thread's CPU clock when the timer was armed
         self.ready: bool | None = None  # None: not tried yet
         self.main = threading.main_thread().ident
 
@@ -58,18 +59,30 @@ class _Stopwatch:
         if not self.active:  # the evaluation ended before the signal was handled
             return
         now = time.monotonic()
-        if now < self.leave_at:
-            self.arm(self.leave_at - now)
+        if now < self.leave_at or self.extend(now) is not None:
+            self.arm(self.leave_at - now, restart=False)
         elif _drops_exceptions(frame):
-            self.arm(0.001)  # raised here it would be reported and dropped: a bit later
+            self.arm(0.001, restart=False)  # raised here, Python would drop it: later
         else:
             self.active = False
             raise LeaveTheLoop
 
-    def arm(self, seconds: float) -> None:
+    def extend(self, now: float) -> float | None:
+        """When the slice is over by the wall clock but the main thread has not run that
+        long (the machine was busy): when it could be over, else None. The thread's
+        clock counts from when the timer was armed: at or before the evaluation began."""
+        used = time.thread_time() - self.armed_cpu
+        if used >= LOOP_SLICE_SECONDS:
+            return None
+        self.leave_at = now + LOOP_SLICE_SECONDS - used
+        return self.leave_at
+
+    def arm(self, seconds: float, *, restart: bool = True) -> None:
         if signal.getsignal(signal.SIGALRM) != self.handler:  # (a new bound method each time)
             self.ready = False  # someone else took SIGALRM: leave it to them
             return
+        if restart:
+            self.armed_cpu = time.thread_time()
         seconds = max(seconds, 1e-4)  # already due: at once (0 would disarm it)
         self.fires_at = time.monotonic() + seconds
         signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -120,6 +133,7 @@ def on_the_loop(budget: Budget, work: Callable[[], T]) -> T:
     watched = get_ident() == _Alarm.main and (_Alarm.ready or _Alarm.usable())
     if watched:
         _Alarm.leave_at, _Alarm.active = leave_at, True
+        budget.watch = _Alarm
         if not _Alarm.fires_at:
             _Alarm.arm(leave_at - started)
     try:
@@ -127,6 +141,7 @@ def on_the_loop(budget: Budget, work: Callable[[], T]) -> T:
     finally:
         if watched:
             _Alarm.active = False
+            budget.watch = None
         budget.leave_at = _INF
         # Wall time, at most the slice: past it, the evaluation would have been stopped
         # (what is more is the machine's doing).

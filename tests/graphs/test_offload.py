@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -17,7 +18,12 @@ from flowloom.graphs.budget import Budget, LimitExceeded
 from flowloom.graphs.context import NodeContext, RunContext, Scope
 from flowloom.graphs.errors import ExpressionError
 from flowloom.graphs.expressions import Expressions
-from flowloom.graphs.offload import WORKER_THREADS, busy_workers, evaluate_budgeted
+from flowloom.graphs.offload import (
+    WORKER_THREADS,
+    _Stopwatch,
+    busy_workers,
+    evaluate_budgeted,
+)
 
 HEAVY = "{% for i in range(100000) %}{% set x = i * i %}{% endfor %}done"  # 10 ms and more
 
@@ -176,3 +182,15 @@ def test_a_timer_still_pending_at_exit_does_not_kill_the_process() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["42", "(0.0, 0.0)"]
+
+
+def test_the_slice_is_over_only_once_the_main_thread_has_run_that_long() -> None:
+    # The wall clock says the slice is over; the thread's clock says whether the
+    # evaluation used it, or the machine was busy with something else.
+    watch = _Stopwatch()
+    watch.armed_cpu = time.thread_time()  # armed just now: it has hardly run since
+    now = time.monotonic()
+    later = watch.extend(now)
+    assert later is not None and later > now  # clock-ok: the extension is what is left
+    watch.armed_cpu = time.thread_time() - 1.0  # it has run a whole second since
+    assert watch.extend(time.monotonic()) is None
