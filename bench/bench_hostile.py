@@ -49,6 +49,10 @@ class Probe:
     def between(self, start: float, end: float) -> list[float]:
         """Latencies of the answers that ended within [start, end], and of the first
         one after (it was waiting while the payload ran)."""
+        for _ in range(1000):  # until the probe has answered once after `end`
+            if self.samples and self.samples[-1][0] > end:
+                break
+            time.sleep(0.01)
         inside = [s for at, s in self.samples if start <= at <= end]
         after = [s for at, s in self.samples if at > end][:1]
         return inside + after

@@ -19,6 +19,7 @@ MAX_RENDER_SECONDS = 0.5  # expression time of one node execution, all fields an
 MAX_RUN_RENDER_SECONDS = 30.0  # expression time of a whole run, all nodes and items
 MAX_NODE_BYTES = 64 * 1024 * 1024  # estimated memory a node's expressions allocate
 LOOP_SLICE_SECONDS = 0.01  # how long a node's expressions may hold the event loop
+WORKER_YIELD_SECONDS = 0.002  # how often a worker thread lets the event loop run
 MAX_RANGE = 100_000
 MAX_POWER_BITS = 100_000  # integer results of `*` and `**`
 MAX_SORT_ITEMS = 100_000  # sort, unique, dictsort, groupby: C work no check can split
@@ -92,7 +93,10 @@ class Budget:
         cpu = time.thread_time()
         if cpu >= self.cpu_deadline:
             raise LimitExceeded(self.timed_out())
-        self.deadline = now + self.cpu_deadline - cpu  # the thread waited: look again then
+        # A worker thread looks this often: it lets the event loop's thread have the
+        # GIL (else that waits for the interpreter's switch interval, and the OS).
+        time.sleep(0)
+        self.deadline = now + min(self.cpu_deadline - cpu, WORKER_YIELD_SECONDS)
 
     def check_size(self, size: int, what: str = "result") -> None:
         if size > self.max_chars:

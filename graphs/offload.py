@@ -28,7 +28,13 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import Any, TypeVar
 
-from flowloom.graphs.budget import LOOP_SLICE_SECONDS, Budget, LeaveTheLoop, LimitExceeded
+from flowloom.graphs.budget import (
+    LOOP_SLICE_SECONDS,
+    WORKER_YIELD_SECONDS,
+    Budget,
+    LeaveTheLoop,
+    LimitExceeded,
+)
 
 T = TypeVar("T")
 _INF = float("inf")
@@ -252,7 +258,8 @@ class _Job:
                     _busy.add(self)
                 self.wall_started = time.monotonic()
                 self.cpu_started = time.thread_time()
-                self.budget.deadline = self.wall_started + self.left
+                self.budget.deadline = self.wall_started + min(self.left,
+                                                               WORKER_YIELD_SECONDS)
                 self.budget.cpu_deadline = self.cpu_started + self.left
                 outcome = (True, self.context.run(self.work))
             finally:
