@@ -26,6 +26,7 @@ from flowloom.app.records import (
 )
 from flowloom.app.stores.base import Store
 from flowloom.app.stores.errors import LeaseLost, StoreError
+from flowloom.app.stores.lease import LEASE_KEY, Lease
 from flowloom.app.workflows import compile_workflow, load_workflow, workflow_output
 from flowloom.graphs.context import RunContext
 from flowloom.graphs.errors import NodeError
@@ -58,11 +59,10 @@ class LiveRecord:
         self.on_event = on_event
         self.cancelled_by: str | None = None
         self.dirty = False
-        # Ownership: every write is conditional on the run's `updated_at` as this process
-        # last wrote it; a process that took the run over changed it, and we stop.
-        self.fence: datetime | None = None
-        self.unsure: datetime | None = None  # what a cancelled write would have set
-        self.lost = False
+        # Ownership: every write (record, events, checkpoints) is conditional on the
+        # run's `updated_at` as this process last wrote it; a process that took the run
+        # over changed it, and we stop.
+        self.lease = Lease(record.execution_id)
         self.lock = asyncio.Lock()
         self.clock = time.monotonic
         self.written_at = 0.0  # drive() writes the record as the run starts
@@ -70,6 +70,10 @@ class LiveRecord:
         # Another process counts the run as orphaned once its record is `stale_after_s`
         # old: every write renews it, and a quarter of that is the longest gap allowed.
         self.beat_max_s = max(HEARTBEAT_S, stale_after_s / 4)
+
+    @property
+    def lost(self) -> bool:
+        return self.lease.lost
 
     def emit(self, event: RunEvent) -> None:
         self.seq += 1
@@ -85,37 +89,28 @@ class LiveRecord:
         async with self.lock:
             if self.lost or (not self.dirty and not heartbeat):
                 return
-            if self.unsure is not None:
-                await self._settle_unsure()
             self.dirty = False
-            self.record.updated_at = max(utcnow(), (self.fence or EPOCH) + TICK)
+            token = max(utcnow(), (self.lease.latest or EPOCH) + TICK)
+            self.record.updated_at = token
             events, self.pending = self.pending, []
+            fence = self.lease.moving_to(token)
             started = self.clock()
             try:
-                await self.store.save_run_with_events(self.record, events, fence=self.fence)
+                await self.store.save_run_with_events(self.record, events, fence=fence or None)
             except LeaseLost:
-                self.lost = True
+                self.lease.lost = True
                 log.warning("run %s was taken over by another process; this one stops",
                             self.record.execution_id)
                 raise
-            except BaseException as exc:
-                self.pending = events + self.pending  # written with the next flush, in order
+            except BaseException:
+                # Not written, or written unheard of (a cancelled wait, a lost answer):
+                # `token` stays one of ours, and the events go with the next flush.
+                self.pending = events + self.pending
                 self.dirty = True
-                if isinstance(exc, asyncio.CancelledError):
-                    # The store may still commit it (SQLite's group commit does).
-                    self.unsure = self.record.updated_at
                 raise
-            self.fence = self.record.updated_at
+            self.lease.moved_to(token)
             self.written_at = self.clock()
             self.write_s = self.written_at - started
-
-    async def _settle_unsure(self) -> None:
-        """After a write cut off by a cancel: if it landed, the store holds its
-        `updated_at`, and that is this owner's fence, not the mark of another owner."""
-        stored = await self.store.get_run(self.record.execution_id)
-        if stored is not None and stored.updated_at == self.unsure:
-            self.fence = self.unsure
-        self.unsure = None
 
     async def guard(self) -> None:
         """Before a node starts: if this process has not written the run for a while (its
@@ -261,7 +256,9 @@ async def drive(spec: WorkflowSpec, record: RunRecord, store: Store, services: S
                      state_bytes=kept_bytes(record))
     # The cap is the run's slots (RunContext.slot), not LangGraph's tasks per step: a
     # branch is one task however long it runs, and a cap on tasks would hold branches.
-    config: RunnableConfig = {"configurable": {"thread_id": record.execution_id}}
+    # The lease rides in the config to every checkpoint write, subgraphs' included.
+    config: RunnableConfig = {"configurable": {"thread_id": record.execution_id,
+                                               LEASE_KEY: live.lease}}
     record.status, record.finished_at, record.waiting_for = "running", None, []
     log.info("run %s of %s v%s started", record.execution_id, record.workflow_id,
              record.workflow_version)

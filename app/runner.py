@@ -158,7 +158,8 @@ async def _drive_here(store: Store, services: Services, spec: WorkflowSpec,
     # creation) is the last write; a later claim by anyone else stops this process.
     stored = await store.get_run(record.execution_id)
     if stored is not None:
-        live.fence = record.updated_at = stored.updated_at or stored.created_at
+        record.updated_at = stored.updated_at or stored.created_at
+        live.lease.moved_to(record.updated_at)
     services = _with_subflows(services, store)
     with paced_collection():
         await drive(spec, record, store, services, live, graph_input)

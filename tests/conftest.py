@@ -11,7 +11,7 @@ import pytest
 from flowloom.app.records import RunRecord
 from flowloom.app.runner import execute_workflow_async
 from flowloom.app.settings import Settings, load_settings
-from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.app.stores import Store, open_store
 
 pytest_plugins = ["tests.service_fixtures"]
 
@@ -20,14 +20,15 @@ SPEC_DIR = REPO.parent / "shared" / "spec"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(store=f"sqlite:///{tmp_path / 'flowloom.db'}")
+def settings(store_url: str) -> Settings:
+    return load_settings(store=store_url)
 
 
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[SqliteStore]:
-    assert settings.sqlite_path is not None
-    store = SqliteStore(settings.sqlite_path)
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    """The store `settings` names: SQLite, or either backend in a module that runs
+    ON_EVERY_STORE (where a test annotated with SqliteStore uses only the Store protocol)."""
+    store = open_store(settings)
     yield store
     await store.close()
 
@@ -35,7 +36,7 @@ async def store(settings: Settings) -> AsyncIterator[SqliteStore]:
 class Runner:
     """Runs documents on a real SQLite store in the test's folder and keeps the events."""
 
-    def __init__(self, settings: Settings, store: SqliteStore) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self.events: list[dict[str, Any]] = []
@@ -51,7 +52,7 @@ class Runner:
 
 
 @pytest.fixture
-def run(settings: Settings, store: SqliteStore) -> Runner:
+def run(settings: Settings, store: Store) -> Runner:
     return Runner(settings, store)
 
 

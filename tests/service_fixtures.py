@@ -2,16 +2,23 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from pymongo import MongoClient
 from redis.asyncio import Redis
 
 from flowloom.app.records import RunRecord
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
+from flowloom.app.stores.base import Store
+from flowloom.app.stores.mongo import MongoStore
+from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.nodes.services import Services
 from tests.conftest import Runner
+from tests.mongo_server import secantus_server
 from tests.servers import (
     FlakyServer,
     ModelStub,
@@ -22,6 +29,64 @@ from tests.servers import (
 )
 
 _databases = itertools.cycle(range(1, 16))
+
+# The store backends a suite runs on: the embedded SQLite file and MongoDB on SecantusDB
+# (a real wire-protocol server). `pytestmark = ON_EVERY_STORE` runs a module on both.
+ON_EVERY_STORE = pytest.mark.parametrize("store_url", ["sqlite", "mongodb"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def secantus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SecantusDB on a free loopback port, in memory, for the whole session."""
+    log = tmp_path_factory.mktemp("secantus") / "server.log"
+    try:
+        server = secantus_server(log)
+        uri = server.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"SecantusDB cannot start here: {exc}")
+    try:
+        yield uri
+    finally:
+        server.__exit__(None, None, None)
+
+
+BACKENDS = [
+    "sqlite",
+    "mongodb-secantus",
+    pytest.param("mongodb", marks=pytest.mark.skipif(
+        not os.environ.get("FLOWLOOM_TEST_MONGODB_URI"),
+        reason="FLOWLOOM_TEST_MONGODB_URI is not set: no MongoDB server of your own")),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store of each backend, for the contract suites: SQLite, MongoDB on SecantusDB,
+    and a MongoDB server of your own when FLOWLOOM_TEST_MONGODB_URI is set."""
+    if request.param == "sqlite":
+        store: Store = SqliteStore(tmp_path / "contract.db")
+    else:
+        base = (request.getfixturevalue("secantus_uri") if request.param == "mongodb-secantus"
+                else os.environ["FLOWLOOM_TEST_MONGODB_URI"]).rstrip("/")
+        store = MongoStore(f"{base}/flowloom_test_{uuid.uuid4().hex[:8]}")
+    yield store
+    if isinstance(store, MongoStore):
+        await store.client.drop_database(store.db_name)
+    await store.close()
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """FLOWLOOM_STORE for this test: a SQLite file in its folder (the default), or a
+    database of its own on SecantusDB, dropped afterwards."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'flowloom.db'}"
+        return
+    base = request.getfixturevalue("secantus_uri")
+    name = f"flowloom_test_{uuid.uuid4().hex[:8]}"
+    yield f"{base}/{name}"
+    with MongoClient(base) as client:
+        client.drop_database(name)
 
 
 @pytest.fixture(scope="session")

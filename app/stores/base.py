@@ -94,11 +94,11 @@ class Store(Protocol):
         """Append to the run's event log; each event carries its `seq`."""
 
     async def save_run_with_events(self, record: RunRecord, events: Sequence[Mapping[str, Any]],
-                                   fence: datetime | None = None) -> None:
+                                   fence: Sequence[datetime] | None = None) -> None:
         """`append_events` then `save_run`, in one transaction where the backend can.
-        With `fence` (the run's `updated_at` as this owner last wrote it), the write is
-        conditional: if anyone wrote the run since (another process claimed it), nothing
-        is written and LeaseLost is raised."""
+        With `fence` (the values of the run's `updated_at` this owner may have left: see
+        Lease), the write is conditional: if the stored run holds none of them (another
+        process claimed it), nothing is written and LeaseLost is raised."""
 
     async def list_events(self, execution_id: str, after: int = 0) -> list[WireEvent]: ...
 
@@ -142,7 +142,8 @@ class Store(Protocol):
         A waiting, queued or running run is kept whatever its age: it may still resume."""
 
     def checkpointer(self) -> AbstractAsyncContextManager[BaseCheckpointSaver[Any]]:
-        """The LangGraph checkpoint saver of this backend, open for the block."""
+        """The LangGraph checkpoint saver of this backend, open for the block. A write
+        whose config carries a Lease (LEASE_KEY) is fenced like `save_run_with_events`."""
 
     async def close(self) -> None: ...
 

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from langgraph.checkpoint.mongodb import MongoDBSaver
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, MongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
@@ -25,18 +24,12 @@ from flowloom.app.stores.base import (
     same_document,
 )
 from flowloom.app.stores.errors import LeaseLost, StoreError
+from flowloom.app.stores.mongo_saver import FencedMongoDBSaver
+from flowloom.app.stores.mongo_saver import mongo_time as _ms
 from flowloom.app.stores.serde import CheckpointSerializer
 from flowloom.graphs.events import WireEvent
 
 CHECKPOINTS, WRITES = "checkpoints", "checkpoint_writes"
-
-
-def _ms(value: datetime) -> datetime:
-    """Naive UTC cut to milliseconds, as MongoDB keeps dates, so that cursors and filters
-    compare exactly like stored values. A naive value (as PyMongo reads dates back) is UTC."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _database_name(url: str) -> str:
@@ -55,7 +48,7 @@ class MongoStore:
         self._sync_client_factory = sync_client_factory or (
             lambda: MongoClient(url, tz_aware=True))
         self._ready = False
-        self._saver: MongoDBSaver | None = None
+        self._saver: FencedMongoDBSaver | None = None
         self._saver_client: Any = None
 
     async def _setup(self) -> Any:
@@ -194,8 +187,8 @@ class MongoStore:
         return RunPage(runs, encode_cursor(last["created_at"], last["_id"]) if last else None)
 
     async def save_run_with_events(self, record: RunRecord, events: Sequence[Mapping[str, Any]],
-                                   fence: datetime | None = None) -> None:
-        if fence is None:
+                                   fence: Sequence[datetime] | None = None) -> None:
+        if not fence:
             # Events first: a reader that sees the record's progress finds its events too.
             await self.append_events(record.execution_id, events)
             await self.save_run(record)
@@ -204,7 +197,8 @@ class MongoStore:
         # (a reader may see its progress a moment before its events).
         db = await self._setup()
         result = await db.runs.update_one(
-            {"_id": record.execution_id, "updated_at": _ms(fence)},
+            {"_id": record.execution_id,
+             "updated_at": {"$in": [_ms(token) for token in fence]}},
             {"$set": _fields(record)})
         if not result.matched_count:
             raise LeaseLost(f"run {record.execution_id} was taken over by another process")
@@ -296,15 +290,16 @@ class MongoStore:
         return len(ids)
 
     @asynccontextmanager
-    async def checkpointer(self) -> AsyncIterator[MongoDBSaver]:
+    async def checkpointer(self) -> AsyncIterator[FencedMongoDBSaver]:
         """One saver (and client pool) for every run of this store, as on SQLite: compiled
         graphs are cached per saver, and a client per run would cost a connection each."""
         if self._saver is None:
             self._saver_client = self._sync_client_factory()
-            self._saver = MongoDBSaver(self._saver_client, db_name=self.db_name,
-                                       checkpoint_collection_name=CHECKPOINTS,
-                                       writes_collection_name=WRITES,
-                                       serde=CheckpointSerializer())
+            self._saver = FencedMongoDBSaver(self._saver_client, db_name=self.db_name,
+                                             runs_collection="runs",
+                                             checkpoint_collection_name=CHECKPOINTS,
+                                             writes_collection_name=WRITES,
+                                             serde=CheckpointSerializer())
         yield self._saver
 
 

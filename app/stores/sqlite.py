@@ -23,7 +23,7 @@ from flowloom.app.stores.base import (
     same_document,
 )
 from flowloom.app.stores.errors import LeaseLost, StoreError
-from flowloom.app.stores.sqlite_db import SqliteDb
+from flowloom.app.stores.sqlite_db import SqliteDb, at_text
 from flowloom.app.stores.sqlite_saver import InlineSqliteSaver
 from flowloom.graphs.events import WireEvent
 
@@ -53,11 +53,6 @@ CREATE TABLE IF NOT EXISTS run_events (
 
 
 RETENTION_BATCH = 200  # runs deleted per transaction: each batch holds the loop briefly
-
-
-def _at(value: datetime) -> str:
-    """A sortable UTC timestamp: text order is time order."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _like(text: str) -> str:
@@ -144,18 +139,20 @@ class SqliteStore:
         return await db.execute(_CREATE_RUN, _run_row(record)) == 1
 
     async def save_run_with_events(self, record: RunRecord, events: Sequence[Mapping[str, Any]],
-                                   fence: datetime | None = None) -> None:
+                                   fence: Sequence[datetime] | None = None) -> None:
         """The record and its new events in one transaction (one commit per flush)."""
         db = await self._db()
         row, event_rows = _run_row(record), _event_rows(record.execution_id, events)
+        tokens = [at_text(token) for token in fence or ()]
+        save_fenced = _SAVE_FENCED.format(", ".join("?" * len(tokens)))
 
         def write(conn: sqlite3.Connection) -> None:
-            if fence is not None and not conn.execute(
-                    _SAVE_FENCED, (row[3], row[5], row[6], row[0], _at(fence))).rowcount:
+            if fence and not conn.execute(save_fenced,
+                                          (row[3], row[5], row[6], row[0], *tokens)).rowcount:
                 raise LeaseLost(f"run {record.execution_id} was taken over by another "
                                 "process")  # in its savepoint: nothing of it is written
             conn.executemany(_APPEND_EVENT, event_rows)
-            if fence is None:
+            if not fence:
                 conn.execute(_SAVE_RUN, row)
 
         await db.write(write)
@@ -175,10 +172,10 @@ class SqliteStore:
                 args.append(value)
         if query.since is not None:
             where.append("created_at >= ?")
-            args.append(_at(query.since))
+            args.append(at_text(query.since))
         if query.until is not None:
             where.append("created_at < ?")
-            args.append(_at(query.until))
+            args.append(at_text(query.until))
         if query.error:
             where.append("EXISTS (SELECT 1 FROM json_each(record, '$.errors') "
                          "WHERE json_extract(value, '$.message') LIKE ? ESCAPE '\\')")
@@ -186,7 +183,7 @@ class SqliteStore:
         if query.cursor:
             at, execution_id = decode_cursor(query.cursor)
             where.append("(created_at, execution_id) < (?, ?)")
-            args += [_at(at), execution_id]
+            args += [at_text(at), execution_id]
         sql = "SELECT record FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -224,7 +221,7 @@ class SqliteStore:
         db = await self._db()
         rows = await db.fetchall("SELECT record FROM runs WHERE status IN ('queued', "
                                  "'running') AND updated_at < ? ORDER BY created_at",
-                                 (_at(before),))
+                                 (at_text(before),))
         return [RunRecord.model_validate_json(row[0]) for row in rows]
 
     async def claim_run(self, execution_id: str, seen_status: str,
@@ -240,7 +237,7 @@ class SqliteStore:
             "?3 IN ('failed', 'waiting') THEN NULL ELSE cancel_requested_by END "
             "WHERE execution_id = ?2 AND status = ?3 AND updated_at = ?4 "
             "AND (?3 != 'queued' OR cancel_requested_by IS NULL)",
-            (_at(claimed), execution_id, seen_status, _at(seen_updated_at)))
+            (at_text(claimed), execution_id, seen_status, at_text(seen_updated_at)))
         return changed == 1
 
     async def save_run_if(self, record: RunRecord, seen_status: str,
@@ -250,7 +247,7 @@ class SqliteStore:
         changed = await db.execute(
             "UPDATE runs SET status = ?, updated_at = ?, record = ? "
             "WHERE execution_id = ? AND status = ? AND updated_at = ?",
-            (row[3], row[5], row[6], record.execution_id, seen_status, _at(seen_updated_at)))
+            (row[3], row[5], row[6], record.execution_id, seen_status, at_text(seen_updated_at)))
         return changed == 1
 
     async def claim_idempotency_key(self, key: str, request_hash: str,
@@ -260,7 +257,7 @@ class SqliteStore:
         def claim(conn: sqlite3.Connection) -> tuple[str, str] | None:
             if conn.execute("INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?)",
                             (key, request_hash, execution_id,
-                             _at(datetime.now(UTC)))).rowcount:
+                             at_text(datetime.now(UTC)))).rowcount:
                 return None
             row = conn.execute("SELECT request_hash, execution_id FROM idempotency_keys "
                                "WHERE key = ?", (key,)).fetchone()
@@ -272,7 +269,7 @@ class SqliteStore:
         db = await self._db()
         ids = [row[0] for row in await db.fetchall(
             "SELECT execution_id FROM runs WHERE created_at < ? AND status IN (?, ?, ?)",
-            (_at(cutoff), *sorted(FINISHED)))]
+            (at_text(cutoff), *sorted(FINISHED)))]
         tables = {row[0] for row in await db.fetchall(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         for start in range(0, len(ids), RETENTION_BATCH):
@@ -306,13 +303,13 @@ _SAVE_RUN = ("INSERT INTO runs (execution_id, workflow_id, workflow_version, sta
 _CREATE_RUN = ("INSERT OR IGNORE INTO runs (execution_id, workflow_id, workflow_version, "
                "status, created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _SAVE_FENCED = ("UPDATE runs SET status = ?, updated_at = ?, record = ? "
-                "WHERE execution_id = ? AND updated_at = ?")
+                "WHERE execution_id = ? AND updated_at IN ({})")
 _APPEND_EVENT = "INSERT OR IGNORE INTO run_events VALUES (?, ?, ?)"
 
 
 def _run_row(record: RunRecord) -> tuple[Any, ...]:
     return (record.execution_id, record.workflow_id, record.workflow_version, record.status,
-            _at(record.created_at), _at(record.updated_at or record.created_at),
+            at_text(record.created_at), at_text(record.updated_at or record.created_at),
             record.model_dump_json())
 
 
@@ -332,7 +329,7 @@ def _put_workflow(conn: sqlite3.Connection, workflow_id: str, document: dict[str
     stored = StoredWorkflow(workflow_id, version, {**document, "id": workflow_id,
                                                    "version": version}, datetime.now(UTC))
     conn.execute("INSERT INTO workflows VALUES (?, ?, ?, ?, 0)",
-                 (workflow_id, version, json.dumps(stored.document), _at(stored.created_at)))
+                 (workflow_id, version, json.dumps(stored.document), at_text(stored.created_at)))
     return stored
 
 

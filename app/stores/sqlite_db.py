@@ -22,6 +22,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -158,6 +159,11 @@ class SqliteDb:
 def _run_batch_on(db: SqliteDb, batch: list[_Write], _: sqlite3.Connection
                   ) -> list[tuple[Any, BaseException | None]]:
     return db._run_batch(batch)
+
+
+def at_text(value: datetime) -> str:
+    """A sortable UTC timestamp: text order is time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _tune(conn: sqlite3.Connection) -> None:

@@ -8,13 +8,16 @@ Checkpoints (`aput`) and each finished task's writes (`aput_writes`) go through 
 connection's group commit: what arrives in the same loop iteration, from every run in
 flight, shares one transaction, so a fan-out of 10,000 items is not 10,000 commits. A
 call returns only once its rows are committed: durability is that of one commit each.
+
+A write of a run driven by an owner (its Lease in the config) is fenced: it lands only
+if the run's `updated_at` is still one the owner wrote, checked in the same transaction.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -29,8 +32,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from flowloom.app.stores.lease import lease_of
 from flowloom.app.stores.serde import CheckpointSerializer
-from flowloom.app.stores.sqlite_db import SqliteDb
+from flowloom.app.stores.sqlite_db import SqliteDb, at_text
 
 _INSERT = ("INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, "
            "channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -38,6 +42,7 @@ _REPLACE = f"INSERT OR REPLACE {_INSERT}"
 _PUT_CHECKPOINT = ("INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
                    "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _IGNORE = f"INSERT OR IGNORE {_INSERT}"
+_LEASE = "SELECT updated_at FROM runs WHERE execution_id = ?"
 
 
 class InlineSqliteSaver(SqliteSaver):
@@ -99,7 +104,7 @@ class InlineSqliteSaver(SqliteSaver):
         row = (thread_id, checkpoint_ns, checkpoint["id"], conf.get("checkpoint_id"), type_,
                blob, meta)
         await self._setup()
-        await self.db.write(lambda conn: conn.execute(_PUT_CHECKPOINT, row))
+        await self.db.write(_fenced(config, lambda conn: conn.execute(_PUT_CHECKPOINT, row)))
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
                                  "checkpoint_id": checkpoint["id"]}}
 
@@ -120,8 +125,26 @@ class InlineSqliteSaver(SqliteSaver):
                  *self.serde.dumps_typed(value))
                 for idx, (channel, value) in enumerate(writes)]
         await self._setup()
-        await self.db.write(lambda conn: conn.executemany(query, rows))
+        await self.db.write(_fenced(config, lambda conn: conn.executemany(query, rows)))
 
     async def _setup(self) -> None:
         if not self.is_setup:  # its script commits: never inside the shared transaction
             await self.db.call(lambda _: self.setup())
+
+
+def _fenced(config: RunnableConfig, write: Callable[[sqlite3.Connection], Any]
+            ) -> Callable[[sqlite3.Connection], Any]:
+    """`write`, done only while the run's owner holds its lease: checked in the write's
+    own savepoint, under the write lock, so no claim can come between the check and the
+    write. A refused write is rolled back alone and raises LeaseLost."""
+    lease = lease_of(config)
+    if lease is None:
+        return write
+
+    def fenced(conn: sqlite3.Connection) -> Any:
+        row = conn.execute(_LEASE, (lease.execution_id,)).fetchone()
+        if lease.lost or row is None or row[0] not in {at_text(t) for t in lease.tokens}:
+            raise lease.refused()
+        return write(conn)
+
+    return fenced

@@ -101,7 +101,7 @@ async def test_a_write_cut_off_by_a_cancel_still_moves_the_fence(tmp_path: Any) 
     record = RunRecord(execution_id="cut", workflow_id="w", status="running")
     assert await store.create_run(record)
     live = LiveRecord(store, record, 0, None)
-    live.fence = record.updated_at or record.created_at
+    live.lease.moved_to(record.updated_at or record.created_at)
     live.emit({"event": "run.started"})
     flushing = asyncio.ensure_future(live.flush())
     await asyncio.sleep(0)  # the write is queued for the next commit

@@ -24,6 +24,8 @@ from flowloom.app.stores.errors import StoreError
 from flowloom.app.stores.sqlite import SqliteStore
 from tests.conftest import chain, delay, t
 from tests.servers import FlakyServer
+from tests.service_fixtures import ON_EVERY_STORE
+from tests.stored import checkpoint_rows, events
 
 
 async def test_a_shared_model_call_survives_one_waiters_cancel() -> None:
@@ -174,12 +176,31 @@ async def test_a_cancelled_orphan_is_not_run_again_by_recovery(settings: Setting
     assert await store.list_events("orphan") == []  # nothing ran
 
 
+# An owner whose watcher never writes (its record is written only by its nodes' lease
+# checks): the first write it tries on waking is then the finished node's checkpoint
+# write, which the saver's fence alone must refuse. With the watcher on, the overdue
+# watcher usually notices the takeover first.
+QUIET_WATCHER = """
+import asyncio
+import flowloom.app.execution as execution
+from flowloom.app.cli import main
+
+async def watch_nothing(self, run_task):
+    await asyncio.wait({run_task})
+
+execution.LiveRecord.watch = watch_nothing
+main()
+"""
+
+
 @pytest.mark.slow
+@ON_EVERY_STORE
+@pytest.mark.parametrize("watcher", ["on", "quiet"])
 def test_a_stopped_owner_that_wakes_after_a_takeover_writes_nothing_more(
-        tmp_path: Path, web: tuple[FlakyServer, str]) -> None:
+        tmp_path: Path, web: tuple[FlakyServer, str], store_url: str, watcher: str) -> None:
     import signal
     server, base = web
-    env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'fence.db'}",
+    env = {**os.environ, "FLOWLOOM_STORE": store_url,
            "FLOWLOOM_HTTP_ALLOW_PRIVATE": "true", "FLOWLOOM_STALE_AFTER_S": "2"}
     ids = [f"n{i}" for i in range(6)]
     doc = tmp_path / "fence.json"
@@ -196,7 +217,17 @@ def test_a_stopped_owner_that_wakes_after_a_takeover_writes_nothing_more(
     def hits(n: str) -> list[dict[str, Any]]:
         return server.hits.get(f"fence{n}", [])
 
-    owner = cli("run", str(doc), "--execution-id", "fence", "--json")
+    def stored() -> tuple[dict[str, int], list[dict[str, Any]], dict[str, Any]]:
+        shown = subprocess.run([sys.executable, "-m", "flowloom", "runs", "show", "fence",
+                                "--json"], env=env, cwd=tmp_path, capture_output=True,
+                               text=True, timeout=60)
+        return (checkpoint_rows(store_url, "fence"), events(store_url, "fence"),
+                json.loads(shown.stdout))
+
+    start = ["-c", QUIET_WATCHER] if watcher == "quiet" else ["-m", "flowloom"]
+    owner = subprocess.Popen([sys.executable, *start, "run", str(doc), "--execution-id",
+                              "fence", "--json"], env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(6000):
             if hits("n1"):
@@ -216,6 +247,7 @@ def test_a_stopped_owner_that_wakes_after_a_takeover_writes_nothing_more(
         else:
             pytest.fail("the stopped owner's run never went stale")
         assert json.loads(out)["status"] == "succeeded"
+        taken = stored()
         owner.send_signal(signal.SIGCONT)
         owner.communicate(timeout=60)
     finally:
@@ -228,7 +260,11 @@ def test_a_stopped_owner_that_wakes_after_a_takeover_writes_nothing_more(
     twice = [n for n, c in zip(ids, counts, strict=True) if c == 2]
     assert len(twice) == 1 and sorted(counts) == [1, 1, 1, 1, 1, 2], counts
     assert {h["idempotency_key"] for h in hits(twice[0])} == {f"fence:{twice[0]}"}
-    shown = subprocess.run([sys.executable, "-m", "flowloom", "runs", "show", "fence",
-                            "--json"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                           timeout=60)
-    assert json.loads(shown.stdout)["status"] == "succeeded"  # the woken one wrote nothing
+    # The woken owner wrote nothing: no checkpoint, no task write, no event, no record.
+    rows, log, record = stored()
+    assert rows["checkpoints"] > 0 and rows["writes"] > 0
+    assert rows == taken[0]
+    assert [(e["seq"], e["event"], e.get("node_id")) for e in log] == [
+        (e["seq"], e["event"], e.get("node_id")) for e in taken[1]]
+    assert (record["status"], record["updated_at"]) == ("succeeded", taken[2]["updated_at"])
+    assert [e["event"] for e in log].count("run.started") == 2

@@ -4,9 +4,6 @@ FLOWLOOM_TEST_MONGODB_URI is set."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,43 +21,6 @@ from flowloom.graphs.errors import NodeError
 from flowloom.graphs.nodetype import NodeType
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import chain, t
-from tests.mongo_server import secantus_server
-
-BACKENDS = [
-    "sqlite",
-    "mongodb-secantus",
-    pytest.param("mongodb", marks=pytest.mark.skipif(
-        not os.environ.get("FLOWLOOM_TEST_MONGODB_URI"),
-        reason="FLOWLOOM_TEST_MONGODB_URI is not set: no MongoDB server of your own")),
-]
-
-
-@pytest.fixture(scope="session")
-def secantus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("secantus") / "server.log"
-    try:
-        server = secantus_server(log)
-        uri = server.__enter__()
-    except RuntimeError as exc:
-        pytest.skip(f"SecantusDB cannot start here: {exc}")
-    try:
-        yield uri
-    finally:
-        server.__exit__(None, None, None)
-
-
-@pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        store: Store = SqliteStore(tmp_path / "contract.db")
-    else:
-        base = (request.getfixturevalue("secantus_uri") if request.param == "mongodb-secantus"
-                else os.environ["FLOWLOOM_TEST_MONGODB_URI"]).rstrip("/")
-        store = MongoStore(f"{base}/flowloom_test_{uuid.uuid4().hex[:8]}")
-    yield store
-    if isinstance(store, MongoStore):
-        await store.client.drop_database(store.db_name)
-    await store.close()
 
 
 def record(execution_id: str, at: datetime, **fields: object) -> RunRecord:
