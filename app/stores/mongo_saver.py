@@ -53,8 +53,13 @@ class FencedMongoDBSaver(MongoDBSaver):
         lease = lease_of(config)
         if lease is None:
             return
-        if lease.lost or self.runs.find_one(
-                {"_id": lease.execution_id,
-                 "updated_at": {"$in": [mongo_time(t) for t in lease.tokens]}},
-                {"_id": 1}) is None:
+        before = lease.tokens
+        doc = None if lease.lost else self.runs.find_one({"_id": lease.execution_id},
+                                                          {"updated_at": 1})
+        # The owner's record write may land while this read is out (this runs on a
+        # thread of its own), and then the owner forgets the value it replaced: the
+        # stored value is the owner's if it is among its tokens before or after.
+        mine = {mongo_time(token) for token in (*before, *lease.tokens)}
+        if doc is None or doc.get("updated_at") is None or (
+                mongo_time(doc["updated_at"]) not in mine):
             raise lease.refused()

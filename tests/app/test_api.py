@@ -1,4 +1,5 @@
-"""The HTTP API over httpx against the ASGI app, on a real SQLite store."""
+"""The HTTP API over httpx against the ASGI app, on a real SQLite store and on MongoDB
+(SecantusDB, a real wire-protocol server)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,18 +15,27 @@ from fastapi import FastAPI
 
 from flowloom.app.api.main import create_app
 from flowloom.app.settings import load_settings
-from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.app.stores import Store, open_store
 from tests.conftest import REPO, chain, delay, t
 from tests.servers import FlakyServer
+from tests.service_fixtures import ON_EVERY_STORE
 
 Client = httpx.AsyncClient
 
 
+pytestmark = ON_EVERY_STORE
+
+
 @pytest.fixture
-def make_app(tmp_path: Path) -> Callable[..., FastAPI]:
+def make_app(store_url: str) -> Callable[..., FastAPI]:
     def make(**overrides: Any) -> FastAPI:
-        return create_app(load_settings(store=f"sqlite:///{tmp_path / 'api.db'}", **overrides))
+        return create_app(load_settings(store=store_url, **overrides))
     return make
+
+
+def another_process(store_url: str) -> Store:
+    """Another connection to the API's store, as another process of the deployment."""
+    return open_store(load_settings(store=store_url))
 
 
 async def _client(app: FastAPI) -> AsyncIterator[Client]:
@@ -194,8 +203,8 @@ async def test_concurrent_requests_with_one_key_make_one_run(api: Client) -> Non
 
 
 async def test_a_key_whose_first_request_died_before_its_run_still_gets_one(
-        api: Client, tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "api.db")  # another connection to the API's store
+        api: Client, store_url: str) -> None:
+    store = another_process(store_url)
     body = {"workflow": HELLO, "inputs": {"name": "A"}}
     # The first request claimed the key, then its process died before storing the run.
     digest_of = await api.post("/execute", json=body, headers={"Idempotency-Key": "probe"})
@@ -258,10 +267,9 @@ async def test_a_failed_run_is_resumed_and_only_what_failed_runs_again(
 
 
 async def test_resume_refuses_a_live_run_and_takes_over_an_interrupted_one(
-        api: Client, tmp_path: Path) -> None:
+        api: Client, store_url: str) -> None:
     from flowloom.app.runner import prepare_run
-    from flowloom.app.stores.sqlite import SqliteStore
-    other = SqliteStore(tmp_path / "api.db")  # as another process of the deployment
+    other = another_process(store_url)
     _, live = await prepare_run(other, {"nodes": [t("a", 1)]}, status="running")
     conflict = is_problem(await api.post(f"/executions/{live.execution_id}/resume",
                                          json={}), 409)
@@ -320,11 +328,11 @@ async def test_approval_resume_and_bad_answer(api: Client) -> None:
 
 
 async def test_resume_with_an_unusable_answer_schema_is_409_not_500(
-        api: Client, make_app: Callable[..., FastAPI], tmp_path: Path) -> None:
+        api: Client, store_url: str) -> None:
     doc = {"nodes": [{"id": "ok", "type": "approval", "config": {
         "prompt": "Ship it?", "schema": {"type": "boolean"}}}]}
     run_id = (await api.post("/execute", json={"workflow": doc})).json()["execution_id"]
-    store = SqliteStore(tmp_path / "api.db")
+    store = another_process(store_url)
     record = await store.get_run(run_id)
     assert record is not None
     record.waiting_for[0]["schema"] = {"type": 5}  # stored before schemas were checked
@@ -487,16 +495,15 @@ async def test_the_largest_last_event_id_ends_the_stream_empty(api: Client) -> N
 
 
 async def test_serve_deletes_finished_runs_past_retention_periodically(
-        make_app: Callable[..., FastAPI], tmp_path: Path,
+        make_app: Callable[..., FastAPI], store_url: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC, datetime, timedelta
 
     from flowloom.app.api import manager
     from flowloom.app.records import RunRecord
-    from flowloom.app.stores.sqlite import SqliteStore
     monkeypatch.setattr(manager, "RETENTION_EVERY_S", 0.01)
     old = datetime.now(UTC) - timedelta(days=30)
-    before = SqliteStore(tmp_path / "api.db")
+    before = another_process(store_url)
     for run_id, status in (("old-done", "succeeded"), ("old-waiting", "waiting")):
         await before.save_run(RunRecord(execution_id=run_id, created_at=old, status=status))
     await before.close()
@@ -519,10 +526,11 @@ async def test_serve_deletes_finished_runs_past_retention_periodically(
         assert waiting.status_code == 200 and waiting.json()["status"] == "waiting"
 
 
-async def test_health_reports_each_service(api: Client) -> None:
+async def test_health_reports_each_service(api: Client, store_url: str) -> None:
     body = (await api.get("/health")).json()
     assert body["status"] == "ok"
-    assert body["services"]["store"] == {"ok": True, "backend": "sqlite"}
+    backend = "sqlite" if store_url.startswith("sqlite") else "mongodb"
+    assert body["services"]["store"] == {"ok": True, "backend": backend}
     assert body["services"]["queue"]["mode"] == "in-process"
     assert body["services"]["redis"] == {"ok": True, "configured": False}
 

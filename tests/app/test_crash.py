@@ -1,5 +1,6 @@
 """Crash tests with real processes: SIGKILL a run at several points, resume it in a new
-process, and count the side effects on a local HTTP server."""
+process, and count the side effects on a local HTTP server. On SQLite and on MongoDB
+(SecantusDB, a real wire-protocol server)."""
 
 from __future__ import annotations
 
@@ -8,29 +9,30 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.servers import FlakyServer
+from tests.service_fixtures import ON_EVERY_STORE
+from tests.stored import events
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ON_EVERY_STORE]
 REPEATS = 3
 
 
 class Crash:
-    def __init__(self, tmp_path: Path, server: FlakyServer, base: str) -> None:
+    def __init__(self, tmp_path: Path, server: FlakyServer, base: str, store_url: str) -> None:
         self.tmp = tmp_path
         self.server = server
         self.base = base
-        self.env = {**os.environ, "FLOWLOOM_STORE": f"sqlite:///{tmp_path / 'crash.db'}",
+        self.store_url = store_url
+        self.env = {**os.environ, "FLOWLOOM_STORE": store_url,
                     "FLOWLOOM_HTTP_ALLOW_PRIVATE": "true"}
 
     def cli(self, *args: str) -> subprocess.Popen[str]:
@@ -62,10 +64,7 @@ class Crash:
         return dict(json.loads(out))
 
     def events(self, execution_id: str) -> list[dict[str, Any]]:
-        with closing(sqlite3.connect(self.tmp / "crash.db")) as db:
-            rows = db.execute("SELECT event FROM run_events WHERE execution_id = ? "
-                              "ORDER BY seq", (execution_id,)).fetchall()
-        return [json.loads(row[0]) for row in rows]
+        return events(self.store_url, execution_id)
 
     def hits(self, key: str) -> list[dict[str, Any]]:
         return self.server.hits.get(key, [])
@@ -82,8 +81,8 @@ class Crash:
 
 
 @pytest.fixture
-def crash(tmp_path: Path, web: tuple[FlakyServer, str]) -> Crash:
-    return Crash(tmp_path, *web)
+def crash(tmp_path: Path, web: tuple[FlakyServer, str], store_url: str) -> Crash:
+    return Crash(tmp_path, *web, store_url)
 
 
 def post(node_id: str, url: str, **extra: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """SIGKILL a real `flowloom run` while branches run apart (each in its own subgraph), then
 resume it in a new process: nothing finished runs again in any branch, and a node in
-flight keeps its idempotency key."""
+flight keeps its idempotency key. On SQLite and on MongoDB (SecantusDB)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import pytest
 
 from tests.app.test_crash import Crash, edges, post
 from tests.servers import FlakyServer
+from tests.service_fixtures import ON_EVERY_STORE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ON_EVERY_STORE]
 
 
 @pytest.fixture
-def crash(tmp_path: Path, web: tuple[FlakyServer, str]) -> Crash:
-    return Crash(tmp_path, *web)
+def crash(tmp_path: Path, web: tuple[FlakyServer, str], store_url: str) -> Crash:
+    return Crash(tmp_path, *web, store_url)
 
 
 def counts(crash: Crash, run: str, ids: str | list[str]) -> dict[str, int]:

@@ -18,6 +18,8 @@ from flowloom.app.settings import load_settings
 from flowloom.app.stores.base import Store
 from flowloom.app.stores.errors import LeaseLost
 from flowloom.app.stores.lease import LEASE_KEY, Lease
+from flowloom.app.stores.mongo import MongoStore
+from flowloom.app.stores.mongo_saver import mongo_time
 from flowloom.nodes.services import Services
 from tests.conftest import GatedSleep, chain, delay, t, wait_until
 
@@ -179,3 +181,33 @@ async def test_a_write_that_landed_unheard_of_does_not_cost_the_lease(backend: S
     assert [e["seq"] for e in await backend.list_events("unheard")] == [1, 2]
     stored = await backend.get_run("unheard")
     assert stored is not None and stored.status == "succeeded"
+
+
+class RecordWrittenMeanwhile:
+    """The runs collection as the saver's thread sees it when the owner's record write
+    lands while the saver's check is out: that write goes first, then the check."""
+
+    def __init__(self, runs: Any, lease: Lease, token: datetime) -> None:
+        self.runs, self.lease, self.token = runs, lease, token
+
+    def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        self.runs.update_one({"_id": self.lease.execution_id},
+                             {"$set": {"updated_at": mongo_time(self.token)}})
+        self.lease.moved_to(self.token)
+        return self.runs.find_one(*args, **kwargs)
+
+
+async def test_a_mongodb_check_racing_the_owners_own_write_keeps_the_lease(
+        backend: Store) -> None:
+    if not isinstance(backend, MongoStore):
+        pytest.skip("MongoDB: SQLite checks inline, in the write's transaction")
+    _, lease = await owned(backend, "race")
+    assert lease.latest is not None
+    async with backend.checkpointer() as saver:
+        saver.runs = RecordWrittenMeanwhile(saver.runs, lease,  # type: ignore[assignment]
+                                            lease.latest + timedelta(seconds=1))
+        first = empty_checkpoint()
+        meta: Any = {"source": "loop", "step": 0, "parents": {}}
+        await asyncio.to_thread(saver.put, checkpoint_config("race", lease), first, meta, {})
+        assert not lease.lost
+        assert await stored_checkpoints(saver, "race") == [(first["id"], 0)]

@@ -1,4 +1,5 @@
-"""Orphaned runs are taken over by exactly one of the processes that notice them."""
+"""Orphaned runs are taken over by exactly one of the processes that notice them, on
+SQLite and on MongoDB (SecantusDB)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import contextlib
 from flowloom.app.api.manager import RunManager
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings
-from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.app.stores.base import Store
 from flowloom.nodes.services import Services
 from tests.conftest import GatedSleep, Runner, chain, delay, t, wait_until
+from tests.service_fixtures import ON_EVERY_STORE
+
+pytestmark = ON_EVERY_STORE
 
 
-async def test_two_managers_recover_an_orphaned_run_once(run: Runner, store: SqliteStore,
+async def test_two_managers_recover_an_orphaned_run_once(run: Runner, store: Store,
                                                          settings: Settings) -> None:
     doc = {"nodes": [t("a", 1), delay("nap", 0.3), t("b", "{{ a + 1 }}")],
            "edges": chain("a", "nap", "b")}
@@ -42,7 +46,7 @@ async def test_two_managers_recover_an_orphaned_run_once(run: Runner, store: Sql
     assert [e.get("node_id") for e in events if e["event"] == "node.started"].count("b") == 1
 
 
-async def test_a_queued_run_is_started_by_one_manager_only(store: SqliteStore,
+async def test_a_queued_run_is_started_by_one_manager_only(store: Store,
                                                            settings: Settings) -> None:
     from flowloom.app.runner import prepare_run
     doc = {"id": "once", "nodes": [t("a", 1), t("b", "{{ a + 1 }}")], "edges": chain("a", "b")}
@@ -62,7 +66,7 @@ async def test_a_queued_run_is_started_by_one_manager_only(store: SqliteStore,
     assert [e["event"] for e in events].count("run.started") == 1
 
 
-async def test_a_run_cancelled_while_queued_never_starts(store: SqliteStore,
+async def test_a_run_cancelled_while_queued_never_starts(store: Store,
                                                          settings: Settings) -> None:
     from flowloom.app.runner import cancel_workflow, prepare_run
     doc = {"id": "never", "nodes": [t("a", 1)], "edges": []}
