@@ -15,10 +15,12 @@ if the run's `updated_at` is still one the owner wrote, checked in the same tran
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -143,8 +145,15 @@ def _fenced(config: RunnableConfig, write: Callable[[sqlite3.Connection], Any]
 
     def fenced(conn: sqlite3.Connection) -> Any:
         row = conn.execute(_LEASE, (lease.execution_id,)).fetchone()
-        if lease.lost or row is None or row[0] not in {at_text(t) for t in lease.tokens}:
+        if lease.lost or row is None or row[0] not in _as_text(lease.tokens):
             raise lease.refused()
         return write(conn)
 
     return fenced
+
+
+@functools.lru_cache(maxsize=1024)
+def _as_text(tokens: tuple[datetime, ...]) -> frozenset[str]:
+    """Tokens as the runs table keeps them; a run's tokens change once per record write,
+    its checkpoint writes come several times as often."""
+    return frozenset(at_text(token) for token in tokens)
