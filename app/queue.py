@@ -16,6 +16,7 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, func
 
 from flowloom.app.api.manager import recover_forever
+from flowloom.app.ownership import live_owner
 from flowloom.app.records import RunRecord, utcnow
 from flowloom.app.runner import MISSING, resume_workflow, spec_of, start_prepared
 from flowloom.app.services import open_services
@@ -116,7 +117,7 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
     if record is None or record.finished or record.status == "waiting":
         return "nothing to do"
     seen = record.updated_at or record.created_at
-    if record.status == "running" and seen > utcnow() - ctx["stale_after"]:
+    if record.status == "running" and live_owner(record, ctx["stale_after"].total_seconds()):
         return "running in a live process"  # its heartbeat is fresh: not orphaned
     if not await store.claim_run(execution_id, record.status, seen):
         return "taken by another worker, or cancelled"

@@ -67,6 +67,7 @@ class RunRecord(BaseModel):
     output: Any = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime | None = None  # the executing process's heartbeat
+    owner: str | None = None  # host:pid of the process that drives (or last drove) the run
     started_at: datetime | None = None
     finished_at: datetime | None = None
     node_states: dict[str, NodeState] = Field(default_factory=dict)

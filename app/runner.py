@@ -15,6 +15,7 @@ from langgraph.types import Command
 
 from flowloom.app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
 from flowloom.app.logs import bound_correlation_id, install_record_factory
+from flowloom.app.ownership import live_owner, this_process
 from flowloom.app.records import RunRecord, mark_cancelled, utcnow
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
@@ -160,6 +161,7 @@ async def _drive_here(store: Store, services: Services, spec: WorkflowSpec,
     if stored is not None:
         record.updated_at = stored.updated_at or stored.created_at
         live.lease.moved_to(record.updated_at)
+    record.owner = this_process()  # named to anyone refused a takeover meanwhile
     services = _with_subflows(services, store)
     with paced_collection():
         await drive(spec, record, store, services, live, graph_input)
@@ -318,14 +320,10 @@ async def resume_workflow(
         if record.status == "running" and (execution_id in _DRIVEN_HERE or not take_over):
             raise NotResumable(f"execution `{execution_id}` is running; if its process "
                                "stops, it can be resumed then")
-        if record.status == "running" and not force:
-            age = (utcnow() - (record.updated_at or record.created_at)).total_seconds()
-            if age < settings.stale_after_s:
-                raise NotResumable(
-                    f"execution `{execution_id}` is running in another process (its record "
-                    f"was written {age:.1f} s ago); it counts as stopped once its record is "
-                    f"{settings.stale_after_s:g} s old (FLOWLOOM_STALE_AFTER_S): resume it "
-                    "then, or with --force if you know that process is gone")
+        refusal = live_owner(record, settings.stale_after_s)
+        if record.status == "running" and not force and refusal:
+            raise NotResumable(f"{refusal}; resume it then, or with --force (force=True) "
+                               "if you know that process is gone")
         seen = record.updated_at or record.created_at
         if not await store.claim_run(execution_id, record.status, seen):
             raise NotResumable(f"execution `{execution_id}` was resumed or changed by "

@@ -274,6 +274,7 @@ async def test_resume_refuses_a_live_run_and_takes_over_an_interrupted_one(
     conflict = is_problem(await api.post(f"/executions/{live.execution_id}/resume",
                                          json={}), 409)
     assert "running in a live process" in conflict["detail"]
+    assert "its lease has" in conflict["detail"]
     live.updated_at = live.created_at - timedelta(seconds=60)  # its process stopped
     await other.save_run(live)
     taken = await api.post(f"/executions/{live.execution_id}/resume", json={})

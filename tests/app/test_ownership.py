@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -131,7 +133,12 @@ def test_the_cli_refuses_to_take_over_a_run_with_a_live_owner(tmp_path: Path) ->
         taken = subprocess.run([sys.executable, "-m", "flowloom", "resume", "live"], env=env,
                                cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert taken.returncode == 1
-        assert "is running in another process" in taken.stderr
+        # One line naming the owner, how long its lease has left, and the way past it.
+        assert taken.stderr.count("\n") == 1, taken.stderr
+        owner_name = f"{socket.gethostname()}:{owner.pid}"
+        assert f"is running in a live process ({owner_name}): its lease has " in taken.stderr
+        left = re.search(r"its lease has (\d+\.\d) s left", taken.stderr)
+        assert left is not None and 0 < float(left.group(1)) <= 10  # FLOWLOOM_STALE_AFTER_S
         assert "--force" in taken.stderr
         events = subprocess.run([sys.executable, "-m", "flowloom", "runs", "show", "live",
                                  "--json"], env=env, cwd=tmp_path, capture_output=True,
@@ -242,7 +249,7 @@ def test_a_stopped_owner_that_wakes_after_a_takeover_writes_nothing_more(
             out, errors = taker.communicate(timeout=60)
             if taker.returncode == 0:
                 break
-            assert "is running in another process" in errors
+            assert "is running in a live process" in errors
             time.sleep(0.5)
         else:
             pytest.fail("the stopped owner's run never went stale")

@@ -34,9 +34,10 @@ async def test_record_has_the_shape_of_http_api(run: Runner, store: SqliteStore)
     assert set(data) == {"execution_id", "workflow_id", "workflow_version", "status", "inputs",
                          "output", "created_at", "started_at", "finished_at", "node_states",
                          "logs", "errors", "correlation_id",
-                         # beyond http-api.md: approvals, subworkflow links, cancel
+                         # beyond http-api.md: approvals, subworkflow links, cancel,
+                         # ownership (the owner's last write, and the owner)
                          "waiting_for", "parent_execution_id", "cancelled_by", "cancelled_at",
-                         "updated_at"}
+                         "updated_at", "owner"}
     assert data["workflow_id"] == "shape" and data["workflow_version"] == 1
     assert data["correlation_id"] == "corr-1"
     state = data["node_states"]["a"]

@@ -19,7 +19,8 @@ from flowloom.app.api.errors import ApiError
 from flowloom.app.api.event_docs import EVENTS_RESPONSES
 from flowloom.app.execution import load_spec
 from flowloom.app.logs import correlation_id
-from flowloom.app.records import RunRecord, utcnow
+from flowloom.app.ownership import live_owner, this_process
+from flowloom.app.records import RunRecord
 from flowloom.app.runner import (
     MISSING,
     RunExists,
@@ -228,9 +229,12 @@ async def resume(execution_id: ExecutionIdPath, body: ResumeBody, store: StoreDe
         kwargs["value"] = value
     seen = record.updated_at or record.created_at
     interrupted = record.status in ("queued", "running")
-    if execution_id in manager.tasks or (interrupted and seen > utcnow() - manager.stale_after):
-        raise ApiError(409, "Conflict", f"execution `{execution_id}` is {record.status} in a "
-                                        "live process; nothing to resume")
+    if execution_id in manager.tasks:
+        raise ApiError(409, "Conflict", f"execution `{execution_id}` is {record.status} in "
+                                        f"this process ({this_process()}); nothing to resume")
+    refusal = live_owner(record, manager.stale_after.total_seconds())
+    if refusal:
+        raise ApiError(409, "Conflict", f"{refusal}; nothing to resume now")
     # An interrupted run (its process stopped) is taken over; others are claimed on resume.
     claim = (record.status, seen) if interrupted else None
     task = manager.resume(execution_id, claim=claim, **kwargs)
