@@ -15,7 +15,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, func
 
-from flowloom.app.api.manager import recover_forever
+from flowloom.app.api.manager import purge_forever, recover_forever
 from flowloom.app.ownership import live_owner
 from flowloom.app.records import RunRecord, utcnow
 from flowloom.app.runner import MISSING, resume_workflow, spec_of, start_prepared
@@ -157,6 +157,10 @@ def make_worker(settings: Settings | None = None, **overrides: Any) -> Worker:
         stack.push_async_callback(manager.close)
         recovering = asyncio.create_task(manager.keep_recovering())
         stack.callback(recovering.cancel)
+        # Retention in every long-lived process: a deployment may run workers only.
+        purging = asyncio.create_task(
+            purge_forever(store, timedelta(days=settings.retention_days)))
+        stack.callback(purging.cancel)
         freeze_startup_heap()
         stack.callback(thaw_heap)
 

@@ -30,6 +30,7 @@ from flowloom.app.stores.serde import CheckpointSerializer
 from flowloom.graphs.events import WireEvent
 
 CHECKPOINTS, WRITES = "checkpoints", "checkpoint_writes"
+RETENTION_BATCH = 200  # runs deleted per round of requests
 
 
 def _database_name(url: str) -> str:
@@ -281,12 +282,13 @@ class MongoStore:
         ids = [d["_id"] for d in await db.runs.find(
             {"created_at": {"$lt": _ms(cutoff)}, "status": {"$in": sorted(FINISHED)}},
             {"_id": 1}).to_list(None)]
-        if ids:
-            await db.run_events.delete_many({"execution_id": {"$in": ids}})
-            await db.idempotency_keys.delete_many({"execution_id": {"$in": ids}})
-            await db[CHECKPOINTS].delete_many({"thread_id": {"$in": ids}})
-            await db[WRITES].delete_many({"thread_id": {"$in": ids}})
-            await db.runs.delete_many({"_id": {"$in": ids}})
+        for start in range(0, len(ids), RETENTION_BATCH):  # each batch a bounded request
+            batch = ids[start:start + RETENTION_BATCH]
+            await db.run_events.delete_many({"execution_id": {"$in": batch}})
+            await db.idempotency_keys.delete_many({"execution_id": {"$in": batch}})
+            await db[CHECKPOINTS].delete_many({"thread_id": {"$in": batch}})
+            await db[WRITES].delete_many({"thread_id": {"$in": batch}})
+            await db.runs.delete_many({"_id": {"$in": batch}})  # last: a retry finds the rest
         return len(ids)
 
     @asynccontextmanager

@@ -170,3 +170,29 @@ async def test_worker_logs_json_lines_with_the_request_s_correlation_id_child_ru
     assert runs == [(run_id, "started", "trace-q"), (f"{run_id}.sub", "started", "trace-q"),
                     (f"{run_id}.sub", "succeeded", "trace-q"),
                     (run_id, "succeeded", "trace-q")]
+
+
+async def test_a_worker_alone_deletes_finished_runs_past_retention(
+        workers: Workers, queue_env: dict[str, str]) -> None:
+    # A deployment may run workers with no API process: they purge too.
+    from datetime import UTC, datetime, timedelta
+
+    from flowloom.app.records import RunRecord
+    from flowloom.app.stores import open_store
+    store = open_store(load_settings(**queue_env))
+    old = datetime.now(UTC) - timedelta(days=30)
+    for run_id, status in (("old-done", "succeeded"), ("old-waiting", "waiting")):
+        await store.save_run(RunRecord(execution_id=run_id, created_at=old, status=status))
+    try:
+        workers.env["FLOWLOOM_RETENTION_DAYS"] = "1"
+        workers.start()
+        for _ in range(600):  # polled a bounded number of times: only a hang trips it
+            if await store.get_run("old-done") is None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the worker never deleted the finished run")
+        waiting = await store.get_run("old-waiting")
+        assert waiting is not None and waiting.status == "waiting"
+    finally:
+        await store.close()

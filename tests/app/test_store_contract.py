@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.monitoring import CommandListener, CommandStartedEvent
 
 from flowloom.app.records import NodeState, RunError, RunRecord
 from flowloom.app.runner import execute_workflow_async, resume_workflow
@@ -421,3 +423,43 @@ async def test_a_run_written_by_a_clock_running_ahead_is_claimed_once(backend: S
     assert claimed.updated_at is not None and claimed.updated_at > ahead
     assert await backend.claim_run("skewed", "running", claimed.updated_at) is True
     assert await backend.claim_run("skewed", "running", claimed.updated_at) is False
+
+
+class DeletesSeen(CommandListener):
+    """The delete commands a client sends, by collection (pymongo's command monitoring)."""
+
+    def __init__(self) -> None:
+        self.runs: list[int] = []  # how many runs each delete of `runs` names
+
+    def started(self, event: CommandStartedEvent) -> None:
+        if event.command_name == "delete" and event.command["delete"] == "runs":
+            self.runs += [len(d["q"]["_id"]["$in"]) for d in event.command["deletes"]]
+
+    def succeeded(self, event: object) -> None:
+        pass
+
+    def failed(self, event: object) -> None:
+        pass
+
+
+async def test_mongodb_retention_deletes_in_bounded_batches(
+        backend: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not isinstance(backend, MongoStore):
+        pytest.skip("MongoDB only (SQLite: test_retention_deletes_in_batches_letting_the_loop_run)")
+    from flowloom.app.stores import mongo
+    monkeypatch.setattr(mongo, "RETENTION_BATCH", 3)
+    seen = DeletesSeen()
+    store = MongoStore(backend.url, client=AsyncMongoClient(backend.url, tz_aware=True,
+                                                            event_listeners=[seen]))
+    try:
+        old = datetime.now(UTC) - timedelta(days=400)
+        for n in range(8):
+            await store.save_run(record(f"old{n}", old, status="succeeded"))
+            await store.append_events(f"old{n}", [{"seq": 1, "event": "run.started"}])
+        await store.save_run(record("waits", old, status="waiting"))
+        assert await store.delete_runs_before(datetime.now(UTC)) == 8
+        assert seen.runs == [3, 3, 2]
+        assert [r.execution_id for r in (await store.list_runs(RunQuery())).runs] == ["waits"]
+        assert await store.list_events("old7") == []
+    finally:
+        await store.close()
