@@ -9,6 +9,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
+from flowloom.app.records import RunRecord
 from flowloom.app.runner import run_sync
 from flowloom.app.settings import load_settings
 from flowloom.app.stores import open_store
@@ -20,6 +21,17 @@ def events(store_url: str, execution_id: str) -> list[dict[str, Any]]:
         store = open_store(load_settings(store=store_url))
         try:
             return [dict(e) for e in await store.list_events(execution_id)]
+        finally:
+            await store.close()
+
+    return run_sync(read())
+
+
+def record(store_url: str, execution_id: str) -> RunRecord | None:
+    async def read() -> RunRecord | None:
+        store = open_store(load_settings(store=store_url))
+        try:
+            return await store.get_run(execution_id)
         finally:
             await store.close()
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from flowloom.app.records import RunRecord
 from tests.servers import FlakyServer
 from tests.service_fixtures import ON_EVERY_STORE
-from tests.stored import events
+from tests.stored import events, record
 
 pytestmark = [pytest.mark.slow, ON_EVERY_STORE]
 REPEATS = 3
@@ -65,6 +66,11 @@ class Crash:
 
     def events(self, execution_id: str) -> list[dict[str, Any]]:
         return events(self.store_url, execution_id)
+
+    def stored_record(self, execution_id: str) -> RunRecord:
+        found = record(self.store_url, execution_id)
+        assert found is not None, execution_id
+        return found
 
     def hits(self, key: str) -> list[dict[str, Any]]:
         return self.server.hits.get(key, [])
@@ -136,6 +142,38 @@ def test_kill_inside_a_foreach_with_items_in_flight(crash: Crash, trial: int) ->
     assert record["status"] == "succeeded" and record["output"] == [200] * 6
     counts = [len(crash.hits(k)) for k in keys]
     assert counts[:3] == [1, 1, 1], counts  # finished before the kill: never again
+    assert all(1 <= c <= 2 for c in counts), counts
+    for key in keys:
+        assert len({h["idempotency_key"] for h in crash.hits(key)}) == 1
+
+
+def test_items_the_record_showed_finished_are_never_sent_again(crash: Crash) -> None:
+    # Issue 12, finding 12: 16 items, 4 at a time, killed in the third wave; items the
+    # stored record showed `succeeded` 150 ms before the kill were sent again on resume.
+    run = "fe16"
+    body = {"nodes": [post("call", crash.base + "/slow?seconds=0.2&key=" + run +
+                           "item{{ index }}")]}
+    doc = {"nodes": [{"id": "each", "type": "foreach", "config": {
+        "items": "range(16) | list", "max_concurrency": 4, "body": body}}],
+        "output": "{{ each | map(attribute='status') | list }}"}
+    keys = [f"{run}item{i}" for i in range(16)]
+    shown: list[int] = []
+
+    def third_wave() -> bool:
+        if sum(bool(crash.hits(k)) for k in keys) < 9:
+            return False
+        record = crash.stored_record(run)
+        shown.extend(i for i in range(16) if record.node_states.get(
+            f"each[{i}].call") is not None and record.node_states[
+            f"each[{i}].call"].status == "succeeded")
+        return True
+
+    crash.kill_when(doc, run, third_wave, jitter_s=0.15)
+    assert len(shown) >= 4  # the first wave at least had finished and been recorded
+    record = crash.resume(run)
+    assert record["status"] == "succeeded" and record["output"] == [200] * 16
+    counts = [len(crash.hits(k)) for k in keys]
+    assert [counts[i] for i in shown] == [1] * len(shown), (shown, counts)
     assert all(1 <= c <= 2 for c in counts), counts
     for key in keys:
         assert len({h["idempotency_key"] for h in crash.hits(key)}) == 1
