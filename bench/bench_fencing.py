@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -74,6 +75,7 @@ async def compare(once: Callable[[], Awaitable[None]], runs: int) -> Timing:
     CPU time is this process's: on a shared machine it moves less than wall time, and a
     SQLite run spends all its time here."""
     async def timed() -> tuple[float, float]:
+        gc.collect()  # a full collection lands in neither run: it would favour one side
         wall, cpu = time.perf_counter(), time.process_time()
         await once()
         return time.perf_counter() - wall, time.process_time() - cpu
