@@ -2,10 +2,11 @@
 the queue workers apply before they claim a `queued` or `running` run.
 
 A process driving a run writes its record at least every second, a very large record
-at least four times per lease (the heartbeat), and every write moves `updated_at`. A record written within FLOWLOOM_STALE_AFTER_S
-means a live owner: the run is refused, naming the owner and how long its lease has
-left. An older record means its owner is gone, and the run may be claimed (a
-compare-and-set on what was read, so of several takers one wins).
+at least four times per lease (the heartbeat), and every write moves `updated_at`. A
+record written within FLOWLOOM_STALE_AFTER_S means a live owner: the run is refused,
+naming the owner and how long its lease has left. An older record means its owner is
+gone, and the run may be claimed (a compare-and-set on what was read, so of several
+takers one wins).
 """
 
 from __future__ import annotations
