@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -18,7 +19,8 @@ from flowloom.app.settings import Settings, load_settings
 from flowloom.graphs.errors import NodeError
 from flowloom.nodes.ai import request_digest
 from flowloom.nodes.llm import OpenAIChat
-from tests.conftest import wait_until
+from flowloom.nodes.services import Services
+from tests.conftest import Runner, wait_until
 from tests.servers import ModelStub, RedisProcess
 from tests.service_fixtures import ServiceRunner
 
@@ -242,3 +244,67 @@ async def test_an_unreachable_model_names_the_endpoint_and_what_is_unset(
             await chat.complete({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
     assert failed.value.message == f"cannot reach the model endpoint {says}"
     assert failed.value.kind == "NetworkError"
+
+
+@pytest.mark.parametrize(("answer", "parsed"), [
+    ('```json\n{"a": [1, 2]}\n```', {"a": [1, 2]}),
+    ("```\n[true, null]\n```", [True, None]),
+    ('  ```json{"b":"x"}```  ', {"b": "x"}),
+])
+async def test_a_fenced_json_answer_is_unfenced(run_with: ServiceRunner, model_stub: ModelStub,
+                                                answer: str, parsed: Any) -> None:
+    model_stub.script = [("text", answer)]
+    record = await run_with({"nodes": [ai(response_format="json")]}, {"name": "X"})
+    assert record.status == "succeeded"
+    assert record.output == parsed
+
+
+async def test_a_long_answer_that_is_not_json_is_quoted_up_to_200_characters(
+        run_with: ServiceRunner, model_stub: ModelStub) -> None:
+    model_stub.script = [("text", "a" * 199 + "bc")]
+    record = await run_with({"nodes": [ai(response_format="json")]}, {"name": "X"})
+    message = ("node `ask`: model answer is not JSON (Expecting value at column 1): '"
+               + "a" * 199 + "b'")
+    assert record.node_states["ask"].error == {"type": "InvalidJSON", "message": message}
+    assert [(e.node_id, e.type, e.message) for e in record.errors] == [
+        ("ask", "InvalidJSON", message)]
+
+
+async def test_without_a_model_client_the_node_fails_saying_so(run: Runner) -> None:
+    record = await run({"nodes": [ai()]}, {"name": "X"}, services=Services())
+    assert record.status == "failed"
+    assert [(e.node_id, e.type, e.message) for e in record.errors] == [
+        ("ask", "NodeError", "node `ask`: no model client in the runtime context")]
+
+
+@pytest.mark.parametrize(("config", "field"), [({"prompt": "Hi {{ inputs.who.name }}"}, "prompt"),
+                                              ({"system_prompt": "Be {{ inputs.who.name }}"},
+                                               "system_prompt")])
+async def test_a_template_error_names_the_prompt_field(
+        run_with: ServiceRunner, model_stub: ModelStub, config: dict[str, Any],
+        field: str) -> None:
+    record = await run_with({"nodes": [ai(**config)]}, {"name": "X"})
+    assert record.status == "failed" and model_stub.calls == 0
+    assert [(e.node_id, e.type, e.message) for e in record.errors] == [
+        ("ask", "ExpressionError", f"node `ask`, field `{field}`: unknown name or attribute: "
+                                   "'dict object' has no attribute 'who'")]
+
+
+class InProcessModel:
+    """A user's own chat model: it has no `base_url`, the client the ai node needs no more."""
+
+    async def complete(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"text": "local: " + request["messages"][-1]["content"], "model": "local"}
+
+
+async def test_a_chat_model_without_base_url_is_cached_under_a_null_endpoint(
+        run: Runner) -> None:
+    cache = MemoryLLMCache()
+    services = Services(llm=InProcessModel(), cache=cache)  # type: ignore[arg-type]
+    record = await run({"nodes": [ai()]}, {"name": "Ada"}, services=services)
+    assert record.output == "local: Say hello to Ada"
+    canonical = ('{"endpoint":null,"max_tokens":null,"messages":[{"content":"Say hello to Ada",'
+                 '"role":"user"}],"model":"gpt-4o-mini","response_format":"text",'
+                 '"temperature":null}')
+    assert list(cache._entries) == [
+        LLM_KEY_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()]
