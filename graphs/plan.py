@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flowloom.graphs.errors import CompileError
 from flowloom.graphs.nodetype import NodeType, NodeTypes
 from flowloom.graphs.spec import EdgeSpec, NodeSpec, WorkflowSpec
 
@@ -42,7 +43,8 @@ def plan_nodes(spec: WorkflowSpec, node_types: NodeTypes) -> dict[str, NodePlan]
     for node in spec.nodes:
         kind = node_types.get(node.type)
         if kind is None:  # load_workflow() refuses these; a hand-built spec may not
-            raise KeyError(node.type)
+            raise CompileError(f"unknown node type `{node.type}` (node `{node.id}`); "
+                               "validate the document with load_workflow() first")
         in_edges = tuple((e.source, e.port) for e in incoming.get(node.id, []))
         outgoing = leaving.get(node.id, [])
         plans[node.id] = NodePlan(

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flowloom.app.workflows import compile_workflow
+from flowloom.graphs.errors import CompileError
 from flowloom.graphs.plan import plan_nodes, readiness
 from flowloom.graphs.spec import WorkflowSpec
 from flowloom.nodes.registry import NODE_TYPES
@@ -99,3 +101,17 @@ async def test_join_after_a_condition_runs_once_in_either_branch_order(
     assert record.node_states["j"].status == "succeeded"
     assert record.node_states["j"].output == output
     assert record.output == output
+
+
+@pytest.mark.parametrize("body", [
+    {"nodes": [{"id": "b", "type": "nope"}]},
+    {"nodes": [t("c", 1), {"id": "b", "type": "nope"}], "edges": chain("c", "b")},
+])
+def test_an_unknown_type_in_a_hand_built_loop_body_is_a_compile_error(
+        body: dict[str, Any]) -> None:
+    spec = WorkflowSpec.model_validate({"nodes": [
+        {"id": "each", "type": "foreach", "config": {"items": "inputs.xs", "body": body}}]})
+    with pytest.raises(CompileError) as refused:
+        compile_workflow(spec)
+    assert str(refused.value) == ("unknown node type `nope` (node `b`); validate the document "
+                                  "with load_workflow() first")
