@@ -43,7 +43,7 @@ MODULES: dict[str, list[str]] = {
     "graphs/compile.py": ["tests/graphs/test_branches.py", "tests/graphs/test_flow.py",
                           "tests/graphs/test_loops.py"],
     "nodes/ai.py": ["tests/nodes/test_ai.py", "tests/nodes/test_request_digest.py"],
-    "app/llm_cache.py": ["tests/nodes/test_ai.py"],
+    "app/llm_cache.py": ["tests/nodes/test_ai.py", "tests/app/test_llm_cache.py"],
     "graphs/execute.py": ["tests/graphs/test_flow.py", "tests/nodes/test_http.py",
                           "tests/nodes/test_retry.py"],
     "app/stores/sqlite.py": ["tests/app/test_store_contract.py"],

@@ -1,5 +1,6 @@
-"""Who runs a run: a shared model call outlives one waiter's cancel, a store hiccup never
-replaces a run's outcome, and a run with a live owner is not taken over from the CLI."""
+"""Who runs a run: a store hiccup never replaces a run's outcome, and a run with a live
+owner is not taken over from the CLI. (A shared model call outliving one waiter's cancel
+is in test_llm_cache.py.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from flowloom.app.llm_cache import MemoryLLMCache
 from flowloom.app.records import RunRecord
 from flowloom.app.runner import execute_workflow_async
 from flowloom.app.settings import Settings
@@ -28,47 +28,6 @@ from tests.conftest import chain, delay, t
 from tests.servers import FlakyServer
 from tests.service_fixtures import ON_EVERY_STORE
 from tests.stored import checkpoint_rows, events
-
-
-async def test_a_shared_model_call_survives_one_waiters_cancel() -> None:
-    cache = MemoryLLMCache()
-    gate = asyncio.Event()
-    calls = 0
-
-    async def call() -> dict[str, Any]:
-        nonlocal calls
-        calls += 1
-        await gate.wait()
-        return {"text": "hi"}
-
-    first = asyncio.create_task(cache.get_or_call("d", 60, call))
-    second = asyncio.create_task(cache.get_or_call("d", 60, call))
-    await asyncio.sleep(0)  # both are waiting on the one call now
-    await asyncio.sleep(0)
-    first.cancel()
-    gate.set()
-    assert await second == ({"text": "hi"}, True)
-    assert first.cancelled()
-    assert calls == 1
-
-
-async def test_a_call_nobody_waits_for_is_cancelled() -> None:
-    cache = MemoryLLMCache()
-    started, stopped = asyncio.Event(), asyncio.Event()
-
-    async def call() -> dict[str, Any]:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            stopped.set()
-        return {}
-
-    only = asyncio.create_task(cache.get_or_call("d", 60, call))
-    await started.wait()
-    only.cancel()
-    await asyncio.wait_for(stopped.wait(), 10)
-    assert only.cancelled()
 
 
 class HiccupStore(SqliteStore):
