@@ -170,10 +170,17 @@ async def test_the_connection_goes_to_the_checked_address_not_the_name(
     ("http://h/p?justatoken", "http://h/p?***"),
     ("http://h/cb#access_token=abc", "http://h/cb#***"),
     ("http://h/plain", "http://h/plain"),
+    ("https://u:p:q@h/", "https://u:***@h/"),  # a colon in the password
+    ("http://h/p?sig=YWJj==&x=1", "http://h/p?sig=***&x=***"),  # base64 padding
 ])
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
     assert redact_url(httpx.URL(url)) == shown
+
+
+def test_an_at_sign_in_a_user_name_leaves_the_password_hidden() -> None:
+    # as a user writes it in a workflow; httpx.URL would have escaped it to %40
+    assert redact_url("https://me@corp.com:secret@host/x") == "https://me@corp.com:***@host/x"
 
 
 def test_an_unparseable_url_is_hidden_not_raised() -> None:
