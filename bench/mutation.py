@@ -37,7 +37,7 @@ MODULES: dict[str, list[str]] = {
     "graphs/steps.py": ["tests/graphs/test_flow.py", "tests/graphs/test_loops.py"],
     "graphs/expressions.py": ["tests/graphs/test_expressions.py"],
     "nodes/net.py": ["tests/nodes/test_http.py", "tests/nodes/test_net.py",
-                     "tests/nodes/test_net_replies.py"],
+                     "tests/nodes/test_net_replies.py", "tests/nodes/test_net_send.py"],
     "graphs/context.py": ["tests/nodes/test_http.py", "tests/nodes/test_idempotency.py",
                           "tests/graphs/test_flow.py", "tests/graphs/test_loops.py"],
     "graphs/regions.py": ["tests/graphs/test_branches.py"],

@@ -233,6 +233,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
 
 
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+HOST_HEADER = frozenset({"host"})
 BODY_HEADERS = frozenset({"content-type", "content-encoding", "content-language",
                           "content-location", "content-length"})
 
@@ -261,7 +262,9 @@ async def send(client: httpx.AsyncClient, method: str, url: str, *, policy: Http
     for _ in range(MAX_REDIRECTS + 1):
         address = await checked_address(target, policy)
         pinned = target.copy_with(host=address)
-        hop_headers = {**send_headers, "Host": target.netloc.decode()}
+        # The Host is the URL's, whatever the caller sent: two would make h11 refuse the
+        # request, and another name would reach a virtual host that was never checked.
+        hop_headers = {**_without(send_headers, HOST_HEADER), "Host": target.netloc.decode()}
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         request = client.build_request(method, pinned, headers=hop_headers, json=json_body,
                                        content=content, extensions=extensions)

@@ -176,6 +176,13 @@ async def test_a_refused_address_is_named_with_its_port(url: str, shown: str) ->
         "or metadata address (set FLOWLOOM_HTTP_ALLOW_PRIVATE=true to allow it)")
 
 
+async def test_a_public_address_is_called_as_it_is_and_other_schemes_are_refused() -> None:
+    assert await checked_address(httpx.URL("https://8.8.8.8/dns"), HttpPolicy()) == "8.8.8.8"
+    with pytest.raises(NodeError) as refused:
+        await checked_address(httpx.URL("ftp://8.8.8.8/x"), HttpPolicy())
+    assert refused.value.message == "only http and https URLs are allowed, got `ftp`"
+
+
 async def test_a_host_that_does_not_resolve_is_a_retriable_dns_error() -> None:
     with pytest.raises(socket.gaierror) as system:  # what this machine's resolver says
         socket.getaddrinfo("no-such-host.invalid", 80)
