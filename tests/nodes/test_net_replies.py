@@ -176,6 +176,14 @@ async def test_a_refused_address_is_named_with_its_port(url: str, shown: str) ->
         "or metadata address (set FLOWLOOM_HTTP_ALLOW_PRIVATE=true to allow it)")
 
 
+async def test_a_link_local_address_with_a_zone_is_refused_not_looked_up() -> None:
+    # An IP literal is never sent to the resolver, which knows no such zone and would turn
+    # the refusal into a DNS error that is retried.
+    with pytest.raises(NodeError) as refused:
+        await checked_address(httpx.URL("http://[fe80::1%25eth9]/"), HttpPolicy())
+    assert (refused.value.kind, refused.value.retriable) == ("BlockedAddress", False)
+
+
 async def test_a_public_address_is_called_as_it_is_and_other_schemes_are_refused() -> None:
     assert await checked_address(httpx.URL("https://8.8.8.8/dns"), HttpPolicy()) == "8.8.8.8"
     with pytest.raises(NodeError) as refused:
