@@ -47,7 +47,8 @@ MODULES: dict[str, list[str]] = {
     "nodes/ai.py": ["tests/nodes/test_ai.py", "tests/nodes/test_request_digest.py"],
     "app/llm_cache.py": ["tests/nodes/test_ai.py", "tests/app/test_llm_cache.py"],
     "graphs/execute.py": ["tests/graphs/test_flow.py", "tests/nodes/test_http.py",
-                          "tests/nodes/test_retry.py", "tests/graphs/test_retry_waits.py"],
+                          "tests/nodes/test_retry.py", "tests/graphs/test_retry_waits.py",
+                          "tests/app/test_limits.py"],
     "app/stores/sqlite.py": ["tests/app/test_store_contract.py"],
     "app/execution.py": ["tests/app/test_ownership.py", "tests/app/test_resume.py"],
 }

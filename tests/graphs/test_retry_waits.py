@@ -49,7 +49,8 @@ class Busy(NodeType):
 
     async def run(self, config: BusyConfig, ctx: NodeContext[Any]) -> Any:
         if ctx.attempt <= config.fail:
-            raise NodeError("busy", retriable=True, retry_after_s=config.retry_after_s)
+            raise NodeError("busy", retriable=True, retry_after_s=config.retry_after_s,
+                            kind="Busy")
         return ctx.attempt
 
 
@@ -90,6 +91,8 @@ async def test_the_last_attempt_is_not_waited_for(
     retry = {"max_attempts": 3, "initial_delay_s": 0.25, "backoff": 2, "jitter": False}
     record = await run(busy(5, retry))
     assert (record.status, record.node_states["b"].attempts) == ("failed", 3)
+    assert [(e.node_id, e.type, e.message) for e in record.errors] == [
+        ("b", "Busy", "node `b`: busy")]
     assert waits["policy"] == [0.25, 0.5]
     assert announced(run) == [(1, 0.25), (2, 0.5)]
 
