@@ -1,0 +1,129 @@
+"""What a failed attempt leaves behind: the `node.retrying` and `node.failed` events that
+SSE subscribers get, the node state in the record, and the workflow output, on a clock
+the test controls."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from flowloom.graphs.context import NodeContext
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.nodetype import NodeConfig, NodeType
+from flowloom.nodes.registry import NODE_TYPES, register_node_type
+from flowloom.nodes.services import Services
+from tests.conftest import Runner, t
+
+START = 1_750_000_000.0
+STEP = 0.0123456  # each reading of the clock moves it on; not a round number of ms
+
+
+def ticking() -> Services:
+    ticks = itertools.count()
+    return Services(clock=lambda: START + next(ticks) * STEP)
+
+
+def when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class SendConfig(NodeConfig):
+    fail: int = 99  # attempts that fail
+    hang: bool = False
+
+
+class Send(NodeType):
+    """A side-effecting call that fails `fail` times (retriable), or never answers."""
+
+    name = "test_send"
+    Config = SendConfig
+    side_effects = True
+    waits = True
+
+    async def run(self, config: SendConfig, ctx: NodeContext[Any]) -> Any:
+        if config.hang:
+            await asyncio.Event().wait()
+        if ctx.attempt <= config.fail:
+            raise NodeError(f"refused on attempt {ctx.attempt}", retriable=True,
+                            kind="Refused")
+        return "sent"
+
+
+@pytest.fixture
+def send_type() -> Iterator[None]:
+    register_node_type(Send())
+    yield
+    NODE_TYPES.pop(Send.name)
+
+
+NO_WAIT = {"max_attempts": 2, "initial_delay_s": 0, "jitter": False}
+
+
+def wire(run: Runner, *kinds: str) -> list[dict[str, Any]]:
+    """The events as subscribers get them, without the store's numbering."""
+    return [{k: v for k, v in e.items() if k not in ("seq", "execution_id")}
+            for e in run.events if e["event"] in kinds]
+
+
+@pytest.mark.parametrize("on_error", ["fail", "continue"])
+async def test_a_failed_call_reports_each_attempt_and_keeps_its_key(
+        run: Runner, send_type: None, on_error: str) -> None:
+    doc = {"nodes": [{"id": "s", "type": "test_send", "retry": NO_WAIT,
+                      "on_error": on_error}]}
+    record = await run(doc, execution_id="fail-1", services=ticking())
+    starts = [e["at"] for e in wire(run, "node.started")]
+    [retrying] = wire(run, "node.retrying")
+    [failed] = wire(run, "node.failed")
+    assert len(starts) == 2 and starts[0] < retrying["at"] < starts[1] < failed["at"]
+    assert retrying == {"event": "node.retrying", "node_id": "s", "attempt": 1,
+                        "at": retrying["at"], "reason": "node `s`: refused on attempt 1",
+                        "delay_s": 0}
+    error = {"type": "Refused", "message": "node `s`: refused on attempt 2"}
+    latency_ms = round((failed["at"] - starts[1]) * 1000, 3)
+    # clock-ok: readings of the test's own ticking clock, not of wall time
+    assert latency_ms != round((failed["at"] - starts[1]) * 1000, 4)  # the clock is odd
+    # clock-ok: the same readings, compared for equality
+    assert failed == {
+        "event": "node.failed", "node_id": "s", "attempt": 2, "at": failed["at"],
+        "error": error, "handled": on_error == "continue",
+        "meta": {"status": "failed", "ports": [""], "attempts": 2, "started_at": starts[1],
+                 "finished_at": failed["at"], "latency_ms": latency_ms, "error": error,
+                 "idempotency_key": "fail-1:s"}}
+    # the record: the node's times are its last attempt's; the retry is logged when it was
+    state = record.node_states["s"]
+    # clock-ok: the same readings, compared for equality
+    assert state.model_dump(include={"status", "attempts", "started_at", "finished_at",
+                                     "latency_ms", "error", "idempotency_key"}) == {
+        "status": "failed", "attempts": 2, "started_at": when(starts[1]),
+        "finished_at": when(failed["at"]), "latency_ms": latency_ms, "error": error,
+        "idempotency_key": "fail-1:s"}
+    assert [(log.at, log.level, log.message) for log in record.logs] == [
+        (when(retrying["at"]), "warning", "retrying: node `s`: refused on attempt 1"),
+        (when(failed["at"]), "warning" if on_error == "continue" else "error",
+         "node `s`: refused on attempt 2")]
+
+
+async def test_a_handled_failure_is_a_sink_that_ran(run: Runner, send_type: None) -> None:
+    doc = {"nodes": [{"id": "s", "type": "test_send", "retry": {"max_attempts": 1},
+                      "on_error": "continue"}, t("ok", 1)]}
+    record = await run(doc)
+    assert record.status == "succeeded"
+    assert record.output == {"s": {"error": {"type": "Refused",
+                                             "message": "node `s`: refused on attempt 1"}},
+                             "ok": 1}
+
+
+async def test_a_node_that_outlives_its_timeout_fails_as_a_timeout(
+        run: Runner, send_type: None) -> None:
+    doc = {"nodes": [{"id": "s", "type": "test_send", "config": {"hang": True},
+                      "timeout_s": 0.05, "retry": {"max_attempts": 1}}]}
+    record = await run(doc)
+    assert [(e.node_id, e.type, e.message) for e in record.errors] == [
+        ("s", "TimeoutError", "node `s`: timed out after 0.05s")]
+    assert record.node_states["s"].error == {"type": "TimeoutError",
+                                             "message": "node `s`: timed out after 0.05s"}
