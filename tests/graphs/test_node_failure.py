@@ -127,3 +127,29 @@ async def test_a_node_that_outlives_its_timeout_fails_as_a_timeout(
         ("s", "TimeoutError", "node `s`: timed out after 0.05s")]
     assert record.node_states["s"].error == {"type": "TimeoutError",
                                              "message": "node `s`: timed out after 0.05s"}
+
+
+async def test_a_failure_that_fails_the_run_starts_nothing_new(
+        run: Runner, send_type: None) -> None:
+    one = {"max_attempts": 1}
+    doc = {"settings": {"max_concurrency": 1}, "nodes": [
+        {"id": "a", "type": "test_send", "retry": one},
+        {"id": "b", "type": "test_send", "config": {"fail": 0}},
+        {"id": "c", "type": "test_send", "config": {"fail": 0}}]}
+    record = await run(doc)
+    assert record.status == "failed"
+    assert run.order("node.started") == ["a"]  # b and c were waiting for the one slot
+
+
+async def test_a_failed_item_that_its_loop_takes_over_stops_nothing(
+        run: Runner, send_type: None) -> None:
+    body = {"nodes": [{"id": "s", "type": "test_send", "retry": {"max_attempts": 1}}]}
+    doc = {"settings": {"timeout_s": 30}, "nodes": [
+        {"id": "each", "type": "foreach", "on_error": "continue",
+         "config": {"items": "[1]", "body": body}},
+        {"id": "after", "type": "test_send", "config": {"fail": 0}}],
+        "edges": [{"source": "each", "target": "after"}]}
+    record = await run(doc)
+    assert record.status == "succeeded", record.errors
+    assert run.order("node.started") == ["each", "each[0].s", "after"]
+    assert record.node_states["after"].output == "sent"
