@@ -30,7 +30,7 @@ class Say(NodeType):
     templates = ("text",)
 
     async def run(self, config: SayConfig, ctx: NodeContext[Any]) -> Any:
-        ctx.log(ctx.render(config.text, field="text"))
+        ctx.log(await ctx.render(config.text, field="text"))
         ctx.log("careful", "warning")
         return None
 
