@@ -48,7 +48,8 @@ MODULES: dict[str, list[str]] = {
     "app/llm_cache.py": ["tests/nodes/test_ai.py", "tests/app/test_llm_cache.py"],
     "graphs/execute.py": ["tests/graphs/test_flow.py", "tests/nodes/test_http.py",
                           "tests/nodes/test_retry.py", "tests/graphs/test_retry_waits.py",
-                          "tests/app/test_limits.py", "tests/graphs/test_node_failure.py"],
+                          "tests/app/test_limits.py", "tests/graphs/test_node_failure.py",
+                          "tests/graphs/test_attempt_events.py"],
     "app/stores/sqlite.py": ["tests/app/test_store_contract.py"],
     "app/execution.py": ["tests/app/test_ownership.py", "tests/app/test_resume.py"],
 }

@@ -77,6 +77,9 @@ async def test_a_failed_call_reports_each_attempt_and_keeps_its_key(
                       "on_error": on_error}]}
     record = await run(doc, execution_id="fail-1", services=ticking())
     starts = [e["at"] for e in wire(run, "node.started")]
+    assert wire(run, "node.started") == [
+        {"event": "node.started", "node_id": "s", "attempt": n, "at": at}
+        for n, at in enumerate(starts, 1)]
     [retrying] = wire(run, "node.retrying")
     [failed] = wire(run, "node.failed")
     assert len(starts) == 2 and starts[0] < retrying["at"] < starts[1] < failed["at"]
