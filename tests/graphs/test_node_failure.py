@@ -156,3 +156,26 @@ async def test_a_failed_item_that_its_loop_takes_over_stops_nothing(
     assert record.status == "succeeded", record.errors
     assert run.order("node.started") == ["each", "each[0].s", "after"]
     assert record.node_states["after"].output == "sent"
+
+
+async def test_a_node_that_succeeds_on_a_retry_reports_its_last_attempt(
+        run: Runner, send_type: None) -> None:
+    doc = {"nodes": [{"id": "s", "type": "test_send", "retry": NO_WAIT, "config": {"fail": 1}}]}
+    record = await run(doc, execution_id="ok-1", services=ticking())
+    starts = [e["at"] for e in wire(run, "node.started")]
+    [succeeded] = wire(run, "node.succeeded")
+    latency_ms = round((succeeded["at"] - starts[1]) * 1000, 3)
+    # clock-ok: readings of the test's own ticking clock, compared for equality
+    assert succeeded == {
+        "event": "node.succeeded", "node_id": "s", "attempt": 2, "at": succeeded["at"],
+        "output": "sent",
+        "meta": {"status": "succeeded", "ports": [""], "attempts": 2, "started_at": starts[1],
+                 "finished_at": succeeded["at"], "latency_ms": latency_ms,
+                 "idempotency_key": "ok-1:s"}}
+    # clock-ok: the same readings
+    assert record.node_states["s"].model_dump(include={
+        "status", "attempts", "started_at", "finished_at", "latency_ms", "output",
+        "idempotency_key"}) == {
+        "status": "succeeded", "attempts": 2, "started_at": when(starts[1]),
+        "finished_at": when(succeeded["at"]), "latency_ms": latency_ms, "output": "sent",
+        "idempotency_key": "ok-1:s"}
