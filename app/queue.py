@@ -23,6 +23,7 @@ from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import open_store
 from flowloom.app.stores.base import Store
+from flowloom.app.subflows import recoverable
 from flowloom.app.tuning import freeze_startup_heap, thaw_heap
 from flowloom.graphs import WorkflowSpec
 from flowloom.nodes.services import Services
@@ -93,7 +94,7 @@ class QueueManager:
 
     async def recover(self) -> int:
         stale = await self.store.stale_runs(utcnow() - self.stale_after)
-        for record in stale:
+        for record in await recoverable(self.store, stale):
             # One job per stale state: several recoverers enqueue it only once.
             stamp = (record.updated_at or record.created_at).timestamp()
             await self._enqueue("run_execution", record.execution_id,

@@ -24,6 +24,7 @@ def node_settings(settings: Settings) -> NodeSettings:
         llm_cache_ttl_s=settings.llm_cache_ttl_s,
         smtp_url=settings.smtp_url,
         max_run_state_bytes=settings.max_run_state_bytes,
+        max_descendant_runs=settings.max_descendant_runs,
     )
 
 

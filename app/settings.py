@@ -10,7 +10,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowloom.graphs.errors import WorkflowError
-from flowloom.graphs.limits import MAX_RUN_STATE_BYTES
+from flowloom.graphs.limits import MAX_DESCENDANT_RUNS, MAX_RUN_STATE_BYTES
 
 
 class SettingsError(WorkflowError):
@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
     # All outputs one run's nodes may produce, about as JSON (loop items included).
     max_run_state_bytes: int = Field(default=MAX_RUN_STATE_BYTES, ge=1024)
+    # Child runs of `subworkflow` nodes under one root run, all levels counted.
+    max_descendant_runs: int = Field(default=MAX_DESCENDANT_RUNS, ge=1)
 
     @field_validator("store")
     @classmethod

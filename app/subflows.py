@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from flowloom.graphs.errors import NodeError
 from flowloom.nodes.services import Services
 
 MAX_SUBWORKFLOW_DEPTH = 8  # child runs below a root run; a self-calling workflow stops here
+COUNTED_ROOTS = 1024  # root runs whose descendants a process counts in memory
 
 
 class Subflows:
@@ -22,6 +24,10 @@ class Subflows:
         self.services = services
         self.execute = execute
         self.resume = resume
+        # Descendants per root run, counted from the store once, then as children start
+        # here: a run's whole tree is driven by the process that owns its root.
+        self._descendants: OrderedDict[str, int] = OrderedDict()
+        self._counting = asyncio.Lock()
 
     async def run(self, *, parent_execution_id: str, node_path: str, workflow_id: str | None,
                   version: int | None, workflow: dict[str, Any] | None,
@@ -31,7 +37,7 @@ class Subflows:
         record = await self.store.get_run(child_id)
         try:
             if record is None:
-                await self._check_depth(parent_execution_id)
+                root = await self._check_depth(parent_execution_id)
                 document = workflow
                 if document is None:
                     stored = await self.store.get_workflow(workflow_id or "", version)
@@ -39,6 +45,7 @@ class Subflows:
                         which = f"`{workflow_id}`" + (f" version {version}" if version else "")
                         raise NodeError(f"no stored workflow {which}", kind="NotFound")
                     document = stored.document
+                await self._count_child(root)
                 # The parent's correlation id (bound while it runs): one id for the tree.
                 record = await self.execute(document, inputs, execution_id=child_id,
                                             parent_execution_id=parent_execution_id,
@@ -58,8 +65,9 @@ class Subflows:
                             kind="SubworkflowFailed")
         return record.output, child_id
 
-    async def _check_depth(self, parent_execution_id: str) -> None:
-        """Refuse a child run more than MAX_SUBWORKFLOW_DEPTH levels below its root run."""
+    async def _check_depth(self, parent_execution_id: str) -> str:
+        """Refuse a child run more than MAX_SUBWORKFLOW_DEPTH levels below its root run;
+        return the root run's id."""
         chain: list[RunRecord] = []
         run_id: str | None = parent_execution_id
         while run_id is not None and len(chain) <= MAX_SUBWORKFLOW_DEPTH:
@@ -73,6 +81,24 @@ class Subflows:
             raise NodeError(f"subworkflows nest at most MAX_SUBWORKFLOW_DEPTH="
                             f"{MAX_SUBWORKFLOW_DEPTH} levels deep; chain: {names} > ...",
                             kind="LimitExceeded")
+        return chain[-1].execution_id if chain else parent_execution_id
+
+    async def _count_child(self, root: str) -> None:
+        """Refuse a child run past FLOWLOOM_MAX_DESCENDANT_RUNS under one root run: depth
+        alone lets a wide tree (a loop of self-calls) multiply without bound."""
+        limit = self.services.settings.max_descendant_runs
+        async with self._counting:
+            count = self._descendants.pop(root, None)
+            if count is None:
+                count = await self.store.count_descendants(root)
+            if count >= limit:
+                self._descendants[root] = count
+                raise NodeError(f"run `{root}` has {count:,} child runs, the limit "
+                                f"(FLOWLOOM_MAX_DESCENDANT_RUNS={limit:,}) on the subworkflow "
+                                "runs below one root run", kind="LimitExceeded")
+            self._descendants[root] = count + 1
+            while len(self._descendants) > COUNTED_ROOTS:  # counted again when next needed
+                self._descendants.popitem(last=False)
 
     async def _cancel(self, child_id: str, parent_execution_id: str) -> None:
         """The child's own drive stopped without a word when its parent's did: cancel its
@@ -93,3 +119,27 @@ class Subflows:
             record = await self.store.get_run(run_id)
             run_id = record.parent_execution_id if record else None
         return None
+
+
+async def recoverable(store: Store, stale: list[RunRecord]) -> list[RunRecord]:
+    """The stale runs recovery may take over. A child run is its parent's to resume: the
+    parent's `subworkflow` node takes it over when the parent is resumed, and recovering
+    both would drive the child twice. A child whose parent has finished (or is gone) is
+    never resumed: it is cancelled, as its parent's end would have done had its process
+    lived to say so."""
+    chosen = []
+    for record in stale:
+        parent_id = record.parent_execution_id
+        if parent_id is None:
+            chosen.append(record)
+            continue
+        parent = await store.get_run(parent_id)
+        if parent is not None and not parent.finished:
+            continue  # left to the parent's own recovery
+        why = (f"parent {parent_id} {parent.status}" if parent is not None
+               else f"parent {parent_id} gone")
+        seen = (record.status, record.updated_at or record.created_at)
+        mark_cancelled(record, why)
+        if await store.save_run_if(record, *seen):  # a claim since wins: it was resumed
+            await store.request_cancel(record.execution_id, why)
+    return chosen

@@ -11,6 +11,7 @@ from flowloom.graphs.errors import WorkflowError
 
 MAX_VALUE_DEPTH = 64  # levels of objects and arrays; `{"a": [1]}` is 2 levels deep
 MAX_RUN_STATE_BYTES = 64 * 1024 * 1024  # all outputs of a run's nodes, about as JSON
+MAX_DESCENDANT_RUNS = 10_000  # child runs below one root run, all levels counted
 
 
 class ValueTooLarge(WorkflowError):
@@ -135,5 +136,5 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-__all__ = ["MAX_RUN_STATE_BYTES", "MAX_VALUE_DEPTH", "ValueTooLarge", "check_value_shape",
-           "deepest_path"]
+__all__ = ["MAX_DESCENDANT_RUNS", "MAX_RUN_STATE_BYTES", "MAX_VALUE_DEPTH", "ValueTooLarge",
+           "check_value_shape", "deepest_path"]

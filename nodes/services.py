@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from flowloom.graphs.context import NodeContext
-from flowloom.graphs.limits import MAX_RUN_STATE_BYTES
+from flowloom.graphs.limits import MAX_DESCENDANT_RUNS, MAX_RUN_STATE_BYTES
 
 if TYPE_CHECKING:
     import httpx
@@ -59,6 +59,7 @@ class NodeSettings:
     llm_cache_ttl_s: int = 3600
     smtp_url: str | None = None
     max_run_state_bytes: int = MAX_RUN_STATE_BYTES  # what the runner lets one run keep
+    max_descendant_runs: int = MAX_DESCENDANT_RUNS  # child runs below one root run
 
 
 @dataclass(slots=True)

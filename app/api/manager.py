@@ -13,6 +13,7 @@ from typing import Any
 from flowloom.app.records import RunRecord, utcnow
 from flowloom.app.runner import resume_workflow, spec_of, start_prepared
 from flowloom.app.stores.base import Store
+from flowloom.app.subflows import recoverable
 from flowloom.graphs import WorkflowSpec
 from flowloom.nodes.services import Services
 
@@ -111,7 +112,7 @@ class RunManager:
         """Start the queued runs and resume the running ones whose process is gone, so
         that no run is left stuck in `running`."""
         stale = await self.store.stale_runs(utcnow() - self.stale_after)
-        for record in stale:
+        for record in await recoverable(self.store, stale):
             if record.execution_id in self.tasks:
                 continue
             if record.status == "queued":  # claimed when a slot frees up

@@ -107,6 +107,10 @@ class Store(Protocol):
     async def cancel_requested(self, execution_id: str) -> str | None:
         """Who asked to cancel this run, if anyone did."""
 
+    async def count_descendants(self, execution_id: str) -> int:
+        """How many child runs (of `subworkflow` nodes, all levels) a run has: those whose
+        execution id starts with its own and a dot, as `app/subflows.py` names them."""
+
     async def stale_runs(self, before: datetime) -> list[RunRecord]:
         """Queued or running runs whose record was last written before `before`: their
         process is gone (a live one writes at least every few seconds)."""

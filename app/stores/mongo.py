@@ -232,6 +232,12 @@ class MongoStore:
         doc = await db.runs.find_one({"_id": execution_id}, {"cancel_requested_by": 1})
         return doc.get("cancel_requested_by") if doc else None
 
+    async def count_descendants(self, execution_id: str) -> int:
+        db = await self._setup()
+        # A range on _id ('/' sorts right after '.'): a regex would scan the collection.
+        return int(await db.runs.count_documents(
+            {"_id": {"$gte": f"{execution_id}.", "$lt": f"{execution_id}/"}}))
+
     async def stale_runs(self, before: datetime) -> list[RunRecord]:
         db = await self._setup()
         docs = await db.runs.find({"status": {"$in": ["queued", "running"]},

@@ -217,6 +217,13 @@ class SqliteStore:
                              (execution_id,))
         return row[0] if row else None
 
+    async def count_descendants(self, execution_id: str) -> int:
+        db = await self._db()
+        # A range on the primary key ('/' sorts right after '.'): LIKE would scan the table.
+        row = await db.first("SELECT count(*) FROM runs WHERE execution_id >= ? "
+                             "AND execution_id < ?", (f"{execution_id}.", f"{execution_id}/"))
+        return int(row[0]) if row else 0
+
     async def stale_runs(self, before: datetime) -> list[RunRecord]:
         db = await self._db()
         rows = await db.fetchall("SELECT record FROM runs WHERE status IN ('queued', "

@@ -4,6 +4,7 @@ process, and count the side effects on a local HTTP server. On SQLite and on Mon
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -18,7 +19,12 @@ from typing import Any
 
 import pytest
 
+from flowloom.app.api.manager import RunManager
 from flowloom.app.records import RunRecord
+from flowloom.app.runner import run_sync
+from flowloom.app.services import open_services
+from flowloom.app.settings import load_settings
+from flowloom.app.stores import open_store
 from tests.servers import FlakyServer
 from tests.service_fixtures import ON_EVERY_STORE
 from tests.stored import events, record
@@ -214,3 +220,38 @@ def test_kill_while_waiting_for_approval(crash: Crash, trial: int) -> None:
     assert record["status"] == "succeeded"
     assert record["node_states"]["ok"]["output"] == {"go": True}
     assert [len(crash.hits(f"{run}{k}")) for k in "ac"] == [1, 1]
+
+
+def test_recovery_resumes_a_parent_and_leaves_its_child_to_it(crash: Crash) -> None:
+    # Both runs are orphaned by the kill. The parent's `subworkflow` node takes its child
+    # over when the parent is resumed; recovering the child as well would drive it twice.
+    run = "tree"
+    child = {"nodes": [post("call", f"{crash.base}/slow?seconds=0.5&key={run}call"),
+                       post("after", f"{crash.base}/echo?key={run}after")],
+             "edges": edges("call", "after")}
+    doc = {"nodes": [{"id": "sub", "type": "subworkflow", "config": {"workflow": child}}],
+           "output": "{{ sub.status }}"}
+    crash.kill_when(doc, run, lambda: bool(crash.hits(f"{run}call")))
+
+    async def recover() -> tuple[set[str], list[RunRecord | None]]:
+        store = open_store(load_settings(store=crash.store_url))
+        try:
+            async with open_services(load_settings(store=crash.store_url,
+                                                   http_allow_private=True)) as services:
+                manager = RunManager(store, services, workers=4, stale_after_s=0.0)
+                await manager.recover()
+                recovered = set(manager.tasks)
+                return recovered, list(await asyncio.gather(*manager.tasks.values()))
+        finally:
+            await store.close()
+
+    recovered, results = run_sync(recover())
+    assert recovered == {run}
+    [parent] = results
+    assert parent is not None
+    assert (parent.status, [e.message for e in parent.errors], parent.output) == (
+        "succeeded", [], 200)
+    assert crash.stored_record(f"{run}.sub").status == "succeeded"
+    started = [e for e in crash.events(f"{run}.sub") if e["event"] == "run.started"]
+    assert len(started) == 2  # its first start and the one takeover, by its parent
+    crash.assert_effects([f"{run}call", f"{run}after"], f"{run}.sub")

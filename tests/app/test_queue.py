@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from flowloom.app.api.main import create_app
+from flowloom.app.records import RunRecord
 from flowloom.app.settings import load_settings
 from tests.conftest import chain, delay, t
 
@@ -194,5 +195,47 @@ async def test_a_worker_alone_deletes_finished_runs_past_retention(
             pytest.fail("the worker never deleted the finished run")
         waiting = await store.get_run("old-waiting")
         assert waiting is not None and waiting.status == "waiting"
+    finally:
+        await store.close()
+
+
+async def test_queue_recovery_enqueues_a_parent_and_never_a_child_it_takes_over(
+        redis_url: str, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from flowloom.app.queue import QueueManager
+    from flowloom.app.records import utcnow
+    from flowloom.app.stores import open_store
+    from flowloom.nodes.services import Services
+
+    old = utcnow() - timedelta(seconds=60)
+    store = open_store(load_settings(store=f"sqlite:///{tmp_path / 'q.db'}"))
+    for execution_id, parent, status in (("top", None, "running"), ("top.sub", "top", "running"),
+                                         ("ended", None, "succeeded"),
+                                         ("ended.sub", "ended", "running")):
+        await store.save_run(RunRecord(
+            execution_id=execution_id, workflow_id="w", workflow_version=1, status=status,
+            created_at=old, updated_at=old, parent_execution_id=parent))
+    manager = QueueManager(store, Services(), redis_url, stale_after_s=0.0)
+    await manager.connect()
+    try:
+        await manager.recover()
+        assert manager.pool is not None
+        jobs = await manager.pool.queued_jobs()
+        assert sorted(job.args[0] for job in jobs) == ["top"]
+    finally:
+        await manager.close()
+        await store.close()
+    stored = await open_and_read(tmp_path / "q.db", "ended.sub")
+    assert (stored.status, stored.cancelled_by) == ("cancelled", "parent ended succeeded")
+
+
+async def open_and_read(path: Path, execution_id: str) -> RunRecord:
+    from flowloom.app.stores import open_store
+    store = open_store(load_settings(store=f"sqlite:///{path}"))
+    try:
+        record = await store.get_run(execution_id)
+        assert record is not None
+        return record
     finally:
         await store.close()

@@ -78,3 +78,43 @@ async def test_a_run_cancelled_while_queued_never_starts(store: Store,
     after = await store.get_run(queued.execution_id)
     assert after is not None and after.status == "cancelled" and after.node_states == {}
     assert await store.list_events(queued.execution_id) == []
+
+
+async def test_recovery_never_resumes_a_child_whose_parent_finished(
+        store: Store, settings: Settings) -> None:
+    from datetime import timedelta
+
+    from flowloom.app.records import RunRecord, utcnow
+    old = utcnow() - timedelta(seconds=60)
+
+    def stored(execution_id: str, status: str, parent: str | None = None) -> RunRecord:
+        return RunRecord(execution_id=execution_id, workflow_id="w", workflow_version=1,
+                         status=status, created_at=old, updated_at=old,  # type: ignore[arg-type]
+                         parent_execution_id=parent)
+
+    # Each parent's process ended it but died before its child heard of it.
+    for parent, status in (("done", "succeeded"), ("broke", "failed"), ("stopped", "cancelled")):
+        await store.save_run(stored(parent, status))
+        await store.save_run(stored(f"{parent}.sub", "running", parent))
+    await store.save_run(stored("gone.sub", "running", "gone"))  # its parent deleted
+    await store.save_run(stored("live", "running"))  # stale too: its own process died
+    await store.save_run(stored("live.sub", "running", "live"))
+    async with open_services(settings) as services:
+        manager = RunManager(store, services, workers=2, stale_after_s=0.0)
+        await manager.recover()
+        assert set(manager.tasks) == {"live"}  # the child is the parent's to take over
+        for task in list(manager.tasks.values()):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    for parent, status in (("done", "succeeded"), ("broke", "failed"), ("stopped", "cancelled")):
+        child = await store.get_run(f"{parent}.sub")
+        assert child is not None
+        assert (child.status, child.cancelled_by) == ("cancelled", f"parent {parent} {status}")
+        assert await store.cancel_requested(f"{parent}.sub") == f"parent {parent} {status}"
+        assert await store.list_events(f"{parent}.sub") == []
+    gone = await store.get_run("gone.sub")
+    assert gone is not None and (gone.status, gone.cancelled_by) == ("cancelled",
+                                                                      "parent gone gone")
+    left = {r.execution_id for r in await store.stale_runs(utcnow())}
+    assert left <= {"live", "live.sub"}

@@ -273,6 +273,17 @@ async def test_stale_runs_are_the_unfinished_ones_nobody_updates(backend: Store)
     assert sorted(r.execution_id for r in stale) == ["queued", "stuck"]
 
 
+async def test_descendants_are_the_runs_named_under_a_run(backend: Store) -> None:
+    now = datetime.now(UTC)
+    for execution_id in ("r", "r.a", "r.b", "r.a.c", "r.a[2].d", "r2", "r2.a", "q.r.a", "r-a",
+                         "r/a", "rr.a"):
+        await backend.save_run(record(execution_id, now, status="running"))
+    assert await backend.count_descendants("r") == 4
+    assert await backend.count_descendants("r.a") == 1
+    assert await backend.count_descendants("r.b") == 0
+    assert await backend.count_descendants("missing") == 0
+
+
 class _FailsOnce(NodeType):
     """Fails the first time per execution, as a transient fault would."""
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from flowloom.app.runner import cancel_workflow
+from flowloom.app.settings import Settings
 from flowloom.app.stores.base import RunQuery
 from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.app.subflows import MAX_SUBWORKFLOW_DEPTH
+from flowloom.graphs.context import NodeContext
+from flowloom.graphs.errors import NodeError
+from flowloom.graphs.nodetype import NodeType
+from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from tests.conftest import Runner, delay
 
 
@@ -35,6 +41,61 @@ async def test_a_self_calling_workflow_stops_at_the_depth_limit(
     assert sorted(r.execution_id for r in runs) == [
         "r" + ".call" * depth for depth in range(MAX_SUBWORKFLOW_DEPTH + 1)]
     assert {r.status for r in runs} == {"failed"}
+
+
+async def test_a_wide_self_calling_tree_stops_at_the_descendant_limit(
+        store: SqliteStore, settings: Settings) -> None:
+    # Three calls per level: depth alone would allow 3 + 9 + ... + 3**8 runs.
+    fan = {"id": "fan", "nodes": [sub(name, workflow_id="fan") for name in "abc"]}
+    await store.put_workflow("fan", fan)
+    limited = settings.model_copy(update={"max_descendant_runs": 7})
+    run = Runner(limited, store)
+    record = await run(fan, execution_id="w")
+    assert record.status == "failed" and record.errors[0].type == "SubworkflowFailed"
+    assert await store.count_descendants("w") == 7  # refused from the eighth on, exactly
+    runs = (await store.list_runs(RunQuery(limit=50))).runs
+    assert len(runs) == 8
+    assert {r.status for r in runs} <= {"failed", "cancelled"}
+    refused = [e for r in runs for e in r.errors if e.type == "LimitExceeded"]
+    assert refused and refused[0].message.endswith(
+        "has 7 child runs, the limit (FLOWLOOM_MAX_DESCENDANT_RUNS=7) on the subworkflow "
+        "runs below one root run")
+    assert refused[0].message.startswith("node `")
+    assert "run `w` has 7" in refused[0].message
+
+
+class _FailsOnCue(NodeType):
+    """Fails when the test says so: after the child run in the other branch started."""
+
+    name = "test_fails_on_cue"
+    cue: asyncio.Event | None = None
+
+    async def run(self, config: object, ctx: NodeContext[Any]) -> object:
+        assert self.cue is not None
+        await self.cue.wait()
+        raise NodeError("the other branch broke")
+
+
+async def test_a_parent_failing_elsewhere_cancels_its_child(
+        run: Runner, store: SqliteStore) -> None:
+    fails = _FailsOnCue()
+    fails.cue = asyncio.Event()
+    register_node_type(fails)
+    try:
+        child = {"nodes": [delay("nap", 30)]}
+        started = asyncio.create_task(run(
+            {"nodes": [sub("outer", workflow=child), {"id": "boom", "type": "test_fails_on_cue"}]},
+            execution_id="mixed"))
+        await _wait_for_node(store, "mixed.outer", "nap")
+        fails.cue.set()
+        record = await started
+    finally:
+        NODE_TYPES.pop("test_fails_on_cue")
+    assert record.status == "failed" and record.errors[0].node_id == "boom"
+    stored = await store.get_run("mixed.outer")
+    assert stored is not None
+    assert (stored.status, stored.cancelled_by) == ("cancelled", "parent mixed")
+    assert stored.node_states["nap"].status == "cancelled"
 
 
 async def _wait_for_node(store: SqliteStore, execution_id: str, node_id: str) -> None:
