@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from flowloom.graphs.errors import WorkflowError
 from flowloom.graphs.limits import MAX_DESCENDANT_RUNS, MAX_RUN_STATE_BYTES
 
+REQUEST_HEAD_TIMEOUT_S = 10.0  # a request's line and headers, from its first byte
+
 
 class SettingsError(WorkflowError):
     """A bad configuration value; the message names the variable."""
@@ -41,6 +43,8 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=7, ge=1)
     workers: int = Field(default=16, ge=1, le=256)  # async runs at once in the API process
     stale_after_s: float = Field(default=10.0, ge=2)  # a run unwritten this long is orphaned
+    # A request's line and headers must arrive within this (slowloris); 408 past it.
+    request_head_timeout_s: float = Field(default=REQUEST_HEAD_TIMEOUT_S, gt=0, le=3600)
     # unset: info for `serve` and `worker`, warning for the commands that show progress
     log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
     # All outputs one run's nodes may produce, about as JSON (loop items included).

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,3 +296,33 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)  # with any worker processes
             self.proc.wait(timeout=10)
+
+
+def raw_request(server: Server, chunks: Iterator[bytes]) -> tuple[int, dict[str, str], Any]:
+    """Send `chunks` on one connection until the server answers; the status, the headers
+    and the body (JSON) of its answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.setblocking(True)
+        for chunk in chunks:
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sock.settimeout(0)
+            try:
+                first = sock.recv(65536)
+            except BlockingIOError:
+                first = b""
+            finally:
+                sock.settimeout(30)
+            if first:
+                break
+        else:
+            first = b""
+        received = first
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)

@@ -122,15 +122,12 @@ async def _body_problem(request: Request, exc: RequestValidationError) -> JSONRe
 
 def install(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        if not isinstance(exc, ApiError | WorkflowError | RequestValidationError
-                          | HTTPException):
-            import logging
-            logging.getLogger("flowloom.api").exception("unhandled error")
         if isinstance(exc, RequestValidationError):
             answer = await _body_problem(request, exc)
             if answer is not None:
                 return answer
         return to_problem(exc)
 
-    for kind in (ApiError, WorkflowError, RequestValidationError, HTTPException, Exception):
+    # Any other exception is CrashAsProblem's (app/api/edge.py), with the correlation id.
+    for kind in (ApiError, WorkflowError, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, handle)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from flowloom.app.api import docs, errors
 from flowloom.app.api.access_log import AccessLog
-from flowloom.app.api.edge import CrashAsProblem
+from flowloom.app.api.edge import CrashAsProblem, crash_outside_the_middleware
 from flowloom.app.api.event_docs import event_schemas
 from flowloom.app.api.manager import RunManager, purge_forever
 from flowloom.app.api.middleware import FlowloomMiddleware
@@ -88,5 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CrashAsProblem)  # inside FlowloomMiddleware: its 500s get the id
     app.add_middleware(FlowloomMiddleware, api_keys=keys)
     app.add_middleware(AccessLog)  # added last: outermost, so it sees every answer
+    # Taken by Starlette's ServerErrorMiddleware, around all of these.
+    app.add_exception_handler(Exception, crash_outside_the_middleware)
     install_record_factory()
     return app

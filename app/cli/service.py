@@ -34,10 +34,10 @@ def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
         os.environ["FLOWLOOM_LOG_LEVEL"] = logging.getLevelName(logging.root.level).lower()
         uvicorn.run("flowloom.app.cli.service:served_app", factory=True, host=host,
                     port=port, workers=processes, log_config=None, access_log=False,
-                    **server_options())
+                    **server_options(settings.request_head_timeout_s))
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
-                    access_log=False, **server_options())
+                    access_log=False, **server_options(settings.request_head_timeout_s))
 
 
 def served_app() -> FastAPI:

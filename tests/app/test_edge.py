@@ -59,3 +59,23 @@ async def test_an_error_after_the_answer_began_cuts_it(app: FastAPI) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         with pytest.raises(RuntimeError, match="after the answer began"):
             await client.get("/boom-late")
+
+
+async def test_an_error_in_a_middleware_is_still_a_500_problem(tmp_path: Path) -> None:
+    app = create_app(load_settings(store=f"sqlite:///{tmp_path / 'api.db'}"))
+
+    @app.middleware("http")  # outermost of all: a bug here escapes CrashAsProblem
+    async def broken(request: object, call_next: object) -> None:
+        raise RuntimeError("a bug in a middleware")
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            response = await client.get("/health", headers={"X-Correlation-ID": "req-7"})
+            fresh = await client.get("/health")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-correlation-id"] == "req-7"
+    assert response.json() == {"type": "about:blank", "title": "Internal error", "status": 500,
+                               "detail": "an unexpected error happened; see the server log"}
+    assert len(fresh.headers["x-correlation-id"]) == 32

@@ -5,20 +5,17 @@ and every run reads back, even after a restart. Counts and order, not the clock.
 
 from __future__ import annotations
 
-import json
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from flowloom.app.api.edge import MAX_HEAD_BYTES, MAX_HEADERS
 from tests.hostile_corpus import PAYLOADS, Payload
-from tests.servers import Server
+from tests.servers import Server, raw_request
 
 pytestmark = pytest.mark.slow
 
@@ -97,36 +94,6 @@ def test_a_hostile_payload_fails_its_node_while_health_keeps_answering(
     assert probe.failures == []
     if payload.slow:  # it ran until its time budget stopped it: the loop served meanwhile
         assert during >= 5  # frozen, the server would have answered once at most
-
-
-def raw_request(server: Server, chunks: Iterator[bytes]) -> tuple[int, dict[str, str], Any]:
-    """Send `chunks` on one connection until the server answers; the status, the headers
-    and the body (JSON) of its answer."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.setblocking(True)
-        for chunk in chunks:
-            try:
-                sock.sendall(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sock.settimeout(0)
-            try:
-                first = sock.recv(65536)
-            except BlockingIOError:
-                first = b""
-            finally:
-                sock.settimeout(30)
-            if first:
-                break
-        else:
-            first = b""
-        received = first
-        while chunk := sock.recv(65536):
-            received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    return int(status_line.split()[1]), headers, json.loads(body)
 
 
 def test_too_many_headers_are_refused_as_a_problem(server: Server) -> None:
