@@ -37,6 +37,7 @@ from flowloom.graphs.budget import (
 )
 from flowloom.graphs.errors import ExpressionError
 from flowloom.graphs.instrument import INSTRUMENT_FILTERS, finalize, instrument
+from flowloom.graphs.nesting import token_nesting_problem, tree_depth_problem
 
 __all__ = ["MAX_OUTPUT_CHARS", "MAX_POWER_BITS", "MAX_RANGE", "MAX_RENDER_SECONDS",
            "Expressions", "LimitExceeded", "Sandbox", "namespace", "single_expression"]
@@ -194,14 +195,13 @@ def syntax_problem(text: str, *, expression: bool = False) -> str | None:
         if single_expression(text) is None:
             return "an expression is bare Jinja, without {{ }} or {% %} blocks"
         text = single_expression(text) or ""
+    source = "{{ (" + text + "\n) }}" if expression else text
     try:
-        if expression:
-            _SANDBOX.parse("{{ (" + text + "\n) }}")
-        else:
-            _SANDBOX.parse(text)
+        if too_deep := token_nesting_problem(_SANDBOX.lex(source)):
+            return too_deep
+        return tree_depth_problem(_SANDBOX.parse(source))
     except TemplateSyntaxError as exc:
         return _describe(exc)
-    return None
 
 
 def referenced_names(text: str) -> set[str]:

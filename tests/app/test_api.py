@@ -117,6 +117,18 @@ async def test_invalid_workflow_is_422_with_json_paths(api: Client) -> None:
         "valid": True, "problems": []}
 
 
+async def test_a_template_nested_past_the_parser_is_422_not_500(api: Client) -> None:
+    deep = {"nodes": [{"id": "a", "type": "transform",
+                       "config": {"output": "{{ " + "(" * 100 + "1" + ")" * 100 + " }}"}}]}
+    for route in ("/workflows", "/execute"):
+        body = is_problem(await api.post(route, json=deep if route == "/workflows" else {
+            "workflow": deep, "mode": "sync"}), 422)
+        [problem] = body["problems"]
+        assert problem["path"] == "$.nodes[0].config.output" if route == "/workflows" else \
+            problem["path"].endswith("nodes[0].config.output")
+        assert "nested more than 32 levels deep" in problem["message"]
+
+
 async def test_sync_execute_answers_200_with_the_run(api: Client) -> None:
     await api.post("/workflows", json=HELLO)
     response = await api.post("/workflows/hello/execute", json={"inputs": {"name": "Bo"}})
