@@ -73,7 +73,11 @@ class NodeError(WorkflowError):
         self.retry_after_s = retry_after_s
         super().__init__(message)
 
+    where: str | None = None  # names the place when no node does (the workflow's output)
+
     def __str__(self) -> str:
+        if self.where:
+            return f"{self.where}: {self.message}"
         where = f"node `{self.node_id}`" if self.node_id else "node"
         if self.field:
             where += f", field `{self.field}`"

@@ -16,6 +16,9 @@ from flowloom.graphs.spec import WorkflowSpec
 RAN = frozenset({"succeeded", "failed"})
 
 
+WORKFLOW_OUTPUT = "the workflow's `output`"
+
+
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
     if not left:
         return dict(right or {})
@@ -73,8 +76,13 @@ async def workflow_output(
             return await evaluate_budgeted(budget, lambda: expressions.render(
                 spec.output, ns, field="output", budget=budget))
         except LimitExceeded as exc:  # timed out waiting for, or in, a worker thread
-            raise ExpressionError(f"limit exceeded: {exc}", field="output",
-                                  kind="LimitExceeded") from None
+            error = ExpressionError(f"limit exceeded: {exc}", field="output",
+                                    kind="LimitExceeded")
+            error.where = WORKFLOW_OUTPUT
+            raise error from None
+        except ExpressionError as error:
+            error.where = WORKFLOW_OUTPUT  # not a node's: "node, field `output`" misleads
+            raise
     metas = state.get("nodes") or {}
     ran = {n.id for n in spec.nodes if (metas.get(n.id) or {}).get("status") in RAN}
     ends = [n.id for n in spec.nodes

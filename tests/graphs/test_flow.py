@@ -186,6 +186,16 @@ async def test_run_output_rule(run: Runner, doc: dict, expected: object) -> None
     assert record.output == expected
 
 
+async def test_a_failing_output_rule_names_the_workflow_s_output(run: Runner) -> None:
+    record = await run({"nodes": [t("a", 1)], "output": "{{ a + nope }}"})
+    assert record.status == "failed"
+    [error] = record.errors
+    assert error.node_id is None
+    assert error.message == ("the workflow's `output`: unknown name or attribute: "
+                             "'nope' is undefined")
+    assert record.node_states["a"].status == "succeeded"
+
+
 async def test_run_timeout_fails_run_and_cancels_nodes(run: Runner) -> None:
     doc = {"nodes": [delay("wait", 10)], "settings": {"timeout_s": 0.3}}
     record = await run(doc)
