@@ -18,44 +18,17 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from flowloom.graphs.errors import NodeError
+from flowloom.graphs.redact import redact_text, redact_url
 from flowloom.nodes.services import NodeSettings
 
 MAX_REDIRECTS = 5
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """`url` fit for errors and logs: a userinfo password (or a lone userinfo, often a
-    token), every query value and the fragment become `***`."""
-    try:
-        parts = urlsplit(str(url))
-    except ValueError:  # e.g. an unclosed `[`: show nothing rather than fail the error
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{hostport}" if colon else f"***@{hostport}"
-    # A part without `=` may be a bare token: hidden whole.
-    query = "&".join(f"{p.partition('=')[0]}=***" if "=" in p else "***"
-                     for p in parts.query.split("&")) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query,
-                       "***" if parts.fragment else ""))
-
-
-def redact_text(text: str) -> str:
-    """`text` with every URL in it redacted."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
 class RedactUrls(logging.Filter):

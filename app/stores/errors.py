@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flowloom.graphs.errors import WorkflowError
-from flowloom.nodes.net import redact_text
+from flowloom.graphs.redact import redact_text
 
 
 class StoreError(WorkflowError):

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from flowloom.app.api.deps import ManagerDep, SettingsDep, StoreDep
 from flowloom.app.llm_cache import RedisLLMCache
 from flowloom.app.stores.base import RunQuery
-from flowloom.nodes.net import redact_text
+from flowloom.graphs.redact import redact_text
 
 router = APIRouter(tags=["health"])
 
