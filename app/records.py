@@ -43,6 +43,9 @@ class NodeState(BaseModel):
     error: dict[str, Any] | None = None
     child_execution_id: str | None = None  # a subworkflow node's child run
     idempotency_key: str | None = None  # sent with every attempt of a side-effecting node
+    # Its templated config fields as rendered for this run, redacted, about 16 KiB at most.
+    config: dict[str, Any] | None = None
+    items_total: int | None = None  # a foreach's item count, known once it has its items
 
 
 class LogEntry(BaseModel):
@@ -146,9 +149,10 @@ class RecordBuilder:
             self.active.add(node_id)
             if state is None or state.status in FINISHED or state.status == "skipped":
                 states[node_id] = NodeState(status="running", attempts=event.get("attempt", 1),
-                                            started_at=at)
+                                            started_at=at, items_total=event.get("items_total"))
             else:
                 state.status, state.attempts = "running", event.get("attempt", state.attempts)
+                state.items_total = event.get("items_total", state.items_total)
         elif kind == "node.retrying":
             if state is not None:
                 state.status = "retrying"
@@ -170,6 +174,8 @@ class RecordBuilder:
                 usage=meta.get("usage"),
                 child_execution_id=meta.get("child_execution_id"),
                 idempotency_key=meta.get("idempotency_key"),
+                config=meta.get("config"),
+                items_total=meta.get("items", state.items_total if state else None),
                 started_at=(from_epoch(meta.get("started_at"))
                             or (state.started_at if state else None)),
                 finished_at=from_epoch(meta.get("finished_at")) or at,

@@ -115,6 +115,9 @@ class NodeContext(Generic[S]):
     upstream: Mapping[str, Any] = field(default_factory=dict)  # outputs of taken in-edges
     meta: dict[str, Any] = field(default_factory=dict)  # extra node state: cached, usage, ...
     budget: Budget | None = None  # what its expressions may still spend, once they start
+    # Each templated config field as rendered (and expression as evaluated), by field name:
+    # recorded with the node, redacted, as its config "as rendered" (`execute.settle_meta`).
+    rendered: dict[str, Any] | None = None
 
     @property
     def services(self) -> S:
@@ -136,13 +139,14 @@ class NodeContext(Generic[S]):
         def work() -> Any:
             return expressions.render(value, ns, field=field, budget=budget)
         try:  # on the event loop first, with no await: most evaluations end there
-            return on_the_loop(budget, work)
+            result = on_the_loop(budget, work)
         except LeaveTheLoop:
-            return await self._later(field, budget, work)
+            result = await self._later(field, budget, work)
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:  # the node's budget was spent before
             raise _limit(field, exc) from None
+        return self._keep(field, result)
 
     async def evaluate(self, expression: str, *, field: str, **extra: Any) -> Any:
         budget = self.budget or self._start_budget()
@@ -151,13 +155,14 @@ class NodeContext(Generic[S]):
         def work() -> Any:
             return expressions.evaluate(expression, ns, field=field, budget=budget)
         try:
-            return on_the_loop(budget, work)
+            result = on_the_loop(budget, work)
         except LeaveTheLoop:
-            return await self._later(field, budget, work)
+            result = await self._later(field, budget, work)
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:
             raise _limit(field, exc) from None
+        return self._keep(field, result)
 
     async def evaluate_each(self, expression: str, names: Iterable[Mapping[str, Any]], *,
                             field: str) -> list[Any]:
@@ -177,6 +182,12 @@ class NodeContext(Generic[S]):
             raise self._named(exc) from None
         except LimitExceeded as exc:
             raise _limit(field, exc) from None
+
+    def _keep(self, field: str, result: T) -> T:
+        if self.rendered is None:
+            self.rendered = {}
+        self.rendered[field] = result
+        return result
 
     def _start_budget(self) -> Budget:
         expressions, run = self.expressions, self.run

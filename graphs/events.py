@@ -36,6 +36,7 @@ class NodeStarted(TypedDict):
     attempt: int
     at: float
     first_started_at: NotRequired[float]  # a `durable_start` node: checkpointed first start
+    items_total: NotRequired[int]  # a `foreach`: how many items it runs
 
 
 class NodeSucceeded(TypedDict):
@@ -114,6 +115,7 @@ class WireEvent(TypedDict, total=False):
     node_id: str
     attempt: int
     first_started_at: float
+    items_total: int
     output: Any
     meta: dict[str, Any]
     error: dict[str, Any]

@@ -15,6 +15,7 @@ from flowloom.graphs.errors import NodeError
 from flowloom.graphs.events import NodeStarted
 from flowloom.graphs.limits import ValueTooLarge, check_value_shape
 from flowloom.graphs.plan import NodePlan
+from flowloom.graphs.redact import cap_fields, redact
 from flowloom.graphs.state import node_meta
 
 
@@ -99,6 +100,16 @@ def state_error(plan: NodePlan, run: RunContext[Any], output: Any) -> NodeError 
     return None
 
 
+def keep_rendered(plan: NodePlan, ctx: NodeContext[Any]) -> None:
+    """Put what the node rendered into its meta, redacted and capped: the record and the
+    events show the config as it was for the run, never its credentials."""
+    if ctx.rendered:
+        kind = plan.kind
+        ctx.meta["config"] = cap_fields(redact(
+            ctx.rendered, secret_names=kind.secret_names(plan.config),
+            masked=kind.masked_fields))
+
+
 def error_output(error: NodeError) -> dict[str, Any]:
     return {"error": {"type": error.kind, "message": str(error)}}
 
@@ -163,6 +174,7 @@ async def _attempt(plan: NodePlan, ctx: NodeContext[Any]) -> Outcome:
     if refused is not None:
         return settle_failure(plan, ctx, refused, started)
     finished = clock()
+    keep_rendered(plan, ctx)
     meta = node_meta("succeeded", plan.kind.route(plan.config, output), attempts=ctx.attempt,
                      started_at=started, finished_at=finished,
                      latency_ms=round((finished - started) * 1000, 3), **ctx.meta)
@@ -184,6 +196,7 @@ def settle_failure(
         raise RetryableFailure(error.message, node_id=plan.id, kind=error.kind,
                                retriable=True, retry_after_s=error.retry_after_s)
     finished = clock()
+    keep_rendered(plan, ctx)
     ports = ["error"] if plan.has_error_edge else [""]
     meta = node_meta("failed", ports, attempts=ctx.attempt, started_at=started,
                      finished_at=finished, latency_ms=round((finished - started) * 1000, 3),

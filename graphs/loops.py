@@ -16,6 +16,7 @@ from langgraph.types import Command, RetryPolicy, Send
 
 from flowloom.graphs.context import RunContext
 from flowloom.graphs.errors import NodeError
+from flowloom.graphs.events import NodeStarted
 from flowloom.graphs.execute import (
     NodeFailed,
     RetryableFailure,
@@ -120,7 +121,8 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
             return taken
         ctx = node_context(graph, plan, state, run, config, taken)
         started = run.services.clock()
-        run.emit({"event": "node.started", "node_id": ctx.path, "attempt": 1, "at": started})
+        event: NodeStarted = {"event": "node.started", "node_id": ctx.path, "attempt": 1,
+                              "at": started}
         try:
             items = await ctx.evaluate(cfg.items, field="items")
             if not isinstance(items, list | tuple):
@@ -130,8 +132,12 @@ def foreach_steps(graph: GraphScope, plan: NodePlan, body: Body,
                 raise NodeError(f"{len(items):,} items; a foreach takes at most "
                                 f"{MAX_FOREACH_ITEMS:,}", node_id=plan.id, field="items")
         except NodeError as exc:
+            run.emit(event)
             outcome = settle_failure(plan, ctx, exc, started)
             return settled(plan, outcome.output, outcome.meta)
+        # Started once its items are known, so a viewer can show `started/total` at once.
+        event["items_total"] = len(items)
+        run.emit(event)
         base = {"inputs": state.get("inputs") or {}, "run": state.get("run") or {},
                 "outer": dict(ctx.scope.outputs), "path": ctx.path}
         # Each item is written once, in its chunk's Send; progress stays a few numbers.

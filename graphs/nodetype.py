@@ -3,7 +3,7 @@ compiler sees them only through this class and a registry its caller hands in.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +42,9 @@ class NodeType:
       expressions (bounded by their own time budget), and no timer is armed.
     - `pauses`: the node may stop the run to wait for an answer (`interrupt`).
     - `entry`/`exit`: where runs start, and which nodes the output rule prefers.
+    - `masked_fields` and `secret_names`: what to hide of its config as rendered for the
+      record besides what `graphs.redact.redact` hides by name (`masked_fields` hold a
+      URL's query values; `secret_names` are keys that hold credentials).
     """
 
     name: ClassVar[str]
@@ -58,6 +61,7 @@ class NodeType:
     entry: ClassVar[bool] = False
     exit: ClassVar[bool] = False
     shape: ClassVar[tuple[str, str]] = ("[", "]")  # Mermaid brackets
+    masked_fields: ClassVar[tuple[str, ...]] = ()
 
     async def run(self, config: Any, ctx: NodeContext[Any]) -> Any:
         raise NotImplementedError(f"node type `{self.name}` does not run as a single step")
@@ -65,6 +69,10 @@ class NodeType:
     def route(self, config: Any, output: Any) -> list[str]:
         """The ports that fire after a successful run; "" is the plain success path."""
         return [""]
+
+    def secret_names(self, config: Any) -> Iterable[str]:
+        """Keys in its config (any depth, any case) whose values are credentials."""
+        return ()
 
     def join_any(self, config: Any) -> bool:
         """Whether the node fires on its first taken in-edge instead of waiting for all."""

@@ -38,6 +38,10 @@ class Http(NodeType):
     Config = HttpConfig
     templates = ("url", "headers", "query", "json_body", "body")
     side_effects = True
+    masked_fields = ("query",)  # its values end up in the URL's query
+
+    def secret_names(self, config: HttpConfig) -> list[str]:
+        return config.sensitive_headers
 
     async def run(self, config: HttpConfig, ctx: Context) -> Any:
         from flowloom.nodes.net import HttpPolicy, send, status_error  # httpx: not to validate

@@ -92,6 +92,32 @@ def test_the_checkpoint_completes_node_states_whose_events_were_lost() -> None:
     assert builder.active == set()
 
 
+def test_a_foreach_count_and_a_rendered_config_reach_the_record() -> None:
+    from flowloom.app.records import RecordBuilder
+    record = RunRecord(execution_id="r", workflow_id="w", status="running")
+    builder = RecordBuilder(record)
+    builder.apply({"event": "node.started", "node_id": "each", "attempt": 1, "at": 1.0,
+                   "items_total": 4})
+    assert record.node_states["each"].items_total == 4  # while it runs
+    builder.apply({"event": "node.failed", "node_id": "each", "at": 2.0, "handled": False,
+                   "error": {"type": "E", "message": "m"}, "meta": {"attempts": 1}})
+    assert record.node_states["each"].items_total == 4  # kept when it settles
+    builder.apply({"event": "node.started", "node_id": "each", "attempt": 1, "at": 3.0})
+    builder.apply({"event": "node.started", "node_id": "each", "attempt": 2, "at": 3.5,
+                   "items_total": 5})  # a resumed run's second start
+    assert record.node_states["each"].items_total == 5
+    builder.apply({"event": "node.started", "node_id": "each", "attempt": 3, "at": 3.6})
+    assert record.node_states["each"].items_total == 5  # a start that does not say keeps it
+    builder.apply({"event": "node.succeeded", "node_id": "each", "attempt": 2, "at": 4.0,
+                   "output": [1], "meta": {"items": 6, "config": {"items": [1]}}})
+    assert record.node_states["each"].items_total == 6
+    assert record.node_states["each"].config == {"items": [1]}
+    builder.apply({"event": "node.succeeded", "node_id": "x", "attempt": 1, "at": 4.0,
+                   "output": 1, "meta": {}})
+    assert record.node_states["x"].items_total is None
+    assert record.node_states["x"].config is None
+
+
 async def test_a_write_cut_off_by_a_cancel_still_moves_the_fence(tmp_path: Any) -> None:
     # SQLite's group commit commits a write whose caller was cancelled (the watcher is
     # cancelled as a run ends). The owner's next, final write must still match what the

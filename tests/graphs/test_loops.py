@@ -139,3 +139,34 @@ async def test_workflow_max_concurrency_also_caps_foreach_items(run: Runner) -> 
     assert record.status == "succeeded"
     item_events = [e for e in run.events if str(e.get("node_id", "")).startswith("each[")]
     assert peak_running(item_events) == 2
+
+
+def started(run: Runner, node_id: str) -> list[dict]:
+    return [{k: e.get(k) for k in ("node_id", "items_total")} for e in run.events
+            if e["event"] == "node.started" and e["node_id"] == node_id]
+
+
+async def test_a_foreach_announces_its_item_count_as_it_starts(run: Runner) -> None:
+    inner = {"nodes": [foreach("pair", "range(item) | list", {"nodes": [t("x", 1)]})]}
+    nodes = [foreach("each", "[2, 0, 3]", inner), foreach("none", "[]", {"nodes": [t("y", 1)]})]
+    record = await run({"nodes": nodes})
+    assert record.status == "succeeded"
+    assert started(run, "each") == [{"node_id": "each", "items_total": 3}]
+    assert started(run, "none") == [{"node_id": "none", "items_total": 0}]
+    assert [started(run, f"each[{i}].pair") for i in range(3)] == [
+        [{"node_id": f"each[{i}].pair", "items_total": n}] for i, n in enumerate([2, 0, 3])]
+    # before any item of it starts
+    kinds = [(e["event"], e["node_id"]) for e in run.events if "node_id" in e]
+    assert kinds.index(("node.started", "each")) < kinds.index(("node.started", "each[0].pair"))
+    assert record.node_states["each"].items_total == 3
+    assert record.node_states["each[2].pair"].items_total == 3
+    assert record.node_states["none"].items_total == 0
+
+
+async def test_a_foreach_whose_items_fail_starts_without_a_count_and_fails(run: Runner) -> None:
+    record = await run({"nodes": [foreach("each", "{'a': 1}", {"nodes": [t("x", 1)]})]})
+    assert record.status == "failed"
+    assert [(e["event"], e.get("items_total")) for e in run.events
+            if e.get("node_id") == "each"] == [("node.started", None), ("node.failed", None)]
+    assert record.node_states["each"].items_total is None
+    assert record.node_states["each"].config == {"items": {"a": 1}}  # what it evaluated to
