@@ -201,14 +201,14 @@ export function drawGraph(doc, onSelect, { live = true, expanded = new Set(), on
       const grp = run?.groups.get(key);
       status = grp ? RunState.groupStatus(grp.counts) : "pending";
       extra = grp ? countsText(grp.counts) : "not run yet";
-      if (v.loop) extra = `${loopText(v.type, run?.loops.get(key))}${grp ? ` · ${extra}` : ""}`;
+      if (v.loop) extra = `${loopText(v.type, run?.loops.get(key), run?.totals.get(key))}${grp ? ` · ${extra}` : ""}`;
     } else {
       const s = run?.states.get(key);
       status = s?.status || "pending";
       const attempts = s?.attempts || 0;
       tries = attempts > 1 ? ` ×${attempts}` : "";
       v.g.dataset.attempts = attempts;
-      if (v.loop) extra = loopText(v.type, run?.loops.get(key));
+      if (v.loop) extra = loopText(v.type, run?.loops.get(key), run?.totals.get(key));
     }
     v.g.dataset.status = status;
     v.state.textContent = `${v.type} · ${status}${tries}`;

@@ -23,7 +23,7 @@ function nodePanel(run, doc, path, choose) {
     h("h2", {}, "Node ", h("span", { id: "panel-node" }, path)),
     facts([["Type", spec?.type || "—"], ["Status", s ? badge(s.status) : "not run yet"],
       ...(spec && bodyOf(spec) ? [[spec.type === "while" ? "Iterations" : "Items",
-        h("span", { id: "panel-items" }, loopText(spec.type, loop))]] : []),
+        h("span", { id: "panel-items" }, loopText(spec.type, loop, run.totals.get(groupKey(path))))]] : []),
       ...(s ? [
         ["Attempts", h("span", { id: "panel-attempts" }, String(s.attempts))],
         ["Latency", latency(s)], ["Started", fmtTime(s.started_at)], ["Finished", fmtTime(s.finished_at)],
@@ -38,8 +38,22 @@ function nodePanel(run, doc, path, choose) {
     s?.usage ? h("div", {}, h("h3", {}, "Usage"), h("pre", {}, json(s.usage))) : null,
     received(run, doc, path),
     s ? h("div", {}, h("h3", {}, "Output"), h("pre", { id: "panel-output" }, json(s.output))) : null,
-    spec?.config ? h("details", {}, h("summary", {}, "Config"), h("pre", {}, json(spec.config))) : null,
+    ...configs(spec, s),
   ];
+}
+
+// The config as rendered for the run (the document's, its templated fields replaced by
+// what the record keeps of them: redacted, cut past 16 KiB), and as written.
+function configs(spec, s) {
+  const written = spec?.config ? h("details", { id: "panel-config-written" },
+    h("summary", {}, "Config (as written)"), h("pre", {}, json(spec.config))) : null;
+  if (!s?.config) return [written];
+  const fields = Object.keys(s.config);
+  const cut = fields.filter((f) => s.config[f]?.truncated === true);
+  return [h("div", {}, h("h3", {}, "Config (rendered)"),
+    h("p.muted", {}, `Rendered for this run: ${fields.join(", ")}. Credentials show as [redacted], URL query values as ***.`),
+    cut.length ? h("p.error", { id: "panel-config-truncated" }, `truncated: ${cut.join(", ")} (over 16 KiB; the start is kept)`) : null,
+    h("pre", { id: "panel-config" }, json({ ...(spec?.config || {}), ...s.config }))), written];
 }
 
 // Each attempt with its time, and the backoffs and waits between, from the events.
@@ -113,6 +127,6 @@ function groupPanel(run, doc, key, choose) {
       h("li", { "data-status": s.status }, h("button.link", { type: "button", onclick: () => choose(p) }, p),
         ` ${s.status}`, s.error ? h("span.muted", {}, ` ${s.error.message}`) : ""))) : null,
     all.length > LISTED ? h("p.muted", {}, `and ${(all.length - LISTED).toLocaleString("en")} more: open one by number`) : null,
-    spec?.config ? h("details", {}, h("summary", {}, "Config"), h("pre", {}, json(spec.config))) : null,
+    spec?.config ? h("details", {}, h("summary", {}, "Config (as written)"), h("pre", {}, json(spec.config))) : null,
   ];
 }

@@ -31,6 +31,8 @@ export class RunState {
     this.segments = new Map();  // path -> [{kind: run|backoff|wait, start, end, status, attempt}]
     this.groups = new Map();    // group key -> {counts: {status: n}, start, end}
     this.loops = new Map();     // loop key -> {items: Set of item paths, failed: Map item -> n}
+    this.totals = new Map();    // loop key -> items of its foreach runs (each run's `items_total`)
+    this.totalOf = new Map();   // path -> the `items_total` counted in `totals` for it
     this.logs = [];
     this.fromEvents = new Set();  // paths an event has set: newer than a live record
     this.load(record);
@@ -54,6 +56,12 @@ export class RunState {
   set(path, state) {
     const before = this.states.get(path);
     this.states.set(path, state);
+    const total = state.items_total ?? null;
+    if (total !== null && total !== this.totalOf.get(path)) {  // a foreach knows its items
+      const key = groupKey(path);
+      this.totals.set(key, (this.totals.get(key) || 0) + total - (this.totalOf.get(path) || 0));
+      this.totalOf.set(path, total);
+    }
     if (!path.includes("[")) return;
     const g = this.groups.get(groupKey(path)) || this.newGroup(groupKey(path));
     if (before) g.counts[before.status] -= 1;
@@ -111,8 +119,8 @@ export class RunState {
       const attempts = e.attempt || 1;
       if (!state || DONE.has(state.status)) {
         this.set(path, { status: "running", attempts, started_at: iso(e.first_started_at ?? e.at),
-          finished_at: null, output: null, error: null });
-      } else this.set(path, { ...state, status: "running", attempts });
+          finished_at: null, output: null, error: null, items_total: e.items_total ?? null });
+      } else this.set(path, { ...state, status: "running", attempts, items_total: e.items_total ?? state.items_total ?? null });
     } else if (kind === "node.retrying") {
       if (state) this.set(path, { ...state, status: "retrying" });
       if (!logged) this.logs.push({ at: iso(e.at), node_id: path, level: "warning", message: `retrying: ${e.reason}` });
@@ -125,7 +133,8 @@ export class RunState {
         attempts: meta.attempts ?? e.attempt ?? 1, cached: meta.cached ?? null,
         model: meta.model ?? null, usage: meta.usage ?? null,
         child_execution_id: meta.child_execution_id ?? null,
-        idempotency_key: meta.idempotency_key ?? null,
+        idempotency_key: meta.idempotency_key ?? null, config: meta.config ?? null,
+        items_total: meta.items ?? state?.items_total ?? null,
         started_at: iso(meta.started_at) || state?.started_at || null,
         finished_at: iso(meta.finished_at ?? e.at), latency_ms: meta.latency_ms ?? null, error });
       if (!ok && !logged) this.logs.push({ at: iso(e.at), node_id: path, level: e.handled ? "warning" : "error",
@@ -190,10 +199,14 @@ export function countsText(counts) {
     .filter((s) => counts[s] > 0).map((s) => `${counts[s].toLocaleString("en")} ${WORDS[s]}`).join(" · ");
 }
 
-// "120 items · 1 failed" (foreach) or "3 iterations" (while).
-export function loopText(type, loop) {
-  if (!loop) return type === "while" ? "0 iterations" : "0 items";
-  const n = loop.items.size;
-  const what = type === "while" ? (n === 1 ? "iteration" : "iterations") : (n === 1 ? "item" : "items");
-  return `${n.toLocaleString("en")} ${what}${loop.failed.size ? ` · ${loop.failed.size.toLocaleString("en")} failed` : ""}`;
+// "120 items · 1 failed" (foreach) or "3 iterations" (while); a foreach that has not
+// started all of its items yet: "3/120 items" (started/total).
+export function loopText(type, loop, total) {
+  const n = loop ? loop.items.size : 0;
+  const count = total !== undefined && total !== null && n < total
+    ? `${n.toLocaleString("en")}/${total.toLocaleString("en")}` : n.toLocaleString("en");
+  const what = type === "while" ? (n === 1 ? "iteration" : "iterations")
+    : ((total ?? n) === 1 ? "item" : "items");
+  const failed = loop?.failed.size;
+  return `${count} ${what}${failed ? ` · ${failed.toLocaleString("en")} failed` : ""}`;
 }
