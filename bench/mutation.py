@@ -50,6 +50,7 @@ MODULES: dict[str, list[str]] = {
                           "tests/nodes/test_retry.py", "tests/graphs/test_retry_waits.py",
                           "tests/app/test_limits.py", "tests/graphs/test_node_failure.py",
                           "tests/graphs/test_attempt_events.py"],
+    "graphs/redact.py": ["tests/graphs/test_redact.py", "tests/nodes/test_net.py"],
     "app/stores/sqlite.py": ["tests/app/test_store_contract.py"],
     "app/execution.py": ["tests/app/test_ownership.py", "tests/app/test_resume.py"],
 }

@@ -73,12 +73,12 @@ def redact(value: Any, *, secret_names: Iterable[str] = (),
       whole string when its key ends in `url` or `uri`), and `Bearer <credential>`
       keeps only `Bearer [redacted]`.
     """
-    names = frozenset(n.lower() for n in secret_names)
+    names = frozenset(n.lower() for n in secret_names if n)  # "" names no key
     if isinstance(value, Mapping):
         hidden = frozenset(masked)
         return {k: _masked(v) if k in hidden else _redact(v, k, names)
                 for k, v in value.items()}
-    return _redact(value, None, names)
+    return _redact(value, "", names)
 
 
 def _masked(value: Any) -> Any:
@@ -89,18 +89,19 @@ def _masked(value: Any) -> Any:
     return "***" if value is not None else None
 
 
-def _redact(value: Any, key: str | None, names: frozenset[str]) -> Any:
-    if key is not None and value is not None and is_secret_name(key, names):
+def _redact(value: Any, key: str, names: frozenset[str]) -> Any:
+    """`value` found under `key` ("" in a list or at the top)."""
+    if value is not None and is_secret_name(key, names):
         return REDACTED
     if isinstance(value, str):
-        words = _WORDS.findall(key or "")
+        words = _WORDS.findall(key)
         if words and words[-1].lower() in ("url", "uri"):
             return redact_url(value)
         return _BEARER.sub(r"\1 " + REDACTED, redact_text(value))
     if isinstance(value, Mapping):
         return {k: _redact(v, str(k), names) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_redact(v, None, names) for v in value]
+        return [_redact(v, "", names) for v in value]
     return value
 
 

@@ -161,3 +161,8 @@ def test_values_json_cannot_hold_are_sized_as_text() -> None:
     kept = cap_fields({"s": {1, 2}, "k": {1: "a"}}, limit=100)
     assert kept == {"s": {1, 2}, "k": {1: "a"}}
     assert json.loads(cap_fields({"s": {1, 2}}, limit=3)["s"]["preview"] + '"') == "{1"
+
+
+def test_secret_names_hide_keys_only_never_a_list_item_or_the_value_itself() -> None:
+    assert redact(["v", ["w"]], secret_names=["XXXX", ""]) == ["v", ["w"]]
+    assert redact("v", secret_names=["XXXX"]) == "v"
