@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -54,11 +55,20 @@ def redact_text(text: str) -> str:
 def is_secret_name(name: str, extra: frozenset[str] = frozenset()) -> bool:
     """Whether a key called `name` holds a credential: one of `extra` (lower case), or
     named with a secret word (`Authorization`, `X-Api-Key`, `client_secret`, `password`)."""
-    if name.lower() in extra:
-        return True
+    return name.lower() in extra or _secret_words(name)
+
+
+@lru_cache(maxsize=1024)  # the same few keys come back with every node that settles
+def _secret_words(name: str) -> bool:
     words = [w.lower() for w in _WORDS.findall(name)]
     return (any(w in SECRET_WORDS for w in words)
             or any(pair in SECRET_PAIRS for pair in pairwise(words)))
+
+
+@lru_cache(maxsize=1024)
+def _url_name(name: str) -> bool:
+    words = _WORDS.findall(name)
+    return bool(words) and words[-1].lower() in ("url", "uri")
 
 
 def redact(value: Any, *, secret_names: Iterable[str] = (),
@@ -94,8 +104,7 @@ def _redact(value: Any, key: str, names: frozenset[str]) -> Any:
     if value is not None and is_secret_name(key, names):
         return REDACTED
     if isinstance(value, str):
-        words = _WORDS.findall(key)
-        if words and words[-1].lower() in ("url", "uri"):
+        if _url_name(key):
             return redact_url(value)
         return _BEARER.sub(r"\1 " + REDACTED, redact_text(value))
     if isinstance(value, Mapping):
