@@ -36,19 +36,26 @@ async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
         yield app
 
 
+def assert_crash_problem(response: httpx.Response, fresh: httpx.Response,
+                         correlation_id: str) -> None:
+    """A 500 problem carrying the request's correlation id; `fresh`, sent without one,
+    got a new id."""
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-correlation-id"] == correlation_id
+    assert response.json() == {"type": "about:blank", "title": "Internal error", "status": 500,
+                               "detail": "an unexpected error happened; see the server log"}
+    assert len(fresh.headers["x-correlation-id"]) == 32
+
+
 async def test_an_unhandled_error_is_a_500_problem_with_the_correlation_id(
         app: FastAPI, caplog: pytest.LogCaptureFixture) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         response = await client.get("/boom", headers={"X-Correlation-ID": "req-42"})
         fresh = await client.get("/boom")
-    assert response.status_code == 500
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.headers["x-correlation-id"] == "req-42"
-    assert response.json() == {"type": "about:blank", "title": "Internal error", "status": 500,
-                               "detail": "an unexpected error happened; see the server log"}
+    assert_crash_problem(response, fresh, "req-42")
     assert "a bug" not in response.text  # the traceback goes to the log only
-    assert len(fresh.headers["x-correlation-id"]) == 32
     logged = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in logged] == ["unhandled error on GET /boom"] * 2
     assert all(r.exc_info and "a bug" in str(r.exc_info[1]) for r in logged)
@@ -73,9 +80,4 @@ async def test_an_error_in_a_middleware_is_still_a_500_problem(tmp_path: Path) -
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             response = await client.get("/health", headers={"X-Correlation-ID": "req-7"})
             fresh = await client.get("/health")
-    assert response.status_code == 500
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.headers["x-correlation-id"] == "req-7"
-    assert response.json() == {"type": "about:blank", "title": "Internal error", "status": 500,
-                               "detail": "an unexpected error happened; see the server log"}
-    assert len(fresh.headers["x-correlation-id"]) == 32
+    assert_crash_problem(response, fresh, "req-7")
