@@ -16,14 +16,13 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, func
 
 from flowloom.app.api.manager import purge_forever, recover_forever
-from flowloom.app.ownership import live_owner
+from flowloom.app.lifecycle import claim_found, recoverable_runs
 from flowloom.app.records import RunRecord, utcnow
 from flowloom.app.runner import MISSING, resume_workflow, spec_of, start_prepared
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import open_store
 from flowloom.app.stores.base import Store
-from flowloom.app.subflows import recoverable
 from flowloom.app.tuning import freeze_startup_heap, thaw_heap
 from flowloom.graphs import WorkflowSpec
 from flowloom.nodes.services import Services
@@ -93,8 +92,8 @@ class QueueManager:
             await asyncio.sleep(POLL_S)
 
     async def recover(self) -> int:
-        stale = await self.store.stale_runs(utcnow() - self.stale_after)
-        for record in await recoverable(self.store, stale):
+        stale = await recoverable_runs(self.store, self.stale_after.total_seconds())
+        for record in stale:
             # One job per stale state: several recoverers enqueue it only once.
             stamp = (record.updated_at or record.created_at).timestamp()
             await self._enqueue("run_execution", record.execution_id,
@@ -115,13 +114,11 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
     store: Store = ctx["store"]
     services: Services = ctx["services"]
     record = await store.get_run(execution_id)
-    if record is None or record.finished or record.status == "waiting":
+    if record is None:
         return "nothing to do"
-    seen = record.updated_at or record.created_at
-    if record.status == "running" and live_owner(record, ctx["stale_after"].total_seconds()):
-        return "running in a live process"  # its heartbeat is fresh: not orphaned
-    if not await store.claim_run(execution_id, record.status, seen):
-        return "taken by another worker, or cancelled"
+    refused = await claim_found(store, record, ctx["stale_after"].total_seconds())
+    if refused is not None:
+        return refused
     if record.status == "queued":
         done = await start_prepared(store, services, await spec_of(store, record), record,
                                     stale_after_s=ctx["stale_after"].total_seconds())

@@ -13,10 +13,20 @@ from typing import Any, TypeVar
 
 from langgraph.types import Command
 
-from flowloom.app.execution import EventCallback, LiveRecord, drive, initial_input, load_spec
+from flowloom.app.execution import drive, initial_input, load_spec
+from flowloom.app.lifecycle import (
+    EventCallback,
+    LiveRecord,
+    NotResumable,
+    RunNotFound,
+    cancel_run,
+    claim_for_resume,
+    driving,
+    resumable,
+    take_lease,
+)
 from flowloom.app.logs import bound_correlation_id, install_record_factory
-from flowloom.app.ownership import live_owner, this_process
-from flowloom.app.records import RunRecord, mark_cancelled, utcnow
+from flowloom.app.records import RunRecord, utcnow
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
 from flowloom.app.stores import Store, open_store
@@ -32,14 +42,6 @@ T = TypeVar("T")
 _MISSING: Any = object()
 MISSING = _MISSING  # "no answer given", as opposed to an answer of null
 _retention_done: set[str] = set()
-
-
-class NotResumable(WorkflowError):
-    """The run is finished, running elsewhere, or cannot take the given answer."""
-
-
-class RunNotFound(WorkflowError):
-    """No run has the given execution id."""
 
 
 class RunExists(WorkflowError):
@@ -130,42 +132,22 @@ async def _resources(settings: Settings | None, store: Store | None,
             await store.close()
 
 
-_DRIVEN_HERE: set[str] = set()  # runs this process is executing right now
-
-
 async def _execute(store: Store, services: Services, spec: WorkflowSpec, record: RunRecord,
                    graph_input: Any, on_event: EventCallback | None,
                    stale_after_s: float) -> RunRecord:
-    _DRIVEN_HERE.add(record.execution_id)
     install_record_factory()
     # The run's log lines carry its own correlation id, wherever and whenever it runs (a
     # worker, a resume); its child runs take it on from here.
-    with bound_correlation_id(record.correlation_id):
-        try:
-            return await _drive_here(store, services, spec, record, graph_input, on_event,
-                                     stale_after_s)
-        finally:
-            _DRIVEN_HERE.discard(record.execution_id)
-
-
-async def _drive_here(store: Store, services: Services, spec: WorkflowSpec,
-                      record: RunRecord, graph_input: Any,
-                      on_event: EventCallback | None, stale_after_s: float) -> RunRecord:
-    # A run that never started has no events; a resumed one continues their numbering.
-    events = await store.list_events(record.execution_id) if record.started_at else []
-    live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event,
-                      stale_after_s=stale_after_s)
-    # Fence every write of this run on what the store holds now: our claim (or our
-    # creation) is the last write; a later claim by anyone else stops this process.
-    stored = await store.get_run(record.execution_id)
-    if stored is not None:
-        record.updated_at = stored.updated_at or stored.created_at
-        live.lease.moved_to(record.updated_at)
-    record.owner = this_process()  # named to anyone refused a takeover meanwhile
-    services = _with_subflows(services, store)
-    with paced_collection():
-        await drive(spec, record, store, services, live, graph_input)
-    return record
+    with bound_correlation_id(record.correlation_id), driving(record.execution_id):
+        # A run that never started has no events; a resumed one continues their numbering.
+        events = await store.list_events(record.execution_id) if record.started_at else []
+        live = LiveRecord(store, record, events[-1]["seq"] if events else 0, on_event,
+                          stale_after_s=stale_after_s)
+        await take_lease(store, live)
+        services = _with_subflows(services, store)
+        with paced_collection():
+            await drive(spec, record, store, services, live, graph_input)
+        return record
 
 
 def _with_subflows(services: Services, store: Store) -> Services:
@@ -309,30 +291,12 @@ async def resume_workflow(
     `take_over=False` and are refused."""
     settings = settings or load_settings()
     async with _resources(settings, store, services) as (store, services):
-        record = await store.get_run(execution_id)
-        if record is None:
-            raise RunNotFound(f"no run with execution id `{execution_id}`")
-        if record.status in ("succeeded", "cancelled"):
-            raise NotResumable(f"execution `{execution_id}` already {record.status}; "
-                               "nothing to resume")
+        record = await resumable(store, execution_id)
         spec = await spec_of(store, record)
         graph_input = check_answer(record, value, node_id) if record.status == "waiting" else None
-        if record.status == "running" and (execution_id in _DRIVEN_HERE or not take_over):
-            raise NotResumable(f"execution `{execution_id}` is running; if its process "
-                               "stops, it can be resumed then")
-        refusal = live_owner(record, settings.stale_after_s)
-        if record.status == "running" and not force and refusal:
-            raise NotResumable(f"{refusal}; resume it then, or with --force (force=True) "
-                               "if you know that process is gone")
-        seen = record.updated_at or record.created_at
-        if not await store.claim_run(execution_id, record.status, seen):
-            raise NotResumable(f"execution `{execution_id}` was resumed or changed by "
-                               "another request meanwhile; read it again")
-        by = await store.cancel_requested(execution_id) if record.status == "running" else None
-        if by is not None:  # an orphan whose cancel was asked for: cancel, do not run it
-            mark_cancelled(record, by)
-            await store.save_run(record)
-            return record
+        if await claim_for_resume(store, record, stale_after_s=settings.stale_after_s,
+                                  take_over=take_over, force=force):
+            return record  # cancelled while no process drove it: not run again
         record.errors = []
         record.node_states = {k: v for k, v in record.node_states.items()
                               if v.status not in ("cancelled", "waiting")
@@ -346,26 +310,7 @@ async def cancel_workflow(execution_id: str, *, by: str = "api", store: Store | 
     """Cancel a queued, running or waiting run. A run going in some process stops at its
     next check (within a second); a queued or waiting one is cancelled here and now."""
     async with _resources(settings, store, Services()) as (store, _):
-        record = await store.get_run(execution_id)
-        if record is None:
-            raise RunNotFound(f"no run with execution id `{execution_id}`")
-        if record.finished:
-            raise NotResumable(f"execution `{execution_id}` already {record.status}")
-        # The request first: a process that claims the run from here on sees it (a queued
-        # run is then never started; a running one stops at its next check).
-        await store.request_cancel(execution_id, by)
-        while record.status in ("queued", "waiting"):
-            seen = (record.status, record.updated_at or record.created_at)
-            mark_cancelled(record, by)
-            if await store.save_run_if(record, *seen):
-                return record
-            # Claimed meanwhile (an answer resumed it): ask its new owner to stop.
-            fresh = await store.get_run(execution_id)
-            if fresh is None or fresh.finished:
-                return fresh or record
-            record = fresh
-            await store.request_cancel(execution_id, by)
-        return record
+        return await cancel_run(store, execution_id, by)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -388,6 +333,7 @@ __all__ = [
     "MISSING",
     "AnswerError",
     "NotResumable",
+    "RunNotFound",
     "cancel_workflow",
     "check_answer",
     "execute_workflow_async",

@@ -7,8 +7,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from flowloom.app.lifecycle import cancel_child
 from flowloom.app.logs import correlation_id
-from flowloom.app.records import RunRecord, mark_cancelled
+from flowloom.app.records import RunRecord
 from flowloom.app.stores.base import Store
 from flowloom.graphs.errors import NodeError
 from flowloom.nodes.services import Services
@@ -103,43 +104,4 @@ class Subflows:
     async def _cancel(self, child_id: str, parent_execution_id: str) -> None:
         """The child's own drive stopped without a word when its parent's did: cancel its
         record, so no child is left `running` (its own children cancelled theirs first)."""
-        child = await self.store.get_run(child_id)
-        if child is not None and not child.finished:
-            by = await self._cancelled_by(parent_execution_id)
-            mark_cancelled(child, f"parent {parent_execution_id}" if by is None else by)
-            await self.store.request_cancel(child_id, child.cancelled_by or "")
-            await self.store.save_run(child)
-
-    async def _cancelled_by(self, run_id: str | None) -> str | None:
-        """Who cancelled the nearest ancestor that was cancelled (none when it timed out)."""
-        while run_id is not None:
-            by = await self.store.cancel_requested(run_id)
-            if by is not None:
-                return by
-            record = await self.store.get_run(run_id)
-            run_id = record.parent_execution_id if record else None
-        return None
-
-
-async def recoverable(store: Store, stale: list[RunRecord]) -> list[RunRecord]:
-    """The stale runs recovery may take over. A child run is its parent's to resume: the
-    parent's `subworkflow` node takes it over when the parent is resumed, and recovering
-    both would drive the child twice. A child whose parent has finished (or is gone) is
-    never resumed: it is cancelled, as its parent's end would have done had its process
-    lived to say so."""
-    chosen = []
-    for record in stale:
-        parent_id = record.parent_execution_id
-        if parent_id is None:
-            chosen.append(record)
-            continue
-        parent = await store.get_run(parent_id)
-        if parent is not None and not parent.finished:
-            continue  # left to the parent's own recovery
-        why = (f"parent {parent_id} {parent.status}" if parent is not None
-               else f"parent {parent_id} gone")
-        seen = (record.status, record.updated_at or record.created_at)
-        mark_cancelled(record, why)
-        if await store.save_run_if(record, *seen):  # a claim since wins: it was resumed
-            await store.request_cancel(record.execution_id, why)
-    return chosen
+        await cancel_child(self.store, child_id, parent_execution_id)

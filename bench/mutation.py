@@ -53,6 +53,9 @@ MODULES: dict[str, list[str]] = {
     "graphs/redact.py": ["tests/graphs/test_redact.py", "tests/nodes/test_net.py"],
     "app/stores/sqlite.py": ["tests/app/test_store_contract.py"],
     "app/execution.py": ["tests/app/test_ownership.py", "tests/app/test_resume.py"],
+    "app/lifecycle/claims.py": ["tests/app/test_ownership.py", "tests/app/test_recovery.py",
+                                "tests/app/test_subflows.py"],
+    "app/lifecycle/live.py": ["tests/app/test_live_record.py", "tests/app/test_fencing.py"],
 }
 
 

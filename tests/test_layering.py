@@ -93,3 +93,46 @@ def test_compiling_loads_no_client_of_ours() -> None:
     # own clients (SMTP, the model, Redis, MongoDB, the web stack) stay out.
     assert set(loaded_after("import flowloom.graphs.compile")) <= {
         "langgraph", "httpx", "requests"}
+
+
+# The store's primitives that decide who drives a run: app/lifecycle/ alone calls them.
+LIFECYCLE_PRIMITIVES = frozenset({"claim_run", "save_run_if", "request_cancel",
+                                  "cancel_requested", "stale_runs", "save_run_with_events",
+                                  "save_run"})
+LIFECYCLE_HOMES = ("app/lifecycle/", "app/stores/")  # who uses them, who implements them
+
+
+def primitive_calls(source: str) -> list[tuple[int, str]]:
+    """Calls of a lifecycle primitive as a method (`store.claim_run(...)`), by any name
+    of the object; `getattr(store, "claim_run")` counts too."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in LIFECYCLE_PRIMITIVES:
+            found.append((node.lineno, func.attr))
+        elif isinstance(func, ast.Name) and func.id == "getattr" and any(
+                isinstance(arg, ast.Constant) and arg.value in LIFECYCLE_PRIMITIVES
+                for arg in node.args):
+            found.append((node.lineno, "getattr"))
+    return sorted(found)
+
+
+def test_one_module_owns_a_runs_lifecycle() -> None:
+    """The CLI, the Python API, the HTTP service, the pool and the queue workers claim,
+    cancel and beat through app/lifecycle/ only: the rules live in one place."""
+    breaches = [f"{path.relative_to(REPO)}:{line} calls {name}"
+                for layer in ("app", "nodes", "graphs")
+                for path in sorted((REPO / layer).rglob("*.py"))
+                if not str(path.relative_to(REPO)).startswith(LIFECYCLE_HOMES)
+                for line, name in primitive_calls(path.read_text())]
+    assert breaches == []
+
+
+def test_the_lifecycle_check_sees_a_direct_call() -> None:
+    source = ("async def f(store, s):\n    await store.claim_run('x', 'queued', 0)\n"
+              "    await s.store.request_cancel('x', 'me')\n"
+              "    getattr(store, 'stale_runs')\n    await claim_run(store)\n")
+    assert primitive_calls(source) == [(2, "claim_run"), (3, "request_cancel"),
+                                       (4, "getattr")]

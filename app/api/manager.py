@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from flowloom.app.lifecycle import claim_for_start, claim_seen, recoverable_runs
 from flowloom.app.records import RunRecord, utcnow
 from flowloom.app.runner import resume_workflow, spec_of, start_prepared
 from flowloom.app.stores.base import Store
-from flowloom.app.subflows import recoverable
 from flowloom.graphs import WorkflowSpec
 from flowloom.nodes.services import Services
 
@@ -83,8 +83,7 @@ class RunManager:
         has it loaded. The run is claimed when it starts: if another process took it
         meanwhile, or it was cancelled, this task ends with None."""
         async def work() -> RunRecord | None:
-            seen = record.updated_at or record.created_at
-            if not await self.store.claim_run(record.execution_id, "queued", seen):
+            if not await claim_for_start(self.store, record):
                 log.info("run %s was taken by another process or cancelled while queued",
                          record.execution_id)
                 return None
@@ -99,7 +98,7 @@ class RunManager:
         with, stale, in the store: it is claimed first, and left alone if another
         process took it meanwhile."""
         async def work() -> RunRecord | None:
-            if claim is not None and not await self.store.claim_run(execution_id, *claim):
+            if claim is not None and not await claim_seen(self.store, execution_id, claim):
                 log.info("run %s was taken by another process", execution_id)
                 return None
             return await resume_workflow(execution_id, store=self.store,
@@ -111,8 +110,8 @@ class RunManager:
     async def recover(self) -> int:
         """Start the queued runs and resume the running ones whose process is gone, so
         that no run is left stuck in `running`."""
-        stale = await self.store.stale_runs(utcnow() - self.stale_after)
-        for record in await recoverable(self.store, stale):
+        stale = await recoverable_runs(self.store, self.stale_after.total_seconds())
+        for record in stale:
             if record.execution_id in self.tasks:
                 continue
             if record.status == "queued":  # claimed when a slot frees up

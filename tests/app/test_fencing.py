@@ -11,7 +11,7 @@ import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
 
-from flowloom.app import execution
+from flowloom.app.lifecycle import live as execution
 from flowloom.app.records import RunRecord
 from flowloom.app.runner import execute_workflow_async
 from flowloom.app.settings import load_settings

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from flowloom.app import execution
-from flowloom.app.execution import LiveRecord
+from flowloom.app.lifecycle import live as execution
+from flowloom.app.lifecycle.live import LiveRecord
 from flowloom.app.records import RunRecord
 
 

@@ -148,13 +148,13 @@ async def test_a_cancelled_orphan_is_not_run_again_by_recovery(settings: Setting
 # watcher usually notices the takeover first.
 QUIET_WATCHER = """
 import asyncio
-import flowloom.app.execution as execution
+import flowloom.app.lifecycle.live as live
 from flowloom.app.cli import main
 
 async def watch_nothing(self, run_task):
     await asyncio.wait({run_task})
 
-execution.LiveRecord.watch = watch_nothing
+live.LiveRecord.watch = watch_nothing
 main()
 """
 

@@ -133,3 +133,44 @@ async def test_a_parent_timing_out_cancels_its_child(run: Runner, store: SqliteS
     stored = await store.get_run("slow.outer")
     assert stored is not None
     assert (stored.status, stored.cancelled_by) == ("cancelled", "parent slow")
+
+
+async def _orphaned_parent_and_child(store: SqliteStore) -> None:
+    """A parent run and its child, both `running` in a process that died (their records
+    say so, and nothing drives them here)."""
+    from flowloom.app.records import NodeState
+    from flowloom.app.runner import prepare_run
+    child = {"nodes": [delay("nap", 30)]}
+    _, parent = await prepare_run(store, {"nodes": [sub("outer", workflow=child)]},
+                                  execution_id="dead")
+    await prepare_run(store, child, execution_id="dead.outer", parent_execution_id="dead")
+    parent.node_states["outer"] = NodeState(status="running",
+                                            child_execution_id="dead.outer")
+    await store.save_run(parent)
+
+
+async def test_a_child_of_an_orphan_cancelled_meanwhile_is_never_run(
+        store: SqliteStore) -> None:
+    from flowloom.app.runner import resume_workflow
+    await _orphaned_parent_and_child(store)
+    await cancel_workflow("dead", by="carol", store=store)
+    # Recovery reaches the child first: its parent's cancel stands for it too.
+    child = await resume_workflow("dead.outer", store=store, force=True)
+    assert (child.status, child.cancelled_by) == ("cancelled", "carol")
+    assert await store.list_events("dead.outer") == []  # nothing ran
+    parent = await resume_workflow("dead", store=store, force=True)
+    assert (parent.status, parent.cancelled_by) == ("cancelled", "carol")
+    assert await store.list_events("dead") == []
+
+
+async def test_cancelling_an_orphaned_parent_cancels_its_child_when_recovered(
+        store: SqliteStore) -> None:
+    from flowloom.app.runner import resume_workflow
+    await _orphaned_parent_and_child(store)
+    await cancel_workflow("dead", by="carol", store=store)
+    parent = await resume_workflow("dead", store=store, force=True)
+    assert (parent.status, parent.cancelled_by) == ("cancelled", "carol")
+    stored = await store.get_run("dead.outer")  # cancelled with it, before anyone ran it
+    assert stored is not None and (stored.status, stored.cancelled_by) == (
+        "cancelled", "carol")
+    assert await store.list_events("dead.outer") == []

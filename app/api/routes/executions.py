@@ -18,8 +18,8 @@ from flowloom.app.api.deps import ExecutionIdPath, ManagerDep, StoreDep
 from flowloom.app.api.errors import ApiError
 from flowloom.app.api.event_docs import EVENTS_RESPONSES
 from flowloom.app.execution import load_spec
+from flowloom.app.lifecycle import live_owner, this_process
 from flowloom.app.logs import correlation_id
-from flowloom.app.ownership import live_owner, this_process
 from flowloom.app.records import RunRecord
 from flowloom.app.runner import (
     MISSING,
