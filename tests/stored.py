@@ -14,6 +14,7 @@ from flowloom.app.runner import run_sync
 from flowloom.app.settings import load_settings
 from flowloom.app.stores import open_store
 from flowloom.app.stores.mongo import CHECKPOINTS, WRITES
+from flowloom.app.stores.mongo_saver import COMMIT, FENCE_NS
 
 
 def events(store_url: str, execution_id: str) -> list[dict[str, Any]]:
@@ -39,7 +40,10 @@ def record(store_url: str, execution_id: str) -> RunRecord | None:
 
 
 def checkpoint_rows(store_url: str, execution_id: str) -> dict[str, int]:
-    """How many checkpoints and task writes the run has, every namespace included."""
+    """How many checkpoints and task writes of the run a reader can see, every namespace
+    included. (On MongoDB a stalled owner's task writes may land after a takeover, but
+    unreadable: their batch has no commit marker. Markers and the seal's tombstones are
+    the fence's own documents, not checkpoints: see mongo_saver.py.)"""
     settings = load_settings(store=store_url)
     if settings.sqlite_path is not None:
         with closing(sqlite3.connect(settings.sqlite_path)) as db:
@@ -47,6 +51,12 @@ def checkpoint_rows(store_url: str, execution_id: str) -> dict[str, int]:
                                       (execution_id,)).fetchone()[0]
                     for table in ("checkpoints", "writes")}
     base, name = store_url.rsplit("/", 1)
+    run = {"thread_id": execution_id, "checkpoint_ns": {"$ne": FENCE_NS}}
     with MongoClient(base) as client:
-        return {kind: client[name][collection].count_documents({"thread_id": execution_id})
-                for kind, collection in (("checkpoints", CHECKPOINTS), ("writes", WRITES))}
+        writes = list(client[name][WRITES].find(run, {"_id": 0, "value": 0}))
+        committed = {(w["checkpoint_ns"], w["checkpoint_id"], w["slot"]) for w in writes
+                     if w["task_id"] == COMMIT}
+        return {"checkpoints": client[name][CHECKPOINTS].count_documents(run),
+                "writes": sum(1 for w in writes if w["task_id"] != COMMIT and (
+                    w.get("batch") is None
+                    or (w["checkpoint_ns"], w["checkpoint_id"], w["batch"]) in committed))}

@@ -19,7 +19,7 @@ LEASE_KEY = "__flowloom_lease"  # in a run's `configurable`: every checkpoint wr
 
 
 class Lease:
-    __slots__ = ("execution_id", "lost", "tokens")
+    __slots__ = ("bound", "epoch", "execution_id", "lost", "tokens")
 
     def __init__(self, execution_id: str, token: datetime | None = None) -> None:
         self.execution_id = execution_id
@@ -28,6 +28,10 @@ class Lease:
         # that may have landed). Replaced as a whole, so another thread reads one set.
         self.tokens: tuple[datetime, ...] = (token,) if token is not None else ()
         self.lost = False
+        # MongoDB's checkpoint fence (mongo_saver.py): the run's claim count when this
+        # owner took it, learnt with its first checkpoint read or write.
+        self.bound = False
+        self.epoch: int | None = None
 
     @property
     def held(self) -> bool:

@@ -253,7 +253,9 @@ class MongoStore:
         # change, or a second claimer would match too (and MongoDB counts no change).
         claimed = max(_ms(datetime.now(UTC)), seen + timedelta(milliseconds=1))
         where: dict[str, Any] = {"_id": execution_id, "status": seen_status, "updated_at": seen}
-        change: dict[str, Any] = {"$set": {"status": "running", "updated_at": claimed}}
+        # The claim count (`epoch`) moves in the same update: the checkpoint fence.
+        change: dict[str, Any] = {"$set": {"status": "running", "updated_at": claimed},
+                                  "$inc": {"epoch": 1}}
         if seen_status == "queued":
             where["cancel_requested_by"] = None  # also matches a missing field
         elif seen_status in ("failed", "waiting"):

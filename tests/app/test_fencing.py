@@ -190,6 +190,9 @@ class RecordWrittenMeanwhile:
     def __init__(self, runs: Any, lease: Lease, token: datetime) -> None:
         self.runs, self.lease, self.token = runs, lease, token
 
+    def __getattr__(self, name: str) -> Any:  # the slot's update, the seal's: as they are
+        return getattr(self.runs, name)
+
     def find_one(self, *args: Any, **kwargs: Any) -> Any:
         self.runs.update_one({"_id": self.lease.execution_id},
                              {"$set": {"updated_at": mongo_time(self.token)}})
