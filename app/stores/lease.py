@@ -19,7 +19,7 @@ LEASE_KEY = "__flowloom_lease"  # in a run's `configurable`: every checkpoint wr
 
 
 class Lease:
-    __slots__ = ("bound", "epoch", "execution_id", "lost", "tokens")
+    __slots__ = ("bound", "epoch", "execution_id", "free", "lost", "tokens")
 
     def __init__(self, execution_id: str, token: datetime | None = None) -> None:
         self.execution_id = execution_id
@@ -32,6 +32,7 @@ class Lease:
         # owner took it, learnt with its first checkpoint read or write.
         self.bound = False
         self.epoch: int | None = None
+        self.free: list[int] = []  # slots handed to this owner, not yet written
 
     @property
     def held(self) -> bool:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, MongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, MongoClient, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from flowloom.app.records import FINISHED, RunRecord
@@ -24,7 +24,12 @@ from flowloom.app.stores.base import (
     same_document,
 )
 from flowloom.app.stores.errors import LeaseLost, StoreError
-from flowloom.app.stores.mongo_saver import FencedMongoDBSaver
+from flowloom.app.stores.mongo_saver import (
+    FencedMongoDBSaver,
+    duplicates_only,
+    landed_queries,
+    tombstones,
+)
 from flowloom.app.stores.mongo_saver import mongo_time as _ms
 from flowloom.app.stores.serde import CheckpointSerializer
 from flowloom.graphs.events import WireEvent
@@ -260,8 +265,36 @@ class MongoStore:
             where["cancel_requested_by"] = None  # also matches a missing field
         elif seen_status in ("failed", "waiting"):
             change["$unset"] = {"cancel_requested_by": ""}
-        result = await db.runs.update_one(where, change)
-        return bool(result.modified_count)
+        claim = await db.runs.find_one_and_update(
+            where, change, projection={"epoch": 1, "wseq": 1, "sealed": 1},
+            return_document=ReturnDocument.AFTER)
+        if claim is None:
+            return False
+        await self._seal(db, execution_id, claim)
+        return True
+
+    async def _seal(self, db: Any, thread: str, claim: Mapping[str, Any]) -> None:
+        """Right after a claim: every checkpoint slot handed out before it that holds no
+        write yet gets a tombstone, so an earlier owner's late write is never read
+        (mongo_saver.py says why; its owners check again before their first read)."""
+        sealed, last = claim.get("sealed") or 0, claim.get("wseq") or 0
+        if last <= sealed:
+            return
+        pairs = list(zip((db[CHECKPOINTS], db[WRITES]),
+                         landed_queries(thread, sealed, last), strict=True))
+        if sum([await c.count_documents(q) for c, q in pairs]) < last - sealed:
+            used = {d["slot"] for c, q in pairs
+                    for d in await c.find(q, {"slot": 1}).to_list(None)}
+            holes = tombstones(thread, sealed, last, used)
+            for collection, _ in pairs:
+                try:
+                    if holes:
+                        await collection.insert_many(holes, ordered=False)
+                except BulkWriteError as exc:
+                    if not duplicates_only(exc):  # a slot written meanwhile stays so
+                        raise
+        await db.runs.update_one({"_id": thread, "epoch": claim.get("epoch")},
+                                 {"$max": {"sealed": last}})
 
     async def save_run_if(self, record: RunRecord, seen_status: str,
                           seen_updated_at: datetime) -> bool:

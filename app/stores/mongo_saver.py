@@ -5,16 +5,17 @@ one step without holding the run's document across the owner's stall (a stopped 
 would block every takeover for up to 60 s). So the fence is made of single-document
 steps, none of which holds anything:
 
-1. Every fenced write first takes a *slot*: `$inc` of the run document's `wseq`,
-   conditional on the run's `epoch` being the owner's. Every claim increments `epoch`
-   in its own single-document update, so no slot is ever handed to an owner after a
-   claim that took the run from it.
+1. Every fenced write first takes a *slot*, from a block of SLOT_BLOCK handed to the
+   owner by an `$inc` of the run document's `wseq`, conditional on the run's `epoch`
+   being the owner's. Every claim increments `epoch` in its own single-document update,
+   so no slot is ever handed to an owner after a claim that took the run from it.
 2. A write is readable only through a document that holds its slot, under a unique
    (thread_id, slot) index: a checkpoint carries its own; a task's writes carry theirs
    as `batch`, and become readable when their commit marker (the slot's document in the
    writes collection) is inserted after them.
-3. Before its first read, an owner *seals* the run: every slot up to `wseq` that holds
-   no document gets a tombstone in both collections. From then on, every slot an older
+3. The claimer *seals* the run right after its claim (MongoStore.claim_run), and every
+   owner checks it again before its first read: every slot up to `wseq` that holds no
+   document gets a tombstone in both collections. From then on, every slot an older
    owner was handed is taken, so its late checkpoint or commit marker fails on the
    unique index (LeaseLost) and its late task writes stay unreadable.
 
@@ -58,6 +59,7 @@ from flowloom.app.stores.lease import Lease, lease_of
 FENCE_NS = "\x00fence"  # tombstones' namespace: no LangGraph read asks for it
 COMMIT = "\x00commit"  # the task id of a write batch's commit marker
 DUPLICATE = 11000
+SLOT_BLOCK = 16  # slots per `$inc`: a write costs one round trip, the block's 1/16 more
 _SLOT_INDEX = [("thread_id", ASCENDING), ("slot", ASCENDING)]
 _UPSTREAM_WRITES_INDEX = [("thread_id", 1), ("checkpoint_ns", 1), ("checkpoint_id", -1),
                           ("task_id", 1), ("idx", 1)]
@@ -132,32 +134,34 @@ class FencedMongoDBSaver(MongoDBSaver):
         """Take every slot up to `last` that no write has landed in yet."""
         if last <= sealed:
             return
-        thread = lease.execution_id
-        span = {"$gt": sealed, "$lte": last}
-        real = ({"thread_id": thread, "slot": span, "checkpoint_ns": {"$ne": FENCE_NS}},
-                {"thread_id": thread, "slot": span, "task_id": COMMIT})
         collections = (self.checkpoint_collection, self.writes_collection)
-        landed = sum(c.count_documents(q) for c, q in zip(collections, real, strict=True))
-        if landed < last - sealed:  # a write cut off, or in flight in a stalled owner
-            used = {d["slot"] for c, q in zip(collections, real, strict=True)
-                    for d in c.find(q, {"slot": 1})}
-            holes = [n for n in range(sealed + 1, last + 1) if n not in used]
+        queries = landed_queries(lease.execution_id, sealed, last)
+        pairs = list(zip(collections, queries, strict=True))
+        if sum(c.count_documents(q) for c, q in pairs) < last - sealed:
+            used = {d["slot"] for c, q in pairs for d in c.find(q, {"slot": 1})}
             for collection in collections:
-                _insert_ignoring_duplicates(collection, [_tombstone(thread, n) for n in holes])
-        if not self.runs.update_one({"_id": thread, "epoch": epoch},
+                _insert_ignoring_duplicates(
+                    collection, tombstones(lease.execution_id, sealed, last, used))
+        if not self.runs.update_one({"_id": lease.execution_id, "epoch": epoch},
                                     {"$max": {"sealed": last}}).matched_count:
             raise lease.refused()
 
     def _slot(self, lease: Lease) -> int:
         epoch = self._bind(lease)
-        doc = self.runs.find_one_and_update(
-            {"_id": lease.execution_id, "epoch": epoch}, {"$inc": {"wseq": 1}},
-            projection={"wseq": 1}, return_document=ReturnDocument.AFTER)
-        if doc is None:  # claimed by another process since this owner's
-            raise lease.refused()
+        with self.binding:
+            slot = lease.free.pop(0) if lease.free else None
+        if slot is None:
+            doc = self.runs.find_one_and_update(
+                {"_id": lease.execution_id, "epoch": epoch}, {"$inc": {"wseq": SLOT_BLOCK}},
+                projection={"wseq": 1}, return_document=ReturnDocument.AFTER)
+            if doc is None:  # claimed by another process since this owner's
+                raise lease.refused()
+            slot = int(doc["wseq"]) - SLOT_BLOCK + 1
+            with self.binding:
+                lease.free.extend(range(slot + 1, slot + SLOT_BLOCK))
         if self.between_slot_and_write is not None:
             self.between_slot_and_write(lease.execution_id)
-        return int(doc["wseq"])
+        return slot
 
     # --- writes ----------------------------------------------------------------------
 
@@ -287,6 +291,18 @@ class FencedMongoDBSaver(MongoDBSaver):
                 for d in docs if id(d) in kept_ids]
 
 
+def landed_queries(thread: str, sealed: int, last: int) -> tuple[dict[str, Any], ...]:
+    """The documents of slots after `sealed` up to `last` that writes left: checkpoints,
+    and the commit markers of task writes (one per slot in all, tombstones aside)."""
+    span = {"$gt": sealed, "$lte": last}
+    return ({"thread_id": thread, "slot": span, "checkpoint_ns": {"$ne": FENCE_NS}},
+            {"thread_id": thread, "slot": span, "task_id": COMMIT})
+
+
+def tombstones(thread: str, sealed: int, last: int, used: set[int]) -> list[dict[str, Any]]:
+    return [_tombstone(thread, n) for n in range(sealed + 1, last + 1) if n not in used]
+
+
 def _order(doc: dict[str, Any]) -> int:
     return doc.get("batch") or 0  # an unfenced write is the oldest
 
@@ -297,6 +313,10 @@ def _tombstone(thread: str, slot: int) -> dict[str, Any]:
             "task_id": "", "idx": slot, "slot": slot}
 
 
+def duplicates_only(exc: BulkWriteError) -> bool:
+    return all(e.get("code") == DUPLICATE for e in exc.details.get("writeErrors", []))
+
+
 def _insert_ignoring_duplicates(collection: Any, docs: list[dict[str, Any]]) -> None:
     """Insert what is not there yet: a slot already taken stays as it is."""
     if not docs:
@@ -304,5 +324,5 @@ def _insert_ignoring_duplicates(collection: Any, docs: list[dict[str, Any]]) -> 
     try:
         collection.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
-        if any(e.get("code") != DUPLICATE for e in exc.details.get("writeErrors", [])):
+        if not duplicates_only(exc):
             raise

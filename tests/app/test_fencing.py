@@ -128,8 +128,10 @@ async def test_a_run_taken_over_mid_node_writes_no_checkpoint_and_starts_nothing
 
     await wait_until(napping, "`nap` to start waiting")
     async with backend.checkpointer() as saver:
-        before = await stored_checkpoints(saver, "mid")
         await take_over(backend, "mid")
+        # Read once the claim is done: a write the owner had in flight at the claim (a
+        # node's progress) may land until then (MongoDB: until the claim's seal).
+        before = await stored_checkpoints(saver, "mid")
         claimed = await backend.get_run("mid")
         sleep.gate.set()  # the node finishes in the former owner
         await run
