@@ -20,10 +20,10 @@ from flowloom.app.stores.base import (
     StoredWorkflow,
     decode_cursor,
     encode_cursor,
-    json_text,
     same_document,
 )
-from flowloom.app.stores.errors import LeaseLost, StoreError
+from flowloom.app.stores.errors import StoreError
+from flowloom.app.stores.mongo_events import OUTBOX, EventLog, copy_events, event_docs
 from flowloom.app.stores.mongo_saver import (
     FencedMongoDBSaver,
     duplicates_only,
@@ -56,6 +56,7 @@ class MongoStore:
         self._ready = False
         self._saver: FencedMongoDBSaver | None = None
         self._saver_client: Any = None
+        self.events = EventLog()  # the event log's outbox (mongo_events.py)
 
     async def _setup(self) -> Any:
         if self._ready:
@@ -161,7 +162,7 @@ class MongoStore:
 
     async def get_run(self, execution_id: str) -> RunRecord | None:
         db = await self._setup()
-        doc = await db.runs.find_one({"_id": execution_id})
+        doc = await db.runs.find_one({"_id": execution_id}, {OUTBOX: 0})
         return _run(doc) if doc else None
 
     async def list_runs(self, query: RunQuery) -> RunPage:
@@ -185,7 +186,7 @@ class MongoStore:
             at = _ms(at)
             where = {"$and": [where, {"$or": [{"created_at": {"$lt": at}},
                                               {"created_at": at, "_id": {"$lt": execution_id}}]}]}
-        docs = await db.runs.find(where).sort(
+        docs = await db.runs.find(where, {OUTBOX: 0}).sort(
             [("created_at", DESCENDING), ("_id", DESCENDING)]).limit(query.limit + 1).to_list(
             query.limit + 1)
         runs = [_run(d) for d in docs[: query.limit]]
@@ -195,38 +196,28 @@ class MongoStore:
     async def save_run_with_events(self, record: RunRecord, events: Sequence[Mapping[str, Any]],
                                    fence: Sequence[datetime] | None = None) -> None:
         if not fence:
-            # Events first: a reader that sees the record's progress finds its events too.
+            # No owner, so nothing to fence (a graph run outside the lifecycle, a run
+            # being created): events first, so a reader that sees the record's progress
+            # finds its events too. No outbox: it would cost a request for nothing, and
+            # readers merge both.
             await self.append_events(record.execution_id, events)
             await self.save_run(record)
             return
-        # Fenced: the record first, so a process that lost the run writes nothing more
-        # (a reader may see its progress a moment before its events).
+        # Fenced: the events are committed by the record's own conditional update (the
+        # outbox), so a process that lost the run commits nothing, events included.
         db = await self._setup()
-        result = await db.runs.update_one(
-            {"_id": record.execution_id,
-             "updated_at": {"$in": [_ms(token) for token in fence]}},
-            {"$set": _fields(record)})
-        if not result.matched_count:
-            raise LeaseLost(f"run {record.execution_id} was taken over by another process")
-        await self.append_events(record.execution_id, events)
+        await self.events.commit(db, record.execution_id, _fields(record), events, fence,
+                                 running=record.status == "running")
 
     async def append_events(self, execution_id: str, events: Sequence[Mapping[str, Any]]) -> None:
-        if not events:
-            return
         db = await self._setup()
-        docs = [{"execution_id": execution_id, "seq": e["seq"], "event": json_text(e)}
-                for e in events]
-        try:
-            await db.run_events.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:  # a replayed flush: the duplicates are already there
-            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
-                raise
+        await copy_events(db, event_docs(execution_id, events))
 
     async def list_events(self, execution_id: str, after: int = 0) -> list[WireEvent]:
+        """`run_events` merged with the events committed to the run's outbox and not yet
+        copied (mongo_events.py): what the SSE stream, paging and resumes read."""
         db = await self._setup()
-        docs = await db.run_events.find({"execution_id": execution_id, "seq": {"$gt": after}}
-                                        ).sort("seq", ASCENDING).to_list(None)
-        return [_loaded(d["event"]) for d in docs]
+        return [_loaded(text) for text in await self.events.read(db, execution_id, after)]
 
     async def request_cancel(self, execution_id: str, by: str) -> None:
         db = await self._setup()
@@ -246,7 +237,7 @@ class MongoStore:
     async def stale_runs(self, before: datetime) -> list[RunRecord]:
         db = await self._setup()
         docs = await db.runs.find({"status": {"$in": ["queued", "running"]},
-                                   "updated_at": {"$lt": _ms(before)}}).sort(
+                                   "updated_at": {"$lt": _ms(before)}}, {OUTBOX: 0}).sort(
             "created_at", ASCENDING).to_list(None)
         return [_run(d) for d in docs]
 
