@@ -197,24 +197,44 @@ class FencedMongoDBSaver(MongoDBSaver):
         _validate_identifier(task_id, "task_id")
         _validate_identifier(task_path, "task_path")
         lease = lease_of(config)
-        batch = None if lease is None else self._slot(lease)
+        if lease is not None:
+            return self._put_batch(lease, where, writes, task_id, task_path)
         # MongoDBSaver's rule within a batch: replace only a task's error and the like.
         how = "$set" if all(w[0] in WRITES_IDX_MAP for w in writes) else "$setOnInsert"
         ops: list[Any] = []
         for idx, (channel, value) in enumerate(writes):
             type_, blob = self.serde.dumps_typed(value)
             ops.append(UpdateOne({**where, "task_id": task_id, "task_path": task_path,
-                                  "idx": WRITES_IDX_MAP.get(channel, idx), "batch": batch},
+                                  "idx": WRITES_IDX_MAP.get(channel, idx), "batch": None},
                                  {how: {"channel": channel, "type": type_, "value": blob}},
                                  upsert=True))
-        if lease is not None:  # last, and in order: readable only once all of it landed
-            ops.append(InsertOne({**where, "task_id": COMMIT, "task_path": "", "idx": batch,
-                                  "slot": batch}))
+        self.writes_collection.bulk_write(ops, ordered=True)
+
+    def _put_batch(self, lease: Lease, where: dict[str, Any],
+                   writes: Sequence[tuple[str, Any]], task_id: str, task_path: str) -> None:
+        """A fenced call's writes, then its commit marker, in one ordered insert (one
+        request): its slot is new, so nothing of it is stored yet, and upserts would only
+        cost a look-up each (and a second request, for the marker)."""
+        batch = self._slot(lease)
+        # MongoDBSaver's rule within a call: a later write to a task's error (and the
+        # like) replaces the earlier; otherwise the first write of an index stays.
+        replace = all(w[0] in WRITES_IDX_MAP for w in writes)
+        docs: dict[int, dict[str, Any]] = {}
+        for idx, (channel, value) in enumerate(writes):
+            key = WRITES_IDX_MAP.get(channel, idx)
+            if key in docs and not replace:
+                continue
+            type_, blob = self.serde.dumps_typed(value)
+            docs[key] = {**where, "task_id": task_id, "task_path": task_path, "idx": key,
+                         "batch": batch, "channel": channel, "type": type_, "value": blob}
+        # Last, and in order: the batch is readable only once all of it landed.
+        marker = {**where, "task_id": COMMIT, "task_path": "", "idx": batch, "slot": batch}
         try:
-            self.writes_collection.bulk_write(ops, ordered=True)
+            self.writes_collection.bulk_write([InsertOne(d) for d in (*docs.values(), marker)],
+                                              ordered=True)
         except BulkWriteError as exc:
-            if lease is not None and any(e.get("code") == DUPLICATE
-                                         for e in exc.details.get("writeErrors", [])):
+            if any(e.get("code") == DUPLICATE and e.get("index") == len(docs)
+                   for e in exc.details.get("writeErrors", [])):
                 raise lease.refused() from None  # sealed: what landed is never read
             raise
 

@@ -206,3 +206,33 @@ async def test_a_stalled_owners_late_checkpoint_fails_on_the_seal(mongo_url: str
                 mine["id"], first["id"]]
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("writes", [
+    [("__error__", "first"), ("__error__", "second")],  # an error replaces an error
+    [("x", 1), ("__error__", "first"), ("__error__", "second")],  # the first stays
+])
+async def test_a_fenced_task_writes_call_keeps_the_savers_rule_within_a_call(
+        mongo_url: str, writes: list[tuple[str, Any]]) -> None:
+    """A fenced call inserts its writes (its batch is new); it keeps what MongoDBSaver's
+    upserts keep when one call writes one index twice."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from tests.app.test_fencing import checkpoint_config, owned
+    store = MongoStore(mongo_url)
+    try:
+        _, lease = await owned(store, "rule")
+        meta: Any = {"source": "loop", "step": 0, "parents": {}}
+        kept = []
+        async with store.checkpointer() as saver:
+            for owner in (None, lease):
+                checkpoint = empty_checkpoint()
+                await saver.aput(checkpoint_config("rule", owner), checkpoint, meta, {})
+                at = checkpoint_config("rule", owner, checkpoint["id"])
+                await saver.aput_writes(at, writes, "task")
+                seen = await saver.aget_tuple(at)
+                assert seen is not None
+                kept.append(seen.pending_writes)
+        assert kept[1] == kept[0] and len(kept[0] or ()) == len(writes) - 1
+    finally:
+        await store.close()
