@@ -215,7 +215,7 @@ def cost_rows(folder: Path, runs: int) -> list[tuple[str, str, str]]:
         mongo = load_settings(store=f"{uri}/bench_{uuid.uuid4().hex[:6]}")
         timing = run_sync(bench_python_api(mongo, chain_document(100), max(3, runs // 3)))
     rows.append(row("Python API, 100-node chain, MongoDB (SecantusDB)", timing,
-                    "(a slot per 16 writes, a marker per task write)"))
+                    "(a slot per 16 writes; writes and marker: one insert)"))
     return rows
 
 

@@ -95,7 +95,8 @@ class Store(Protocol):
 
     async def save_run_with_events(self, record: RunRecord, events: Sequence[Mapping[str, Any]],
                                    fence: Sequence[datetime] | None = None) -> None:
-        """`append_events` then `save_run`, in one transaction where the backend can.
+        """`append_events` then `save_run`, in one transaction where the backend can
+        (MongoDB: the events committed by the record's own update, mongo_events.py).
         With `fence` (the values of the run's `updated_at` this owner may have left: see
         Lease), the write is conditional: if the stored run holds none of them (another
         process claimed it), nothing is written and LeaseLost is raised."""

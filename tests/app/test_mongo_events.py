@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from pymongo import MongoClient
+from pymongo.database import Database
 
 from flowloom.app.api.main import create_app
 from flowloom.app.records import RunRecord
@@ -58,10 +59,12 @@ async def write(store: MongoStore, record: RunRecord, lease: Lease,
 def stored(store_url: str, execution_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """What the database holds of the run's log, read directly: `run_events`, outbox."""
     base, name = store_url.rsplit("/", 1)
+    client: MongoClient[dict[str, Any]]
     with MongoClient(base) as client:
-        logged = list(client[name].run_events.find({"execution_id": execution_id},
-                                                   {"_id": 0}).sort("seq", 1))
-        run = client[name].runs.find_one({"_id": execution_id}, {"outbox": 1}) or {}
+        db: Database[dict[str, Any]] = client[name]
+        logged: list[dict[str, Any]] = list(db.run_events.find(
+            {"execution_id": execution_id}, {"_id": 0}).sort("seq", 1))
+        run: dict[str, Any] = db.runs.find_one({"_id": execution_id}, {"outbox": 1}) or {}
     return logged, run.get("outbox") or {}
 
 
