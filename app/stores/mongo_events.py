@@ -124,7 +124,7 @@ class EventLog:
             await self._remove(db, execution_id, self.copied.pop(execution_id, []))
 
     async def _remove(self, db: Any, execution_id: str, seqs: Sequence[int]) -> None:
-        """Best effort: a copied event left in the outbox is read once, as a duplicate."""
+        """Best effort: a copied event left in the outbox is merged away by its readers."""
         if seqs:
             with contextlib.suppress(PyMongoError):
                 await db.runs.update_one({"_id": execution_id}, {"$unset": _removal(seqs)})
