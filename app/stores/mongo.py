@@ -3,6 +3,8 @@ langgraph-checkpoint-mongodb's MongoDBSaver for checkpoints in the same database
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -367,3 +369,23 @@ def _run(doc: dict[str, Any]) -> RunRecord:
 
 def _loaded(raw: Any) -> Any:
     return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A driver error leaves a store method as a StoreError naming the store (password
+    hidden), as on SQLite: the run's watcher backs off on StoreError and retries, and
+    the API answers 503; a raw PyMongoError would end the watcher and answer 500."""
+    @functools.wraps(method)
+    async def call(self: MongoStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB store {self.url}: {exc}") from None
+    return call
+
+
+for _name, _method in list(vars(MongoStore).items()):
+    if not _name.startswith("_") and inspect.iscoroutinefunction(_method):
+        setattr(MongoStore, _name, _store_errors(_method))

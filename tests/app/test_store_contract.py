@@ -382,6 +382,27 @@ async def test_mongodb_store_errors_hide_the_password() -> None:
     assert "secret" not in text
 
 
+async def test_mongodb_errors_after_setup_are_store_errors(tmp_path: Path) -> None:
+    # A server that goes away mid-run: what the store raises is a StoreError (the run's
+    # watcher backs off on it and the API answers 503), never the driver's own error.
+    from flowloom.app.stores.errors import StoreError
+    from tests.mongo_server import secantus_server
+
+    with secantus_server(tmp_path / "gone.log") as uri:
+        store = MongoStore(f"{uri}/db?serverSelectionTimeoutMS=300")
+        now = datetime.now(UTC)
+        await store.save_run(record("alive", now, status="running"))
+        assert await store.get_run("alive") is not None
+    try:
+        for call in (store.get_run("alive"), store.save_run(record("alive", now)),
+                     store.list_events("alive"), store.cancel_requested("alive"),
+                     store.stale_runs(now)):
+            with pytest.raises(StoreError, match=r"^MongoDB store mongodb://127\.0\.0\.1:"):
+                await call
+    finally:
+        await store.close()
+
+
 async def test_a_queued_run_with_a_cancel_request_is_never_claimed(backend: Store) -> None:
     now = datetime.now(UTC)
     await backend.save_run(record("asked", now, status="queued"))
