@@ -122,12 +122,30 @@ def cap_fields(fields: Mapping[str, Any], limit: int = MAX_RENDERED_CONFIG_BYTES
     kept: dict[str, Any] = {}
     left = limit
     for name, value in fields.items():
-        text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # a lone surrogate: shown as U+FFFD, or the record cannot be stored
+            text = orjson.dumps(_valid_text(value), default=str,
+                                option=orjson.OPT_NON_STR_KEYS)
         if len(text) <= left:
-            kept[name] = value
+            kept[name] = orjson.loads(text)  # as JSON carries it: NaN is null, keys text
             left -= len(text)
         else:
             preview = text[:left].decode(errors="ignore")
             kept[name] = {"truncated": True, "size_bytes": len(text), "preview": preview}
             left -= len(preview.encode())
     return kept
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_text(value: Any) -> Any:
+    """`value` with every lone surrogate in its text replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, Mapping):
+        return {_valid_text(str(k)): _valid_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_valid_text(v) for v in value]
+    return value

@@ -43,7 +43,10 @@ async def test_record_has_the_shape_of_http_api(run: Runner, store: SqliteStore)
     state = data["node_states"]["a"]
     assert set(state) == {"status", "output", "attempts", "cached", "started_at",
                           "finished_at", "latency_ms", "error", "model", "usage",
-                          "child_execution_id", "idempotency_key"}
+                          "child_execution_id", "idempotency_key",
+                          # beyond http-api.md: the config as rendered, a loop's item count
+                          "config", "items_total"}
+    assert state["config"] == {"output": 5} and state["items_total"] is None
     assert state["status"] == "succeeded" and state["output"] == 5 and state["attempts"] == 1
     assert state["latency_ms"] >= 0
 

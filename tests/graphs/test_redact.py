@@ -157,9 +157,13 @@ def test_the_default_cap_is_16_kib() -> None:
     assert len(cut["preview"]) == 16 * 1024
 
 
-def test_values_json_cannot_hold_are_sized_as_text() -> None:
-    kept = cap_fields({"s": {1, 2}, "k": {1: "a"}}, limit=100)
-    assert kept == {"s": {1, 2}, "k": {1: "a"}}
+def test_values_json_cannot_hold_are_sized_and_kept_as_text() -> None:
+    # Kept as the record's JSON will carry them: a set as its text, keys as text, NaN
+    # as null, a lone surrogate as U+FFFD (the record could not be stored with it).
+    kept = cap_fields({"s": {1, 2}, "k": {1: "a"}, "n": float("nan"), "u": "a\ud800b",
+                       "d": {"x\udfff": ["\ud800"]}}, limit=100)
+    assert kept == {"s": "{1, 2}", "k": {"1": "a"}, "n": None, "u": "a\ufffdb",
+                    "d": {"x\ufffd": ["\ufffd"]}}
     assert json.loads(cap_fields({"s": {1, 2}}, limit=3)["s"]["preview"] + '"') == "{1"
 
 
