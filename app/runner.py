@@ -29,7 +29,8 @@ from flowloom.app.logs import bound_correlation_id, install_record_factory
 from flowloom.app.records import RunRecord, utcnow
 from flowloom.app.services import open_services
 from flowloom.app.settings import Settings, load_settings
-from flowloom.app.stores import Store, open_store
+from flowloom.app.shared import shared_resources
+from flowloom.app.stores import Store
 from flowloom.app.stores.base import StoredWorkflow, same_document
 from flowloom.app.tuning import paced_collection
 from flowloom.graphs import InputError, Problem, SpecError, WorkflowError, WorkflowSpec
@@ -116,20 +117,17 @@ async def pin_document(store: Store, spec: WorkflowSpec,
 async def _resources(settings: Settings | None, store: Store | None,
                      services: Services | None) -> AsyncIterator[tuple[Store, Services]]:
     settings = settings or load_settings()
-    own_store = store is None
-    store = store or open_store(settings)
-    try:
-        if settings.store not in _retention_done:  # once per process and store
-            _retention_done.add(settings.store)
-            await store.delete_runs_before(utcnow() - timedelta(days=settings.retention_days))
-        if services is not None:
-            yield store, services
-        else:
-            async with open_services(settings) as own:
-                yield store, own
-    finally:
-        if own_store:
-            await store.close()
+    if store is None:  # kept open for the next call on this loop (app/shared.py)
+        store, shared = await shared_resources(settings)
+        services = shared if services is None else services
+    if settings.store not in _retention_done:  # once per process and store
+        _retention_done.add(settings.store)
+        await store.delete_runs_before(utcnow() - timedelta(days=settings.retention_days))
+    if services is not None:
+        yield store, services
+    else:
+        async with open_services(settings) as own:
+            yield store, own
 
 
 async def _execute(store: Store, services: Services, spec: WorkflowSpec, record: RunRecord,

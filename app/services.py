@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -54,19 +54,31 @@ class PoolOnFirstRequest(httpx.AsyncBaseTransport):
             await self.pool.aclose()
 
 
-@asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
+def make_services(settings: Settings) -> tuple[Services, Callable[[], Awaitable[None]]]:
+    """The services for `settings` and the call that closes them; `open_services` for a
+    block. No async generator holds them, so a loop that shuts its generators down (in
+    any order) cannot close these under a holder that still uses them."""
     cache = RedisLLMCache(settings.redis_url) if settings.redis_url else MemoryLLMCache()
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    async with httpx.AsyncClient(transport=PoolOnFirstRequest(limits),
-                                 timeout=httpx.Timeout(30.0)) as http:
-        tools = (ComposioProvider(http, settings.composio_base_url, settings.composio_api_key)
-                 if settings.composio_base_url else None)
+    http = httpx.AsyncClient(transport=PoolOnFirstRequest(limits), timeout=httpx.Timeout(30.0))
+    tools = (ComposioProvider(http, settings.composio_base_url, settings.composio_api_key)
+             if settings.composio_base_url else None)
+    services = Services(http=http, cache=cache, tools=tools, settings=node_settings(settings),
+                        llm=OpenAIChat(base_url=settings.openai_base_url,
+                                       api_key=settings.openai_api_key, http=http))
+
+    async def close() -> None:
         try:
-            yield Services(
-                http=http, cache=cache, tools=tools, settings=node_settings(settings),
-                llm=OpenAIChat(base_url=settings.openai_base_url,
-                               api_key=settings.openai_api_key, http=http),
-            )
+            await http.aclose()
         finally:
             await cache.close()
+    return services, close
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    services, close = make_services(settings)
+    try:
+        yield services
+    finally:
+        await close()
