@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flowloom.app.runner import execute_workflow_async
-from flowloom.app.tuning import FULL_EVERY, paced_collection
+from flowloom.app.tuning import FULL_EVERY, MIDDLE_EVERY, paced_collection
 from tests.conftest import Runner, t
 
 
@@ -25,10 +25,10 @@ def default_thresholds() -> Iterator[None]:
 
 def test_nested_pacing_ends_with_the_outermost() -> None:
     with paced_collection():
-        assert gc.get_threshold() == (700, 10, FULL_EVERY)
+        assert gc.get_threshold() == (700, MIDDLE_EVERY, FULL_EVERY)
         with paced_collection():
-            assert gc.get_threshold() == (700, 10, FULL_EVERY)
-        assert gc.get_threshold() == (700, 10, FULL_EVERY)
+            assert gc.get_threshold() == (700, MIDDLE_EVERY, FULL_EVERY)
+        assert gc.get_threshold() == (700, MIDDLE_EVERY, FULL_EVERY)
     assert gc.get_threshold() == (700, 10, 10)
 
 
@@ -41,8 +41,12 @@ def test_thresholds_set_meanwhile_are_kept() -> None:
 def test_a_higher_setting_is_not_lowered() -> None:
     gc.set_threshold(700, 10, 500)
     with paced_collection():
-        assert gc.get_threshold() == (700, 10, 500)
+        assert gc.get_threshold() == (700, MIDDLE_EVERY, 500)
     assert gc.get_threshold() == (700, 10, 500)
+    gc.set_threshold(700, 5000, 10)
+    with paced_collection():
+        assert gc.get_threshold() == (700, 5000, FULL_EVERY)
+    assert gc.get_threshold() == (700, 5000, 10)
 
 
 async def test_runs_are_paced_while_they_go(run: Runner) -> None:
@@ -57,5 +61,5 @@ async def test_runs_are_paced_while_they_go(run: Runner) -> None:
         execute_workflow_async(doc, settings=run.settings, store=run.store, on_event=on_event)
         for _ in range(2)))
     assert [r.status for r in records] == ["succeeded", "succeeded"]
-    assert len(seen) >= 8 and set(seen) == {(700, 10, FULL_EVERY)}
+    assert len(seen) >= 8 and set(seen) == {(700, MIDDLE_EVERY, FULL_EVERY)}
     assert gc.get_threshold() == (700, 10, 10)
