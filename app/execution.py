@@ -11,6 +11,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
+import orjson
 from langchain_core.runnables import RunnableConfig
 
 from flowloom.app.lifecycle.live import LiveRecord
@@ -87,7 +88,7 @@ def load_spec(document: Any) -> WorkflowSpec:
     if not isinstance(document, dict):  # a path or JSON text: read it afresh
         return load_workflow(document)
     # The digest of the document's canonical JSON: the cache holds no copy of its text.
-    key = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).digest()
+    key = hashlib.sha256(_sorted_json(document)).digest()
     hit = _SPECS.get(key)
     if hit is None:
         hit = _SPECS[key] = load_workflow(document)
@@ -95,6 +96,14 @@ def load_spec(document: Any) -> WorkflowSpec:
             _SPECS.popitem(last=False)
     _SPECS.move_to_end(key)
     return hit
+
+
+def _sorted_json(document: dict[str, Any]) -> bytes:
+    try:  # orjson: a tenth of the time, on every call of the Python API and the HTTP API
+        return orjson.dumps(document, default=str,
+                            option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # what orjson refuses (integers past 64 bits): the standard way
+        return json.dumps(document, sort_keys=True, default=str).encode()
 
 
 def compiled_graph(spec: WorkflowSpec, record: RunRecord, saver: Any) -> tuple[Any, Expressions]:

@@ -103,12 +103,14 @@ async def pin_document(store: Store, spec: WorkflowSpec,
     are listed under its id, and publishing the same content later answers with it); any
     other is kept under its content id, and the id's latest version stays what was pushed."""
     if spec.id:
-        if await store.get_workflow(spec.id, include_deleted=True) is None:
-            return await store.put_workflow(spec.id, canonical)
         latest = await store.get_workflow(spec.id)  # None once deleted: not run again
-        if latest is not None and same_document(
+        if latest is None and await store.get_workflow(spec.id, include_deleted=True) is None:
+            return await store.put_workflow(spec.id, canonical)
+        # A stored document is canonical, so mostly equal as it is; one canonical
+        # under an older release is made canonical again first.
+        if latest is not None and (same_document(latest.document, canonical) or same_document(
                 load_spec(latest.document).model_dump(mode="json", exclude_none=True),
-                canonical):
+                canonical)):
             return latest
     return await store.put_workflow(content_id(canonical), canonical)
 
