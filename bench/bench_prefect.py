@@ -2,7 +2,7 @@
 and 10,000 items, time per task or item and the states each kept. Prints a table.
 
     python bench/bench_prefect.py --prefect-venv /tmp/prefect-venv [--chain 100]
-                                  [--items 1000,10000]
+                                  [--items 1000,10000] [--chain-runs 5]
 
 Prefect runs in its own virtualenv, never this project's: `--prefect-venv` (or
 FLOWLOOM_BENCH_PREFECT_VENV) names it, and it is made there, with the pinned Prefect, when
@@ -14,8 +14,11 @@ Flowloom goes through `execute_workflow_async` (the Python API) on the embedded 
 store: a transform chain and a `foreach` with a one-transform body, as in
 bench_user_path.py. Each document runs cold (validated and compiled in the measured
 run), after a warm-up with other sizes, as Prefect's flows run once after its warm-up;
-the chain runs a second time too, as a workflow run again and again does (compiled
-once per content). Both keep their state under /dev/shm (a RAM disk) when there is one.
+the chain runs again too, as a workflow run again and again does (compiled once per
+content). One run of a 50-ms chain is at the mercy of the machine's other load, so the
+warm chain is the median of `--chain-runs` runs, on both sides (Prefect's chain too,
+its states from the run that kept the fewest). Both keep their state under /dev/shm (a
+RAM disk) when there is one.
 
 "States kept": Prefect's task runs the server holds as COMPLETED once its counts settle;
 Flowloom's node states in the run record that say `succeeded`.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,19 +75,21 @@ def prefect_python(venv: Path) -> Path:
     return python
 
 
-def run_prefect(python: Path, chain: int, sizes: list[int], home: Path) -> dict[str, Any]:
+def run_prefect(python: Path, chain: int, sizes: list[int], home: Path,
+                chain_runs: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env |= {"PREFECT_HOME": str(home), "PYTHONPATH": ""}
     done = subprocess.run([str(python), str(HERE / "prefect_flows.py"), str(chain),
-                           ",".join(map(str, sizes))], capture_output=True, text=True, env=env,
-                          cwd=home, check=False)
+                           ",".join(map(str, sizes)), str(chain_runs)],
+                          capture_output=True, text=True, env=env, cwd=home, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         sys.exit(f"Prefect's side failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return dict(json.loads(lines[-1].removeprefix("RESULT ")))
 
 
-async def run_flowloom(chain: int, sizes: list[int], folder: Path) -> list[dict[str, Any]]:
+async def run_flowloom(chain: int, sizes: list[int], folder: Path,
+                       chain_runs: int) -> list[dict[str, Any]]:
     path = folder / "flowloom.db"
     settings = load_settings(store=f"sqlite:///{path}")
     store = SqliteStore(path)
@@ -91,18 +97,23 @@ async def run_flowloom(chain: int, sizes: list[int], folder: Path) -> list[dict[
     try:
         for warm in (chain_document(3), foreach_document(3)):
             await execute_workflow_async(warm, settings=settings, store=store)
-        runs = [("chain", chain, chain_document(chain)), ("chain, again", chain, None),
-                *[("map", n, foreach_document(n)) for n in sizes]]
-        for kind, n, document in runs:
+        runs = [("chain", chain, chain_document(chain), 1),
+                ("chain, again", chain, None, chain_runs),
+                *[("map", n, foreach_document(n), 1) for n in sizes]]
+        for kind, n, document, times in runs:
             document = document or results[-1]["document"]  # the same content: compiled
-            start = time.perf_counter()
-            record = await execute_workflow_async(document, settings=settings, store=store)
-            seconds = time.perf_counter() - start
-            assert record.status == "succeeded", record.errors
-            kept = sum(s.status == "succeeded" for key, s in record.node_states.items()
-                       if kind != "map" or key.endswith(".double"))
-            results.append({"kind": kind, "n": n, "seconds": seconds, "kept": kept,
-                            "document": document})
+            took, kept = [], n
+            for _ in range(times):
+                start = time.perf_counter()
+                record = await execute_workflow_async(document, settings=settings,
+                                                      store=store)
+                took.append(time.perf_counter() - start)
+                assert record.status == "succeeded", record.errors
+                kept = min(kept, sum(s.status == "succeeded"
+                                     for key, s in record.node_states.items()
+                                     if kind != "map" or key.endswith(".double")))
+            results.append({"kind": kind, "n": n, "seconds": statistics.median(took),
+                            "kept": kept, "document": document})
     finally:
         await store.close()
     return results
@@ -113,6 +124,7 @@ def main() -> None:
     parser.add_argument("--prefect-venv", default=os.environ.get("FLOWLOOM_BENCH_PREFECT_VENV"))
     parser.add_argument("--chain", type=int, default=100)
     parser.add_argument("--items", default="1000,10000")
+    parser.add_argument("--chain-runs", type=int, default=5)
     args = parser.parse_args()
     if not args.prefect_venv:
         sys.exit("give Prefect's virtualenv: --prefect-venv DIR or FLOWLOOM_BENCH_PREFECT_VENV"
@@ -122,16 +134,17 @@ def main() -> None:
     load = os.getloadavg()[0]
     with ram_folder() as tmp:
         folder = Path(tmp)
-        prefect = run_prefect(python, args.chain, sizes, folder)
-        flowloom = run_sync(run_flowloom(args.chain, sizes, folder))
+        prefect = run_prefect(python, args.chain, sizes, folder, args.chain_runs)
+        flowloom = run_sync(run_flowloom(args.chain, sizes, folder, args.chain_runs))
     rows = []
     theirs_by_run = [prefect["runs"][0], *prefect["runs"]]  # both chains against Prefect's
     for theirs, ours in zip(theirs_by_run, flowloom, strict=True):
         unit = "item" if ours["kind"] == "map" else "task"
         what = (f"map over {ours['n']:,} items" if ours["kind"] == "map"
-                else f"chain of {ours['n']}" + (" (Flowloom: the same document again, "
-                                                "compiled)" if "again" in ours["kind"]
-                                                else " (Flowloom: a new document)"))
+                else f"chain of {ours['n']}" + (
+                    f" (median of {args.chain_runs}; Flowloom: the same document again, "
+                    "compiled)" if "again" in ours["kind"]
+                    else f" (Prefect: median of {args.chain_runs}; Flowloom: a new document)"))
         p_ms, f_ms = 1000 * theirs["seconds"] / theirs["n"], 1000 * ours["seconds"] / ours["n"]
         completed = theirs["states"].get("COMPLETED", 0)
         rows += [
