@@ -150,10 +150,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--items", default="1000,10000")
+    parser.add_argument("--dir", default="/dev/shm" if Path("/dev/shm").is_dir() else None,
+                        help="where the stores go (default: the RAM disk; a folder on a "
+                             "real disk shows what fsync adds)")
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None
-                                     ) as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
         api, direct = run_sync(bench_api_chain(args.runs, folder))
         cli, cli_cpu = bench_cli_run(folder)
