@@ -1,11 +1,15 @@
 """Load on `flowloom serve` (embedded store) from wrk, a separate process on loopback.
 
     python bench/bench_api.py [--seconds 10] [--connections 16] [--processes 1 2]
+                              [--dir /dev/shm]
 
 For each process count: GET /health as the baseline of the HTTP stack, sync executions
 of a 5-node transform workflow, then async submissions of it, waiting until every
-queued run has finished and checking that all succeeded. Needs `wrk` (Debian: apt-get
-install wrk). Prints a table.
+queued run has finished and checking that all succeeded; beside the rates, the server's
+CPU per request (wrk runs on the same cores). Then, in this process, the CPU one run of
+the same workflow takes through the compiled engine (in memory, on SQLite) and the
+Python API, in GET /health requests: where a sync execution's time goes. Needs `wrk`
+(Debian: apt-get install wrk). Prints a table.
 """
 
 from __future__ import annotations
@@ -140,6 +144,52 @@ def measure(processes: int, seconds: int, connections: int, folder: Path) -> dic
         server.wait(timeout=60)
 
 
+def in_process_cpu_ms(folder: Path, runs: int = 300) -> dict[str, float]:
+    """Where a sync execution's time goes, in this process (CPU ms per run, median of 5
+    rounds): the same workflow compiled and invoked directly on an in-memory saver and on
+    the SQLite saver (durability="sync"), and through `execute_workflow_async`."""
+    import statistics
+    import uuid
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from flowloom import compile_workflow, execute_workflow_async, load_workflow
+    from flowloom.app.runner import run_sync
+    from flowloom.app.settings import load_settings
+    from flowloom.app.shared import shared_resources
+    from flowloom.app.tuning import paced_collection
+    from flowloom.graphs.context import RunContext
+
+    async def measure() -> dict[str, float]:
+        settings = load_settings(store=f"sqlite:///{folder / 'in_process.db'}")
+        store, _ = await shared_resources(settings)
+        async with store.checkpointer() as saver:
+            on_disk = compile_workflow(load_workflow(WORKFLOW), saver)
+        in_memory = compile_workflow(load_workflow(WORKFLOW), InMemorySaver())
+
+        async def engine(graph: Any) -> None:
+            await graph.ainvoke({"inputs": {"x": 1}, "run": {}},
+                                {"configurable": {"thread_id": uuid.uuid4().hex}},
+                                context=RunContext("bench"), durability="sync")
+
+        ways = {"memory": lambda: engine(in_memory), "sqlite": lambda: engine(on_disk),
+                "api": lambda: execute_workflow_async(WORKFLOW, {"x": 1}, settings=settings)}
+        took: dict[str, list[float]] = {name: [] for name in ways}
+        with paced_collection():  # as around a run in the server
+            for way in ways.values():
+                for _ in range(20):
+                    await way()
+            for _ in range(5):
+                for name, way in ways.items():
+                    start = time.process_time()
+                    for _ in range(runs // 5):
+                        await way()
+                    took[name].append((time.process_time() - start) * 1000 / (runs // 5))
+        return {name: statistics.median(values) for name, values in took.items()}
+
+    return run_sync(measure())
+
+
 def cpu_ratio(sync: dict[str, Any], health: dict[str, Any]) -> str:
     if sync["cpu_ms"] is None or not health["cpu_ms"]:
         return "n/a"
@@ -159,6 +209,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench_api needs wrk on the PATH (apt-get install wrk)")
     rows: list[tuple[str, str, str]] = []
+    health_cpu: list[float | None] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for processes in args.processes:
             got = measure(processes, args.seconds, args.connections, Path(tmp))
@@ -180,6 +231,16 @@ def main() -> None:
                 ("  non-2xx answers", str(sync["errors"] + queued["errors"]
                                           + health["errors"]), "0"),
             ]
+            health_cpu.append(health["cpu_ms"])
+        inside = in_process_cpu_ms(Path(tmp))
+    per_health = health_cpu[0]  # the first server's GET /health
+    rows.append((f"in this process, CPU per run of the same workflow (in GET /health "
+                 f"requests of `serve --processes {args.processes[0]}`)", "", ""))
+    for key, label in (("memory", "  compiled engine, in-memory saver"),
+                       ("sqlite", "  compiled engine, SQLite saver, durability=sync"),
+                       ("api", "  execute_workflow_async (record, events, lease)")):
+        times = f" = {inside[key] / per_health:.1f}x" if per_health else ""
+        rows.append((label, f"{inside[key]:.2f} ms{times}", ""))
     where = "a RAM disk" if tmp.startswith("/dev/shm") else f"disk ({args.dir or tmp})"
     print(f"wrk, {args.connections} connections, {args.seconds} s per measure, "
           f"embedded SQLite store on {where}, default pool size; load average "
