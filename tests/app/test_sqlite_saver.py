@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
@@ -65,6 +66,55 @@ async def test_a_failing_write_is_rolled_back_alone_in_its_batch(tmp_path: Path)
         assert isinstance(bad, StoreError) and "no" in str(bad)
         tasks = [r[0] for r in saver.conn.execute("SELECT task_id FROM writes ORDER BY rowid")]
         assert tasks == ["warm-up", "good"]  # the bad one left nothing behind
+
+
+async def test_a_batch_that_fails_nowhere_takes_no_savepoints(tmp_path: Path) -> None:
+    async with InlineSqliteSaver.open(str(tmp_path / "plain.db")) as saver:
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": "",
+                                   "checkpoint_id": "c1"}}
+        await saver.aput_writes(config, [("out", 0)], "warm-up")  # creates the tables
+        statements: list[str] = []
+        saver.conn.set_trace_callback(statements.append)
+        await asyncio.gather(*(saver.aput_writes(config, [("out", i)], f"task{i}")
+                               for i in range(3)))
+        saver.conn.set_trace_callback(None)
+        kinds = [sql.split()[0].upper() for sql in statements]
+        assert kinds == ["BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"]
+
+
+async def test_a_failing_write_alone_in_its_batch_leaves_nothing(tmp_path: Path) -> None:
+    async with InlineSqliteSaver.open(str(tmp_path / "alone.db")) as saver:
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": "",
+                                   "checkpoint_id": "c1"}}
+        await saver.aput_writes(config, [("out", 0)], "warm-up")
+        saver.conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON writes "
+                           "WHEN NEW.idx = 1 BEGIN SELECT RAISE(ABORT, 'no'); END")
+        with pytest.raises(StoreError, match="no"):  # its first row went in, its second not
+            await saver.aput_writes(config, [("out", 1), ("more", 2)], "bad")
+        await saver.aput_writes(config, [("out", 3)], "after")  # the connection goes on
+        tasks = [r[0] for r in saver.conn.execute("SELECT task_id FROM writes ORDER BY rowid")]
+        assert tasks == ["warm-up", "after"]
+
+
+async def test_the_writes_around_a_failing_one_keep_their_order_and_results(
+        tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "around.db")
+    await store.save_run(_record("r"))
+    db = await store._db()
+    db.conn.execute("CREATE TABLE seen (n INTEGER)")
+
+    def insert(n: int) -> Any:
+        def work(conn: sqlite3.Connection) -> int:
+            if n == 2:
+                raise ValueError("two")
+            return conn.execute("INSERT INTO seen VALUES (?)", (n,)).lastrowid or 0
+        return work
+
+    got = await asyncio.gather(*(db.write(insert(n)) for n in range(5)),
+                               return_exceptions=True)
+    assert isinstance(got[2], ValueError) and [got[i] for i in (0, 1, 3, 4)] == [1, 2, 3, 4]
+    assert [r[0] for r in db.conn.execute("SELECT n FROM seen ORDER BY rowid")] == [0, 1, 3, 4]
+    await store.close()
 
 
 class LoopTicks:
