@@ -77,6 +77,7 @@ def initial_input(record: RunRecord) -> dict[str, Any]:
 _GRAPHS: OrderedDict[tuple[Any, ...], tuple[Any, Expressions]] = OrderedDict()
 GRAPH_CACHE_SIZE = 128
 _SPECS: OrderedDict[bytes, WorkflowSpec] = OrderedDict()
+_BY_CONTENT: OrderedDict[bytes, tuple[Any, Expressions]] = OrderedDict()  # the first saver's
 
 
 def load_spec(document: Any) -> WorkflowSpec:
@@ -107,19 +108,29 @@ def _sorted_json(document: dict[str, Any]) -> bytes:
 
 
 def compiled_graph(spec: WorkflowSpec, record: RunRecord, saver: Any) -> tuple[Any, Expressions]:
-    """A workflow version compiles once per process and saver: compiled graphs hold no
-    run state (that lives in the checkpointer and the runtime context). The cached graph
-    holds its saver, so the saver's id cannot be reused while the entry lives. A stored
-    version is the content's identity: a store gives identical content its existing
-    version, so runs, resumes, the API and queue workers of one content share one graph."""
+    """A workflow version compiles once per process: compiled graphs hold no run state
+    (that lives in the checkpointer and the runtime context), so a graph of the same
+    content made for another saver (a store per event loop: each `run_workflow` call) is
+    copied with this one, its templates compiled already. The cached graph holds its
+    saver, so the saver's id cannot be reused while the entry lives. A stored version is
+    the content's identity: a store gives identical content its existing version, so
+    runs, resumes, the API and queue workers of one content share one graph."""
     key = (record.workflow_id, record.workflow_version, id(saver))
     hit = _GRAPHS.get(key)
     if hit is None:
-        expressions = Expressions()
-        hit = _GRAPHS[key] = (compile_workflow(spec, saver, expressions=expressions),
-                              expressions)
-        while len(_GRAPHS) > GRAPH_CACHE_SIZE:
-            _GRAPHS.popitem(last=False)
+        content = hashlib.sha256(_sorted_json(spec.model_dump(mode="json"))).digest()
+        first = _BY_CONTENT.get(content)
+        if first is None:
+            expressions = Expressions()
+            hit = first = (compile_workflow(spec, saver, expressions=expressions), expressions)
+            _BY_CONTENT[content] = first
+        else:  # subgraphs take the saver of the graph running them: only this one changes
+            hit = (first[0].copy({"checkpointer": saver}), first[1])
+        _GRAPHS[key] = hit
+        for cache in (_GRAPHS, _BY_CONTENT):
+            while len(cache) > GRAPH_CACHE_SIZE:
+                cache.popitem(last=False)
+        _BY_CONTENT.move_to_end(content)
     _GRAPHS.move_to_end(key)
     return hit
 

@@ -4,14 +4,16 @@ runs after the first reuse all three (counts, never times)."""
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowloom.app import execution
-from flowloom.app.runner import resume_workflow
+from flowloom.app.runner import execute_workflow_async, resume_workflow
+from flowloom.app.stores.sqlite import SqliteStore
 from flowloom.graphs.expressions import Expressions
-from tests.conftest import Runner
+from tests.conftest import Runner, t
 
 DOCUMENT: dict[str, Any] = {
     "nodes": [
@@ -37,6 +39,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     counts: Counter[str] = Counter()
     monkeypatch.setattr(execution, "_SPECS", OrderedDict())
     monkeypatch.setattr(execution, "_GRAPHS", OrderedDict())
+    monkeypatch.setattr(execution, "_BY_CONTENT", OrderedDict())
     load, compile_graph = execution.load_workflow, execution.compile_workflow
     compile_template = Expressions._compile
 
@@ -90,3 +93,21 @@ async def test_a_resume_reuses_the_graph_of_its_run(run: Runner, counted: Counte
                                  store=run.store)
     assert (done.status, done.output) == ("succeeded", "yes")
     assert counted["graph"] == 1  # the resume read the stored version: same graph
+
+
+async def test_a_graph_made_for_another_store_is_copied_only_for_the_same_content(
+        tmp_path: Path, counted: Counter[str]) -> None:
+    """Two stores each hold a workflow `w` version 1, of other content: each runs its own
+    graph; the same content on a second store runs a copy of the first graph."""
+    first, second = SqliteStore(tmp_path / "a.db"), SqliteStore(tmp_path / "b.db")
+    one = {"id": "w", "nodes": [t("a", "{{ inputs.n + 1 }}")]}
+    two = {"id": "w", "nodes": [t("a", "{{ inputs.n + 2 }}")]}
+    try:
+        runs = [await execute_workflow_async(doc, {"n": 1}, store=store)
+                for doc, store in ((one, first), (two, second), (one, second))]
+    finally:
+        await first.close()
+        await second.close()
+    assert [(r.workflow_id, r.workflow_version, r.output) for r in runs] == [
+        ("w", 1, 2), ("w", 1, 3), (runs[2].workflow_id, 1, 2)]
+    assert counted["graph"] == 2  # `one` on the second store: a copy, not a compile

@@ -1,6 +1,6 @@
 """The Python API without a store of the caller's: one store and one set of services per
-settings and event loop, reused across calls (so a workflow compiles once), closed when
-its loop shuts down. Counts, never times."""
+settings and event loop, reused across calls, closed when its loop shuts down; a
+workflow compiles once, whatever the store. Counts, never times."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Counts of stores opened and closed (either backend) and of graphs compiled."""
     counts: Counter[str] = Counter()
     monkeypatch.setattr(execution, "_GRAPHS", OrderedDict())
+    monkeypatch.setattr(execution, "_BY_CONTENT", OrderedDict())
     compile_graph = execution.compile_workflow
 
     def counting_compile(*args: Any, **kwargs: Any) -> Any:
@@ -78,12 +79,13 @@ def test_each_event_loop_has_its_own_store_closed_with_the_loop(
 
     assert asyncio.run(twice(1)) == [4, 4]
     assert (counted["opened"], counted["closed"], shared.open_count()) == (1, 1, 0)
-    # A new loop opens its own (MongoDB's client works only on the loop it began on),
-    # and the saver is new, so the graph compiles for it.
+    # A new loop opens its own (MongoDB's client works only on the loop it began on);
+    # its saver is new, and the graph compiled for the first is copied with it.
     assert asyncio.run(twice(2)) == [6, 6]
     assert run_workflow(DOCUMENT, {"n": 3}, settings=settings).output == 8
-    assert dict(counted) == {"opened": 3, "closed": 3, "compiled": 3}
+    assert dict(counted) == {"opened": 3, "closed": 3, "compiled": 1}
     assert shared.open_count() == 0
+    assert len(execution._GRAPHS) == 3  # one graph per saver, all of one compile
 
 
 def test_a_store_left_open_by_a_loop_is_closed_at_exit(
