@@ -35,7 +35,8 @@ MUTMUT = Path(sys.executable).with_name("mutmut")
 MODULES: dict[str, list[str]] = {
     "graphs/plan.py": ["tests/graphs/test_flow.py", "tests/graphs/test_plan.py"],
     "graphs/steps.py": ["tests/graphs/test_flow.py", "tests/graphs/test_loops.py"],
-    "graphs/expressions.py": ["tests/graphs/test_expressions.py"],
+    "graphs/expressions.py": ["tests/graphs/test_expressions.py", "tests/graphs/test_budget.py",
+                              "tests/graphs/test_offload.py", "tests/graphs/test_fuzz.py"],
     "nodes/net.py": ["tests/nodes/test_http.py", "tests/nodes/test_net.py",
                      "tests/nodes/test_net_replies.py", "tests/nodes/test_net_send.py"],
     "graphs/context.py": ["tests/nodes/test_http.py", "tests/nodes/test_idempotency.py",
