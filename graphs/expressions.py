@@ -150,9 +150,21 @@ def single_expression(text: str) -> str | None:
     if match is None:
         return None
     inner = match.group("expr")
-    if "{{" in inner or "}}" in inner or "{%" in inner:
-        return None
+    if ("{{" in inner or "}}" in inner or "{%" in inner) and not _one_expression(inner):
+        return None  # `{{ a }} and {{ b }}`; but `{{ {'k': '}}'} }}` is one expression
     return inner
+
+
+@lru_cache(maxsize=1024)
+def _one_expression(inner: str) -> bool:
+    """Whether `inner` parses as one whole expression (a delimiter in it is then inside
+    a string literal)."""
+    parser = Parser(_SANDBOX, inner, state="variable")
+    try:
+        parser.parse_expression()
+    except TemplateSyntaxError:
+        return False
+    return parser.stream.eos
 
 
 def _first_undefined(value: Any) -> Undefined | None:
