@@ -216,15 +216,6 @@ def syntax_problem(text: str, *, expression: bool = False) -> str | None:
         return _describe(exc)
 
 
-def referenced_names(text: str) -> set[str]:
-    """Top-level names a template reads; used to warn about typos at validation time."""
-    try:
-        ast = _SANDBOX.parse(text)
-    except TemplateSyntaxError:
-        return set()
-    return {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
-
-
 Compiled = Callable[[Mapping[str, Any]], Any]
 
 
