@@ -41,9 +41,9 @@ def with_bytes(ex: Expressions, max_bytes: int) -> Budget:
 
 def test_a_list_repetition_is_charged_eight_bytes_a_slot() -> None:
     ex = Expressions(max_output_chars=2 * 10**6)
-    assert len(ex.evaluate("[1] * 1048576", NS, field="f", budget=with_bytes(ex, 8 * MIB))) \
-        == MIB
-    assert refusal(ex, "[1] * 1048577", budget=with_bytes(ex, 8 * MIB)) == (
+    assert len(ex.evaluate("[1, 2] * 524288", NS, field="f",
+                           budget=with_bytes(ex, 8 * MIB))) == MIB
+    assert refusal(ex, "[1, 2] * 524289", budget=with_bytes(ex, 8 * MIB)) == (
         "repetition: the node's expressions would allocate more than 8 MiB")
 
 
@@ -161,11 +161,14 @@ def test_only_padding_methods_take_a_width() -> None:
     assert refusal(ex, "'a'.center(11)") == "str.center width would exceed 10 characters"
 
 
-def test_only_replace_is_estimated_as_a_replace() -> None:
-    ex = Expressions(max_output_chars=100)  # 40 commas: a replace by 1 would make 120
-    assert ex.evaluate("[inputs.csv.find(',', 1), inputs.csv.count(',', 1)]", NS,
-                       field="f") == [1, 40]
-    assert refusal(ex, "inputs.csv.replace(',', '10')") == "replace would exceed 100 characters"
+def test_replace_is_estimated_with_its_replacement() -> None:
+    # 80 characters, 40 commas: each replaced by 1 character is counted 120 at most
+    ex = Expressions(max_output_chars=120)
+    assert ex.evaluate("inputs.csv.replace(',', '1')", NS, field="f") == "a1" * 40
+    assert refusal(ex, "inputs.csv.replace(',', '12')") == "replace would exceed 120 characters"
+    # other methods with two arguments are no replace
+    assert ex.evaluate("[inputs.csv.find(',', 10), inputs.csv.count(',', 10)]", NS,
+                       field="f") == [11, 35]
 
 
 @pytest.mark.parametrize(("text", "error"), [

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2.exceptions import UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flowloom.graphs.errors import ExpressionError
@@ -45,6 +46,21 @@ def test_text_is_not_html_escaped_and_keeps_its_last_newline() -> None:
     ns = namespace(inputs={"s": "<b>&'\""}, outputs={}, run={})
     rendered = Expressions().render("{{ inputs.s }} and {{ inputs.s }}\n", ns, field="f")
     assert rendered == "<b>&'\" and <b>&'\"\n"
+
+
+def test_a_sandbox_made_anywhere_has_the_same_settings() -> None:
+    # Expressions share one Sandbox made at import; one made later must not differ.
+    sandbox = Sandbox()
+    assert sandbox.from_string("{{ s }} {{ s }}\n").render(s="<b>") == "<b> <b>\n"
+    with pytest.raises(UndefinedError, match="'nope' is undefined"):
+        sandbox.from_string("Hi {{ nope }}").render()
+
+
+def test_rendered_text_may_reach_the_limit_exactly() -> None:
+    ex = Expressions(max_output_chars=10)
+    assert ex.render("{{ 'a' }}bcdefghij", NS, field="f") == "abcdefghij"
+    assert str(failure(ex, "{{ 'a' }}bcdefghijk")) == (
+        "node, field `f`: limit exceeded: rendered text would exceed 10 characters")
 
 
 def test_a_value_printed_into_text_is_measured_before_it_becomes_text() -> None:
@@ -116,6 +132,11 @@ def test_a_single_expression_is_told_from_text_by_its_tokens(template: str,
 ])
 def test_a_broken_expression_says_where(text: str, message: str) -> None:
     assert str(failure(Expressions(), text, expression=True)) == f"node, field `f`: {message}"
+
+
+def test_a_broken_single_expression_is_reported_as_an_expression() -> None:
+    assert str(failure(Expressions(), "{{ amount + }}")) == (
+        "node, field `f`: syntax error at line 1: unexpected 'end of template'")
 
 
 def test_an_expression_may_come_in_braces() -> None:
