@@ -137,6 +137,10 @@ def test_a_broken_expression_says_where(text: str, message: str) -> None:
 def test_a_broken_single_expression_is_reported_as_an_expression() -> None:
     assert str(failure(Expressions(), "{{ amount + }}")) == (
         "node, field `f`: syntax error at line 1: unexpected 'end of template'")
+    # a tag opened inside: not one expression, so the template's own message
+    assert str(failure(Expressions(), "{{ amount {% 2 }}")) == (
+        "node, field `f`: syntax error at line 1: expected token 'end of print statement', "
+        "got '{'")
 
 
 def test_an_expression_may_come_in_braces() -> None:

@@ -88,13 +88,19 @@ RACE = {"nodes": [t("s", "S"), approval("ask"), t("answered", "A"), t("quick", "
 
 
 async def test_a_race_leaves_its_nodes_in_the_state() -> None:
-    doc = {**RACE, "nodes": [t("ask", "slow") if n["id"] == "ask" else n
-                             for n in RACE["nodes"]]}
+    # a delay makes the fork a race (branches of transforms alone stay in one task)
+    # one; `fin` is triggered by `top` before the race ends, and by the race again
+    doc = {"nodes": [t("top", 0), *(delay("ask", 0) if n["id"] == "ask" else n
+                                    for n in RACE["nodes"]),
+                     t("fin", "{{ outputs.after }}|{{ outputs.top }}")],
+           "edges": [*chain("top", "s"), *RACE["edges"], *chain("top", "fin"),
+                     *chain("after", "fin")]}
     state = await final_state(doc)
-    assert state["outputs"] == {"s": "S", "ask": "slow", "answered": "A", "quick": "Q",
-                                "first": {"quick": "Q"}, "after": "S+{'quick': 'Q'}"}
+    assert state["outputs"] == {"top": 0, "s": "S", "ask": None, "answered": "A",
+                                "quick": "Q", "first": {"quick": "Q"},
+                                "after": "S+{'quick': 'Q'}", "fin": "S+{'quick': 'Q'}|0"}
     assert {n: m["status"] for n, m in state["nodes"].items()} == dict.fromkeys(
-        ("s", "ask", "answered", "quick", "first", "after"), "succeeded")
+        ("top", "s", "ask", "answered", "quick", "first", "after", "fin"), "succeeded")
 
 
 async def test_an_edge_straight_from_the_fork_lets_the_join_go_at_once(run: Runner) -> None:
@@ -172,6 +178,18 @@ async def test_each_part_of_a_race_resumes_where_it_stopped(run: Runner,
     started = [e["node_id"] for e in events if e["event"] == "node.started"]
     # the open approval asks again after the first answer; nothing else runs twice
     assert sorted(started) == sorted(["ask", "ask", "ask2", "answered", "answered2"])
+
+
+async def test_a_race_in_a_loop_body_sees_the_item(run: Runner) -> None:
+    body = {"nodes": [t("s", "{{ item }}"), delay("slow", 0), t("quick", "{{ index }}"),
+                      join_any("first"), t("out", "{{ item }}/{{ index }}/{{ outputs.s }}")],
+            "edges": [*chain("s", "slow", "first"), *chain("s", "quick", "first"),
+                      *chain("first", "out")]}
+    doc = {"nodes": [{"id": "each", "type": "foreach",
+                      "config": {"items": "['a', 'b', 'c']", "body": body}}]}
+    record = await run(doc)
+    assert record.status == "succeeded"
+    assert record.node_states["each"].output == ["a/0/a", "b/1/b", "c/2/c"]
 
 
 def race(p: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
