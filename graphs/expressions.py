@@ -158,9 +158,12 @@ def single_expression(text: str) -> str | None:
 @lru_cache(maxsize=1024)
 def _one_expression(inner: str) -> bool:
     """Whether `inner` parses as one whole expression (a delimiter in it is then inside
-    a string literal)."""
-    parser = Parser(_SANDBOX, inner, state="variable")
+    a string literal or nested braces). Too deep to parse is not one: the template's own
+    checks then report it."""
     try:
+        if token_nesting_problem(_SANDBOX.lex("{{" + inner + "}}")):
+            return False
+        parser = Parser(_SANDBOX, inner, state="variable")
         parser.parse_expression()
     except TemplateSyntaxError:
         return False

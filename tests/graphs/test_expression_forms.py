@@ -17,7 +17,13 @@ from jinja2.exceptions import UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flowloom.graphs.errors import ExpressionError
-from flowloom.graphs.expressions import Expressions, Sandbox, has_template, namespace
+from flowloom.graphs.expressions import (
+    Expressions,
+    Sandbox,
+    has_template,
+    namespace,
+    syntax_problem,
+)
 from flowloom.graphs.instrument import finalize
 
 NS = namespace(inputs={"user_name": "Ada", "amount": 150, "tags": ["a", "b"]},
@@ -141,6 +147,16 @@ def test_a_broken_single_expression_is_reported_as_an_expression() -> None:
     assert str(failure(Expressions(), "{{ amount {% 2 }}")) == (
         "node, field `f`: syntax error at line 1: expected token 'end of print statement', "
         "got '{'")
+
+
+def test_a_single_expression_nested_too_deep_is_a_problem_not_a_crash() -> None:
+    text = "{{ " + "{" * 5000 + " }}"  # `{{` inside: whether it is one expression is asked
+    nested = ("nested more than 32 levels deep at line 1 (brackets, blocks and unary "
+              "operators, counted together)")
+    assert syntax_problem(text) == nested
+    assert syntax_problem(text, expression=True) == (
+        "an expression is bare Jinja, without {{ }} or {% %} blocks")
+    assert str(failure(Expressions(), text)) == "node, field `f`: recursion too deep"
 
 
 def test_an_expression_may_come_in_braces() -> None:
