@@ -35,6 +35,7 @@ from flowloom.graphs.steps import (
     make_scope,
     node_context,
     node_path,
+    own_limit,
     settled,
 )
 
@@ -66,7 +67,7 @@ class Body:
             state["outputs"] = {self.single.id: outcome.output}
             state["nodes"] = {self.single.id: outcome.meta}
         else:
-            state = await self.compiled.ainvoke(state, config)
+            state = await self.compiled.ainvoke(state, own_limit(config))
         return await workflow_output(self.graph.spec, state, self.graph.expressions,
                                self.graph.node_types,
                                outer=outer, extra=extra)

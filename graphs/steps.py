@@ -137,6 +137,15 @@ class SimpleStep:
         return settled(plan, outcome.output, outcome.meta)
 
 
+def own_limit(config: RunnableConfig) -> RunnableConfig:
+    """A task's config for a subgraph compiled with a recursion limit of its own: the
+    task's carries the limit of the graph running the task, which would replace the
+    subgraph's, and a loop body's steps are not counted in it."""
+    mine = RunnableConfig(**config)
+    mine.pop("recursion_limit", None)
+    return mine
+
+
 def branch_start(state: FlowState) -> dict[str, Any]:
     """What a branch subgraph starts from: the parent's state, less its own bookkeeping."""
     return {key: value for key, value in state.items()
@@ -155,7 +164,7 @@ class BranchStep:
         self.__name__ = f"step_{branch.name}"
 
     async def __call__(self, state: FlowState, config: RunnableConfig) -> Command[Any]:
-        final = await self.compiled.ainvoke(branch_start(state), config)
+        final = await self.compiled.ainvoke(branch_start(state), own_limit(config))
         outputs, metas = final.get("outputs") or {}, final.get("nodes") or {}
         return Command(update={"outputs": {n: outputs[n] for n in self.nodes if n in outputs},
                                "nodes": {n: metas[n] for n in self.nodes if n in metas}},
@@ -168,7 +177,7 @@ def _subgraph_config(config: RunnableConfig, name: str) -> RunnableConfig:
     configurable = dict(config.get("configurable") or {})
     parent = configurable.get("checkpoint_ns", "")
     configurable["checkpoint_ns"] = f"{parent}|{name}:0" if parent else f"{name}:0"
-    return {**config, "configurable": configurable}
+    return {**own_limit(config), "configurable": configurable}
 
 
 class RaceStep:
