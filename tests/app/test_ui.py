@@ -453,6 +453,8 @@ def test_a_running_foreach_counts_its_items_live_and_its_body_expands(server: Se
     failed = page.locator('#panel-items-list li[data-status="failed"] button')
     expect(failed).to_have_text(["each[0].div", "each[5].div", "each[10].div"])
     page.locator("#panel-item-0").fill("7")
+    div.click()  # the panel drawn again (as late events do) keeps what was typed
+    expect(page.locator("#panel-item-0")).to_have_value("7")
     page.get_by_role("button", name="Open item").click()
     expect(page.locator("#panel-node")).to_have_text("each[7].div")
     expect(page.locator("#panel-output")).to_have_text("6")  # 12 / 2

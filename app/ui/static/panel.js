@@ -96,6 +96,8 @@ function failedItems(run, path, loop, choose) {
     })));
 }
 
+const typedItems = new Map(); // body node key -> the item numbers typed in its panel
+
 // A body node over all items: counts, time, the items that failed or still run first.
 function groupPanel(run, doc, key, choose) {
   const spec = specAt(doc, key);
@@ -106,8 +108,11 @@ function groupPanel(run, doc, key, choose) {
   all.sort(([pa, a], [pb, b]) => (rank[a.status] ?? 9) - (rank[b.status] ?? 9) || pa.localeCompare(pb, "en", { numeric: true }));
   const wild = key.split("[*]").length - 1;
   const loops = key.split("[*]").slice(0, -1).map((part) => part.split(".").pop());
+  // What was typed outlives the panel being drawn again as events arrive meanwhile.
+  const kept = typedItems.get(key) || [];
   const inputs = loops.map((loop, i) => h("input.num", { type: "number", min: 0, required: true,
-    id: `panel-item-${i}`, value: 0 }));
+    id: `panel-item-${i}`, value: kept[i] ?? 0,
+    oninput: (e) => { kept[i] = e.target.value; typedItems.set(key, kept); } }));
   const open = h("form.actions", { "aria-label": "Open one item", onsubmit: (e) => {
     e.preventDefault();
     let i = 0;
