@@ -57,6 +57,8 @@ MODULES: dict[str, list[str]] = {
                           "tests/graphs/test_attempt_events.py"],
     "graphs/redact.py": ["tests/graphs/test_redact.py", "tests/nodes/test_net.py"],
     "app/stores/sqlite.py": ["tests/app/test_store_contract.py"],
+    "app/stores/lease.py": ["tests/app/test_fencing.py", "tests/app/test_sqlite_saver.py",
+                            "tests/app/test_ownership.py"],
     "app/execution.py": ["tests/app/test_ownership.py", "tests/app/test_resume.py"],
     "app/lifecycle/claims.py": ["tests/app/test_ownership.py", "tests/app/test_recovery.py",
                                 "tests/app/test_subflows.py"],
