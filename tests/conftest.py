@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,31 @@ pytest_plugins = ["tests.service_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC_DIR = REPO.parent / "shared" / "spec"
+
+
+def forget_process_caches() -> None:
+    """Empty what a process remembers between runs: specs and compiled graphs by content,
+    and the functools caches of Flowloom's modules (templates, key texts, schemas)."""
+    from flowloom.app import execution
+
+    for remembered in (execution._SPECS, execution._GRAPHS, execution._BY_CONTENT):
+        remembered.clear()
+    for name, module in list(sys.modules.items()):
+        if name.startswith("flowloom.") and module is not None:
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _afresh_under_mutation() -> None:
+    """Under mutmut each test validates, compiles and renders afresh. mutmut maps tests to
+    the functions they call in one process, and runs a mutant's tests in processes forked
+    from it: a graph, spec or template cached by an earlier test was made by the original
+    code, so a test reusing it neither counts as calling the compiler nor meets its mutant
+    (a compile-time mutant that breaks every graph then 'survives')."""
+    if "MUTANT_UNDER_TEST" in os.environ:
+        forget_process_caches()
 
 
 @pytest.fixture
