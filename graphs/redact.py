@@ -145,7 +145,9 @@ def _valid_text(value: Any) -> Any:
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, Mapping):
-        return {_valid_text(str(k)): _valid_text(v) for k, v in value.items()}
+        # Other keys as orjson writes them (None as "null"), as on the first path
+        return {_valid_text(k) if isinstance(k, str) else k: _valid_text(v)
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_valid_text(v) for v in value]
     return value

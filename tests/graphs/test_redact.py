@@ -167,6 +167,21 @@ def test_values_json_cannot_hold_are_sized_and_kept_as_text() -> None:
     assert json.loads(cap_fields({"s": {1, 2}}, limit=3)["s"]["preview"] + '"') == "{1"
 
 
+def test_a_value_with_a_lone_surrogate_keeps_its_sets_and_number_keys_as_text() -> None:
+    # The surrogate sends the whole value down the second path, which must still take
+    # what JSON cannot hold.
+    kept = cap_fields({"m": {"\ud800": {7}, 2: "z", "n": float("inf")}})
+    assert kept == {"m": {"\ufffd": "{7}", "2": "z", "n": None}}
+
+
+def test_keys_that_are_not_text_read_the_same_with_or_without_a_lone_surrogate() -> None:
+    keys = {None: 1, True: 2, 1.5: 3}
+    assert cap_fields({"a": {**keys, "s": "ok"}}) == {
+        "a": {"null": 1, "true": 2, "1.5": 3, "s": "ok"}}
+    assert cap_fields({"a": {**keys, "s": "\udc00"}}) == {
+        "a": {"null": 1, "true": 2, "1.5": 3, "s": "\ufffd"}}
+
+
 def test_secret_names_hide_keys_only_never_a_list_item_or_the_value_itself() -> None:
     assert redact(["v", ["w"]], secret_names=["XXXX", ""]) == ["v", ["w"]]
     assert redact("v", secret_names=["XXXX"]) == "v"

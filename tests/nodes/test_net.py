@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowloom.nodes.net import HttpPolicy, is_public, redact_text, redact_url, send
+from flowloom.nodes.net import HttpPolicy, _networks, is_public, redact_text, redact_url, send
 from tests.servers import FlakyServer
 
 # IANA IPv4 and IPv6 Special-Purpose Address Registries (2025), one representative or
@@ -123,6 +123,13 @@ def six_to_four(v4: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 
 REFUSED_V4 = st.one_of([inside(c) for c in REFUSED if ":" not in c])
+
+
+def test_the_refused_blocks_are_parsed_from_their_cidr_text() -> None:
+    """The parser behind REFUSED_V4/REFUSED_V6 (which run it once, at import)."""
+    assert _networks("100.64.0.0/10", "64:ff9b::/96") == (
+        ipaddress.IPv4Network("100.64.0.0/10"), ipaddress.IPv6Network("64:ff9b::/96"))
+    assert _networks() == ()
 
 
 @given(st.one_of([inside(c) for c in REFUSED]))
