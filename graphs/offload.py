@@ -130,9 +130,10 @@ def on_the_loop(budget: Budget, work: Callable[[], T]) -> T:
     slice_left = LOOP_SLICE_SECONDS - budget.loop_spent
     if left <= 0:
         raise LimitExceeded(budget.timed_out())
+    # What earlier evaluations allocated stays charged, even when this one leaves at once.
+    budget.restart_allocated = budget.allocated
     if slice_left <= 0:
         raise LeaveTheLoop
-    budget.restart_allocated = budget.allocated
     if budget.cpu_deadline is not None:  # on the loop only the slice counts (after a worker)
         budget.deadline, budget.cpu_deadline = _INF, None
     leave_at = budget.leave_at = started + (slice_left if slice_left < left else left)
