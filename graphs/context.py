@@ -145,7 +145,7 @@ class NodeContext(Generic[S]):
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:  # the node's budget was spent before
-            raise _limit(field, exc) from None
+            raise self._named(_limit(field, exc)) from None
         return self._keep(field, result)
 
     async def evaluate(self, expression: str, *, field: str, **extra: Any) -> Any:
@@ -161,7 +161,7 @@ class NodeContext(Generic[S]):
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:
-            raise _limit(field, exc) from None
+            raise self._named(_limit(field, exc)) from None
         return self._keep(field, result)
 
     async def evaluate_each(self, expression: str, names: Iterable[Mapping[str, Any]], *,
@@ -181,7 +181,7 @@ class NodeContext(Generic[S]):
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:
-            raise _limit(field, exc) from None
+            raise self._named(_limit(field, exc)) from None
 
     def _keep(self, field: str, result: T) -> T:
         if self.rendered is None:
@@ -211,7 +211,7 @@ class NodeContext(Generic[S]):
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:  # timed out waiting for, or in, a worker thread
-            raise _limit(field, exc) from None
+            raise self._named(_limit(field, exc)) from None
 
     def log(self, message: str, level: str = "info") -> None:
         self.run.emit({"event": "log", "node_id": self.path, "level": level,
