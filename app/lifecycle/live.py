@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,6 +56,8 @@ class LiveRecord:
         self.lease = Lease(record.execution_id)
         self.lock = asyncio.Lock()
         self.clock = time.monotonic
+        # the watch's pauses and the final write's retries (tests record them)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.written_at = 0.0  # drive() writes the record as the run starts
         self.write_s = 0.0  # how long the last write of the record took
         # Another process counts the run as orphaned once its record is `stale_after_s`
@@ -123,7 +125,7 @@ class LiveRecord:
             except StoreError as exc:
                 log.warning("run %s: writing its outcome failed (%s); retrying in %g s",
                             self.record.execution_id, exc, pause)
-                await asyncio.sleep(pause)
+                await self.sleep(pause)
         with contextlib.suppress(LeaseLost):
             await self.flush()
 
@@ -132,7 +134,7 @@ class LiveRecord:
         ends the watch (nor the run): it backs off and tries again."""
         failures = 0
         while not run_task.done():
-            await asyncio.sleep(min(FLUSH_INTERVAL_S * 2 ** failures, 5.0))
+            await self.sleep(min(FLUSH_INTERVAL_S * 2 ** failures, 5.0))
             since = self.clock() - self.written_at  # every write is a heartbeat too
             # A large record (a foreach of 100,000 items: 28 MB of JSON) takes a while to
             # write: write it at most a tenth of the time, so writes grow with the run,
