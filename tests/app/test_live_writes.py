@@ -100,7 +100,9 @@ async def test_the_fence_moves_forward_past_a_record_written_by_a_clock_ahead(
 async def test_taking_the_lease_fences_on_the_stored_record_and_names_the_owner(
         tmp_path: Path) -> None:
     store = FailingStore(tmp_path / "runs.db")
-    live = await owned_live(store, "r", owner="someone-else:1")
+    updated = datetime.now(UTC) - timedelta(seconds=1)  # written since it was created
+    live = await owned_live(store, "r", owner="someone-else:1",
+                            created_at=updated - timedelta(minutes=1), updated_at=updated)
     assert live.record.owner == f"{socket.gethostname()}:{os.getpid()}"
     live.emit({"event": "run.started"})
     await live.flush()
