@@ -62,7 +62,8 @@ MODULES: dict[str, list[str]] = {
                             "tests/app/test_mongo_fence.py"],
     "app/execution.py": ["tests/app/test_ownership.py", "tests/app/test_resume.py"],
     "app/lifecycle/claims.py": ["tests/app/test_ownership.py", "tests/app/test_recovery.py",
-                                "tests/app/test_subflows.py"],
+                                "tests/app/test_subflows.py", "tests/app/test_claims.py",
+                                "tests/app/test_cancels.py"],
     "app/lifecycle/live.py": ["tests/app/test_live_record.py", "tests/app/test_live_writes.py",
                               "tests/app/test_live_watch.py", "tests/app/test_fencing.py"],
 }
