@@ -41,12 +41,13 @@ def lease_left(record: RunRecord, stale_after_s: float, now: datetime | None = N
     return max(0.0, stale_after_s - ((now or utcnow()) - written).total_seconds())
 
 
-def live_owner(record: RunRecord, stale_after_s: float) -> str | None:
+def live_owner(record: RunRecord, stale_after_s: float,
+               now: datetime | None = None) -> str | None:
     """Why a queued or running run cannot be taken over now, in one line; None once its
     lease ran out (or the run is in no other state a process holds)."""
     if record.status not in ("queued", "running"):
         return None
-    left = lease_left(record, stale_after_s)
+    left = lease_left(record, stale_after_s, now)
     if left <= 0:
         return None
     owner = f" ({record.owner})" if record.owner else ""

@@ -72,9 +72,13 @@ def test_no_live_owner_once_the_lease_ran_out_or_no_process_holds_the_run() -> N
 
 
 def test_a_lease_with_under_a_second_left_still_has_a_live_owner() -> None:
-    # Written just now with a one-second lease: less than a second left, but some.
-    refusal = live_owner(record("r", "running", ago_s=0.0), 1.0)
-    assert refusal is not None and "FLOWLOOM_STALE_AFTER_S=1 s" in refusal
+    run = record("r", "running")
+    run.updated_at = WRITTEN
+    half_a_second_later = WRITTEN + timedelta(seconds=0.5)
+    assert live_owner(run, 1.0, now=half_a_second_later) == (
+        "execution `r` is running in a live process: its lease has 0.5 s left (it runs "
+        "out FLOWLOOM_STALE_AFTER_S=1 s after the owner's last write)")
+    assert live_owner(run, 1.0, now=WRITTEN + timedelta(seconds=1)) is None
 
 
 async def test_a_queue_worker_leaves_finished_and_waiting_runs_alone(store: SqliteStore
