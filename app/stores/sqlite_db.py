@@ -169,7 +169,10 @@ def _run_batch_on(db: SqliteDb, batch: list[_Write], _: sqlite3.Connection
 
 
 def at_text(value: datetime) -> str:
-    """A sortable UTC timestamp: text order is time order."""
+    """A sortable UTC timestamp: text order is time order. A naive time is UTC (as on
+    MongoDB, and as `claim_run` reads it), not the host's local time."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -79,6 +80,24 @@ async def test_a_claim_moves_the_time_by_one_microsecond_past_what_was_seen(
     assert claimed is not None
     assert claimed.updated_at == ahead.replace(microsecond=500_001)
     await store.close()
+
+
+async def test_naive_times_are_utc_on_a_host_in_another_zone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        store = SqliteStore(tmp_path / "zone.db")
+        ahead = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=500_000)
+        await store.save_run(record("naive", ahead, status="queued", updated_at=ahead))
+        assert await store.claim_run("naive", "queued", ahead.replace(tzinfo=None)) is True
+        window = RunQuery(since=ahead.replace(tzinfo=None),
+                          until=(ahead + timedelta(seconds=1)).replace(tzinfo=None))
+        assert [r.execution_id for r in (await store.list_runs(window)).runs] == ["naive"]
+        await store.close()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 async def test_a_workflow_reads_back_with_the_utc_time_it_was_stored_at(tmp_path: Path) -> None:
