@@ -103,7 +103,8 @@ class MongoStore:
             return latest
         version = max(int(document.get("version") or 1), latest.version + 1 if latest else 1)
         stored = StoredWorkflow(workflow_id, version, {**document, "id": workflow_id,
-                                                       "version": version}, _ms(datetime.now(UTC)))
+                                                       "version": version},
+                                 _ms(datetime.now(UTC)).replace(tzinfo=UTC))
         await db.workflows.update_many({"id": workflow_id}, {"$set": {"deleted": False}})
         try:
             await db.workflows.insert_one({"id": workflow_id, "version": version,

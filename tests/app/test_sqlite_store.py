@@ -100,15 +100,6 @@ async def test_naive_times_are_utc_on_a_host_in_another_zone(
         time.tzset()
 
 
-async def test_a_workflow_reads_back_with_the_utc_time_it_was_stored_at(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "wf.db")
-    stored = await store.put_workflow("wf", {"nodes": [t("a", 1)]})
-    assert stored.created_at.utcoffset() == timedelta(0)
-    again = await store.get_workflow("wf")
-    assert again is not None and again.created_at == stored.created_at
-    await store.close()
-
-
 async def test_retention_deletes_in_batches_yielding_without_waiting(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_store, "RETENTION_BATCH", 3)

@@ -121,3 +121,11 @@ async def test_a_workflow_takes_the_version_its_document_names(backend: Store) -
     assert latest is not None and latest.version == 5
     bumped = await backend.put_workflow("named", {"nodes": [t("a", 2)], "version": 2})
     assert bumped.version == 6  # never below the next version
+
+
+async def test_a_workflow_reads_back_with_the_utc_time_it_was_stored_at(backend: Store
+                                                                        ) -> None:
+    stored = await backend.put_workflow("wf", {"nodes": [t("a", 1)]})
+    assert stored.created_at.utcoffset() == timedelta(0)
+    again = await backend.get_workflow("wf")
+    assert again is not None and again.created_at == stored.created_at
