@@ -170,12 +170,22 @@ def _one_expression(inner: str) -> bool:
     return parser.stream.eos
 
 
+class KeyNotJson(TypeError):
+    """A result holds a mapping key JSON cannot carry (`{(1, 2): 3}`): the run's state,
+    record and checkpoints are JSON."""
+
+
 def _first_undefined(value: Any) -> Undefined | None:
+    """The first undefined value inside a result; raises KeyNotJson on the way."""
     if isinstance(value, Undefined):
         return value
     if isinstance(value, list | tuple):
         items: Any = value
     elif isinstance(value, dict):
+        for key in value:
+            if key is not None and not isinstance(key, str | int | float):
+                raise KeyNotJson(f"a mapping key must be text, a number, true, false or "
+                                 f"none, not {type(key).__name__} {key!r}")
         items = value.values()
     else:
         return None
@@ -194,6 +204,8 @@ def _describe(exc: BaseException) -> str:
         return f"not allowed in the sandbox: {exc}"
     if isinstance(exc, RecursionError):
         return "recursion too deep"
+    if isinstance(exc, KeyNotJson):
+        return str(exc)
     if isinstance(exc, TemplateSyntaxError):
         return f"syntax error at line {exc.lineno}: {exc.message}"
     return f"{type(exc).__name__}: {exc}"

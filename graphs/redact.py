@@ -124,7 +124,8 @@ def cap_fields(fields: Mapping[str, Any], limit: int = MAX_RENDERED_CONFIG_BYTES
     for name, value in fields.items():
         try:
             text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError:  # a lone surrogate: shown as U+FFFD, or the record cannot be stored
+        except TypeError:  # a lone surrogate (shown as U+FFFD: the record could not be stored
+            # with it) or a key JSON cannot hold (a tuple: kept as its text)
             text = orjson.dumps(_valid_text(value), default=str,
                                 option=orjson.OPT_NON_STR_KEYS)
         if len(text) <= left:
@@ -140,14 +141,21 @@ def cap_fields(fields: Mapping[str, Any], limit: int = MAX_RENDERED_CONFIG_BYTES
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def _json_key(key: Any) -> Any:
+    """Keys orjson takes as they are (None is "null", as on the first path); any other
+    key (a tuple made by an expression) as its text."""
+    if isinstance(key, str):
+        return _SURROGATE.sub("\ufffd", key)
+    return key if key is None or isinstance(key, int | float) else _valid_text(str(key))
+
+
 def _valid_text(value: Any) -> Any:
-    """`value` with every lone surrogate in its text replaced by U+FFFD."""
+    """`value` with every lone surrogate in its text replaced by U+FFFD, and keys JSON
+    can hold."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, Mapping):
-        # Other keys as orjson writes them (None as "null"), as on the first path
-        return {_valid_text(k) if isinstance(k, str) else k: _valid_text(v)
-                for k, v in value.items()}
+        return {_json_key(k): _valid_text(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_valid_text(v) for v in value]
     return value

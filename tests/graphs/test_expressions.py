@@ -257,3 +257,32 @@ def test_render_budget_message_names_the_budget_in_force() -> None:
     with pytest.raises(ExpressionError) as info:
         ex.render(template, NS, field="f")
     assert str(info.value) == "node, field `f`: limit exceeded: render took longer than 0.2s"
+
+
+
+@pytest.mark.parametrize(("expression", "key"), [
+    ("{(1, 2): 3}", "tuple (1, 2)"),
+    ("[1, {'a': {(0,): 'deep'}}]", "tuple (0,)"),
+])
+def test_a_result_with_a_key_json_cannot_hold_is_refused_naming_it(
+        ex: Expressions, expression: str, key: str) -> None:
+    with pytest.raises(ExpressionError) as info:
+        ex.evaluate(expression, NS, field="f")
+    assert str(info.value) == (f"node, field `f`: a mapping key must be text, a number, true, "
+                               f"false or none, not {key}")
+
+
+def test_keys_json_can_hold_are_kept_as_they_are(ex: Expressions) -> None:
+    assert ex.evaluate("{2: 'i', 1.5: 'f', true: 'b', none: 'n', 'k': 's'}", NS,
+                       field="f") == {2: "i", 1.5: "f", True: "b", None: "n", "k": "s"}
+
+
+async def test_a_node_whose_output_has_such_a_key_fails_and_the_run_goes_on(
+        run: Runner) -> None:
+    nodes = [t("bad", "{{ {(1, 2): 3} }}", on_error="continue"), t("next", "after")]
+    record = await run({"nodes": nodes, "edges": chain("bad", "next")})
+    assert (record.status, record.output) == ("succeeded", "after")
+    assert record.node_states["bad"].output["error"] == {
+        "type": "ExpressionError",
+        "message": "node `bad`, field `output`: a mapping key must be text, a number, true, "
+                   "false or none, not tuple (1, 2)"}

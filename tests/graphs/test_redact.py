@@ -185,3 +185,9 @@ def test_keys_that_are_not_text_read_the_same_with_or_without_a_lone_surrogate()
 def test_secret_names_hide_keys_only_never_a_list_item_or_the_value_itself() -> None:
     assert redact(["v", ["w"]], secret_names=["XXXX", ""]) == ["v", ["w"]]
     assert redact("v", secret_names=["XXXX"]) == "v"
+
+
+def test_a_key_json_cannot_hold_is_kept_as_its_text() -> None:
+    # Expressions refuse such keys; a node type's own values may still hold one
+    assert cap_fields({"a": {(1, 2): "t", frozenset(): "f", 3: "i"}}) == {
+        "a": {"(1, 2)": "t", "frozenset()": "f", "3": "i"}}
