@@ -35,7 +35,8 @@ MUTMUT = Path(sys.executable).with_name("mutmut")
 MODULES: dict[str, list[str]] = {
     "graphs/plan.py": ["tests/graphs/test_flow.py", "tests/graphs/test_plan.py"],
     "graphs/steps.py": ["tests/graphs/test_flow.py", "tests/graphs/test_loops.py",
-                        "tests/graphs/test_branches.py", "tests/graphs/test_steps.py"],
+                        "tests/graphs/test_branches.py", "tests/graphs/test_steps.py",
+                        "tests/graphs/test_compile.py"],
     "graphs/expressions.py": ["tests/graphs/test_expressions.py", "tests/graphs/test_budget.py",
                               "tests/graphs/test_offload.py", "tests/graphs/test_fuzz.py",
                               "tests/graphs/test_expression_forms.py",
