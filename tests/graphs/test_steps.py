@@ -271,6 +271,8 @@ async def test_a_race_that_fails_ends_after_its_parts_have_stopped(custom_types:
     doc = {"nodes": [t("s", 1), {"id": "slow", "type": "test_slow_to_stop"}, t("quick", 2),
                      join_any("first"), bad],
            "edges": [*chain("s", "slow", "first"), *chain("s", "quick", "first", "bad")]}
-    with pytest.raises(NodeFailed, match="node `bad`"):
-        await final_state(doc)
+    # `slow` waits for ever: if the race did not stop it, only this deadline ends the test
+    async with asyncio.timeout(60):
+        with pytest.raises(NodeFailed, match="node `bad`"):
+            await final_state(doc)
     assert SlowToStop.stopped == ["slow"]  # already, not some turns later
