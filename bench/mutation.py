@@ -104,7 +104,10 @@ def mutmut_section(module: str, tests: list[str]) -> str:
         'also_copy = ["flowloom", "tests"]',
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
         "pytest_add_cli_args = "
-        + json.dumps([arg for test in DESELECT for arg in ("--deselect", test)]),
+        + json.dumps([*(arg for test in DESELECT for arg in ("--deselect", test)),
+                      # A mutant that makes a test wait for ever is killed in 3 minutes,
+                      # not held until mutmut's own timeout (many times the whole set)
+                      "--timeout=180"]),
         "",
     ])
 
