@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from langgraph.errors import GraphInterrupt
 
 from flowloom import compile_workflow, load_workflow
 from flowloom.graphs.context import BasicServices, NodeContext, RunContext
@@ -127,3 +128,34 @@ async def test_the_runners_guard_is_asked_before_each_waiting_node_starts() -> N
     started = [e["node_id"] for e in events if e["event"] == "node.started"]
     assert started == ["calc", "d1"]
     assert asked == [2, 4]  # after calc's two events; after d1's two more
+
+
+class BarePause(NodeType):
+    """Pauses the run with a bare GraphInterrupt: no request to show."""
+
+    name = "test_bare_pause"
+    Config = NodeConfig
+    pauses = True
+    raised: tuple[Any, ...] = ()
+
+    async def run(self, config: NodeConfig, ctx: NodeContext[Any]) -> Any:
+        raise GraphInterrupt(*self.raised)
+
+
+@pytest.mark.parametrize("raised", [(), ((),)], ids=["no args", "no interrupts"])
+async def test_a_pause_without_a_request_announces_it_waits_for_none(
+        raised: tuple[Any, ...]) -> None:
+    pause = BarePause()
+    pause.raised = raised
+    register_node_type(pause)
+    events: list[Any] = []
+    try:
+        graph = compile_workflow(load_workflow({"nodes": [{"id": "p",
+                                                           "type": "test_bare_pause"}]}))
+        await graph.ainvoke({"inputs": {}, "run": {}}, context=RunContext(
+            "paused", services=BasicServices(clock=lambda: NOW), emit=events.append))
+    finally:
+        NODE_TYPES.pop(BarePause.name)
+    assert wire(events, "node.started", "node.waiting") == [
+        {"event": "node.started", "node_id": "p", "attempt": 1, "at": NOW},
+        {"event": "node.waiting", "node_id": "p", "at": NOW, "request": None}]

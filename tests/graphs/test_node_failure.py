@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from flowloom.graphs.context import NodeContext
+from flowloom import compile_workflow, load_workflow
+from flowloom.graphs.context import NodeContext, RunContext
 from flowloom.graphs.errors import NodeError
+from flowloom.graphs.execute import NodeFailed
 from flowloom.graphs.nodetype import NodeConfig, NodeType
 from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from flowloom.nodes.services import Services
 from tests.conftest import Runner, t
+from tests.servers import free_port
+from tests.service_fixtures import ServiceRunner
 
 START = 1_750_000_000.0
 STEP = 0.0123456  # each reading of the clock moves it on; not a round number of ms
@@ -179,3 +184,44 @@ async def test_a_node_that_succeeds_on_a_retry_reports_its_last_attempt(
         "status": "succeeded", "attempts": 2, "started_at": when(starts[1]),
         "finished_at": when(succeeded["at"]), "latency_ms": latency_ms, "output": "sent",
         "idempotency_key": "ok-1:s"}
+
+
+async def test_a_failed_call_keeps_its_config_as_rendered_without_credentials(
+        run_with: ServiceRunner) -> None:
+    url = f"http://127.0.0.1:{free_port()}/{{{{ inputs.where }}}}"  # nothing listens there
+    doc = {"nodes": [{"id": "call", "type": "http", "retry": {"max_attempts": 1},
+                      "config": {"url": url, "sensitive_headers": ["X-Team"],
+                                 "headers": {"X-Team": "{{ inputs.team }}",
+                                             "X-Trace": "{{ inputs.trace }}"},
+                                 "query": {"q": "{{ inputs.q }}"}}}]}
+    record = await run_with(doc, {"where": "orders", "team": "t3am", "trace": "tr1",
+                                  "q": "cats"})
+    assert record.status == "failed"
+    # the header named sensitive is hidden, the query's values masked as in a URL
+    config = {"headers": {"X-Team": "[redacted]", "X-Trace": "tr1"}, "query": {"q": "***"},
+              "url": url.replace("{{ inputs.where }}", "orders")}
+    [failed] = [e for e in run_with.events if e["event"] == "node.failed"]
+    assert failed["meta"]["config"] == config
+    assert record.node_states["call"].config == config
+
+
+async def test_a_retry_is_logged_naming_the_node_and_why(
+        run: Runner, send_type: None, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="langgraph")
+    doc = {"nodes": [{"id": "s", "type": "test_send", "retry": NO_WAIT, "config": {"fail": 1}}]}
+    assert (await run(doc)).status == "succeeded"
+    [retried] = [r.getMessage() for r in caplog.records if "Retrying" in r.getMessage()]
+    assert retried.endswith("after RetryableFailure node `s`: refused on attempt 1")
+
+
+async def test_the_failure_that_ends_the_run_carries_the_nodes_meta(send_type: None) -> None:
+    events: list[Any] = []
+    doc = {"nodes": [{"id": "s", "type": "test_send", "retry": {"max_attempts": 1}}]}
+    graph = compile_workflow(load_workflow(doc))
+    with pytest.raises(NodeFailed) as info:
+        await graph.ainvoke({"inputs": {}, "run": {}},
+                            context=RunContext("r", services=ticking(), emit=events.append))
+    [failed] = [e for e in events if e["event"] == "node.failed"]
+    assert info.value.meta == failed["meta"]
+    assert info.value.meta["error"] == {"type": "Refused",
+                                        "message": "node `s`: refused on attempt 1"}
