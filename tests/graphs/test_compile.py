@@ -6,6 +6,7 @@ bodies of several nodes, loops that hold up no other branch, and the drawing."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,12 +14,14 @@ import pytest
 from flowloom import compile_workflow, load_workflow
 from flowloom.app.runner import execute_workflow_async
 from flowloom.graphs.compile import compile_workflow as compile_spec
-from flowloom.graphs.context import RunContext
+from flowloom.graphs.compile import recursion_limit
+from flowloom.graphs.context import NodeContext, RunContext
 from flowloom.graphs.errors import CompileError
 from flowloom.graphs.execute import NodeFailed
 from flowloom.graphs.expressions import Expressions
+from flowloom.graphs.nodetype import NodeType
 from flowloom.graphs.spec import WorkflowSpec
-from flowloom.nodes.registry import NODE_TYPES
+from flowloom.nodes.registry import NODE_TYPES, register_node_type
 from flowloom.nodes.services import Services
 from tests.conftest import GatedSleep, Runner, chain, delay, t
 
@@ -121,6 +124,19 @@ async def test_loops_past_langgraphs_default_limit_run_at_any_depth() -> None:
     assert outputs["each"] == [done]
 
 
+def test_the_step_bound_is_ten_three_per_node_and_two_per_pass_or_wave() -> None:
+    def limit(doc: dict[str, Any], only: set[str] | None = None) -> int:
+        return recursion_limit(load_workflow(doc), NODE_TYPES, only)
+
+    two = {"nodes": [t("a", 1), t("b", 2)], "edges": chain("a", "b")}
+    assert limit({"nodes": [t("a", 1)]}) == 13
+    assert limit(two) == 16
+    assert limit(two, {"b"}) == 13  # a branch counts its own nodes only
+    assert limit({"nodes": [loop("w", 5)]}) == 25  # 10 + 3 + 2 * 5 passes + 2
+    # 10 + 3 + 2 * (100_000 items // waves of 512 + 1) + 2
+    assert limit({"nodes": [foreach("e", "[1]", {"nodes": [t("x", 1)]})]}) == 407
+
+
 # Loop bodies and branches
 
 
@@ -154,6 +170,81 @@ async def test_a_loop_holds_up_no_node_of_another_branch(run: Runner,
                                               on_event=on_event)
     assert record.status == "succeeded"
     assert done.index("b3") < done.index("each")
+
+
+class Stamp(NodeType):
+    """Checkpoints its first start, yet only computes (as no built-in type does)."""
+
+    name = "test_stamp"
+    durable_start = True
+    waits = False
+
+    async def run(self, config: Any, ctx: NodeContext[Any]) -> Any:
+        return "stamped"
+
+
+class Awaits(NodeType):
+    """Awaits something outside (as a request does), nothing more."""
+
+    name = "test_awaits"
+
+    async def run(self, config: Any, ctx: NodeContext[Any]) -> Any:
+        return "awaited"
+
+
+@pytest.fixture
+def stamp() -> Iterator[None]:
+    for kind in (Stamp(), Awaits()):
+        register_node_type(kind)
+    yield
+    for name in (Stamp.name, Awaits.name):
+        NODE_TYPES.pop(name)
+
+
+def steps_of(doc: dict[str, Any]) -> set[str]:
+    return set(compile_workflow(load_workflow(doc)).get_graph().nodes) - {
+        "__start__", "__end__"}
+
+
+@pytest.mark.parametrize(("side", "steps"), [
+    ([t("a", 0), t("a2", 0)], {"s", "a", "a2", "b"}),  # single steps all: left shared
+    ([loop("a", 2)], {"s", "a.branch", "b"}),  # a loop takes several steps
+    ([{"id": "a", "type": "test_stamp"}], {"s", "a.branch", "b"}),  # a durable start too
+    ([{"id": "a", "type": "test_awaits"}, t("a2", 0)], {"s", "a.branch", "b"}),  # awaits
+])
+def test_a_fork_is_split_when_a_branch_holds_a_step_open(
+        stamp: None, side: list[dict[str, Any]], steps: set[str]) -> None:
+    assert steps_of({"nodes": [t("s", 0), *side, t("b", 1)],
+                     "edges": [*chain("s", *(n["id"] for n in side)), *chain("s", "b")]}
+                    ) == steps
+
+
+async def test_a_durable_start_in_its_own_branch_runs(stamp: None) -> None:
+    doc = {"nodes": [t("s", 0), {"id": "a", "type": "test_stamp"}, t("b", 1)],
+           "edges": [*chain("s", "a"), *chain("s", "b")]}
+    assert (await final_state(doc))["outputs"] == {"s": 0, "a": "stamped", "b": 1}
+
+
+def test_a_branch_subgraph_has_the_step_bound_of_its_own_nodes() -> None:
+    doc = {"nodes": [t("s", 0), t("a1", 1), delay("a2", 0), t("b", 2)],
+           "edges": [*chain("s", "a1", "a2"), *chain("s", "b")]}
+    graph = compile_workflow(load_workflow(doc))
+    drawn: list[Any] = list(graph.nodes["a1.branch"].subgraphs)
+    [branch] = drawn
+    assert branch.config["recursion_limit"] == 16  # 10 + 3 per node, a1 and a2
+    assert graph.config is not None and graph.config["recursion_limit"] == 22
+
+
+def test_the_graph_declares_its_run_context_and_names_its_races() -> None:
+    doc = {"nodes": [t("s", 0), delay("slow", 0), t("quick", 1),
+                     {"id": "first", "type": "join", "config": {"mode": "any"}}],
+           "edges": [*chain("s", "slow", "first"), *chain("s", "quick", "first")]}
+    graph = compile_workflow(load_workflow(doc))
+    assert graph.context_schema is RunContext
+    [race] = graph.nodes["first.race"].subgraphs
+    assert race.name == "first.race"
+    assert set(race.get_graph().nodes) == {"__start__", "slow.branch", "quick.branch",
+                                           "first.side", "__end__"}
 
 
 # The drawing (`get_graph()`, Mermaid)
