@@ -14,7 +14,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, RetryPolicy, Send
 
-from flowloom.graphs.context import RunContext
+from flowloom.graphs.context import NodeContext, RunContext
 from flowloom.graphs.errors import NodeError
 from flowloom.graphs.events import NodeStarted
 from flowloom.graphs.execute import (
@@ -265,6 +265,14 @@ def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step
                   "at": finished, "output": output, "meta": meta})
         return settled(plan, output, meta)
 
+    def loop_context(state: FlowState, run: RunContext[Any],
+                     config: RunnableConfig) -> NodeContext[Any]:
+        # The loop is attempted once; a body of one node runs in this task (`Body.run`)
+        # and has counted its own attempts under the task's key.
+        ctx = node_context(graph, plan, state, run, config, [])
+        ctx.attempt = 1
+        return ctx
+
     async def run_body(state: FlowState, config: RunnableConfig,
                        runtime: Runtime[RunContext[Any]]) -> Command[Any]:
         run = runtime.context
@@ -279,13 +287,13 @@ def while_steps(graph: GraphScope, plan: NodePlan, body: Body) -> dict[str, Step
         except RetryableFailure:
             raise
         except NodeError as exc:
-            ctx = node_context(graph, plan, state, run, config, [])
+            ctx = loop_context(state, run, config)
             error = _loop_error(plan, f"pass {iteration}", exc)
             outcome = settle_failure(plan, ctx, error, progress["started_at"])
             return settled(plan, outcome.output, outcome.meta)
         too_deep = output_error(plan, output)  # a body's output rule can nest its nodes'
         if too_deep is not None:
-            ctx = node_context(graph, plan, state, run, config, [])
+            ctx = loop_context(state, run, config)
             error = _loop_error(plan, f"pass {iteration}", too_deep)
             outcome = settle_failure(plan, ctx, error, progress["started_at"])
             return settled(plan, outcome.output, outcome.meta)

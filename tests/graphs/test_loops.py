@@ -170,3 +170,14 @@ async def test_a_foreach_whose_items_fail_starts_without_a_count_and_fails(run: 
             if e.get("node_id") == "each"] == [("node.started", None), ("node.failed", None)]
     assert record.node_states["each"].items_total is None
     assert record.node_states["each"].config == {"items": {"a": 1}}  # what it evaluated to
+
+
+async def test_a_while_whose_one_node_body_fails_reports_one_attempt(run: Runner) -> None:
+    # The body's node counts its own attempts; the loop was attempted once.
+    body = {"nodes": [t("x", "{{ 1 // 0 }}")]}
+    record = await run({"nodes": [{"id": "w", "type": "while", "config": {
+        "condition": "true", "max_iterations": 2, "body": body}}]})
+    assert record.status == "failed"
+    assert record.node_states["w"].attempts == 1
+    assert [(e["node_id"], e["attempt"]) for e in run.events
+            if e["event"] == "node.failed"] == [("w[0].x", 1), ("w", 1)]
