@@ -111,3 +111,10 @@ async def test_a_graph_made_for_another_store_is_copied_only_for_the_same_conten
     assert [(r.workflow_id, r.workflow_version, r.output) for r in runs] == [
         ("w", 1, 2), ("w", 1, 3), (runs[2].workflow_id, 1, 2)]
     assert counted["graph"] == 2  # `one` on the second store: a copy, not a compile
+
+
+async def test_the_workflow_output_shares_the_templates_of_its_graph(
+        run: Runner, counted: Counter[str]) -> None:
+    document = {"nodes": [t("a", "{{ inputs.n * 2 }}")], "output": "{{ inputs.n * 2 }}"}
+    assert (await run(document, {"n": 4})).output == 8
+    assert (counted["graph"], counted["template"]) == (1, 1)  # one text, compiled once
