@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,16 @@ def test_content_json_cannot_write_is_remembered_by_content(small_caches: None) 
     two = load_spec({"name": "x", "nodes": [t("a", BIG + 1), t("b", when)]})
     assert two is not one
     assert [n.config["output"] for n in two.nodes] == [BIG + 1, when]
+
+
+def test_mixed_keys_and_values_json_cannot_hold_are_remembered(small_caches: None) -> None:
+    """An integer key beside a text one (which the standard json module cannot sort), and
+    a Decimal value (which orjson writes through str())."""
+    value = {1: Decimal("1.5"), "b": 2}
+    one = load_spec({"name": "x", "nodes": [t("a", value)]})
+    assert one.nodes[0].config["output"] == value
+    assert load_spec({"nodes": [t("a", {"b": 2, 1: Decimal("1.5")})], "name": "x"}) is one
+    assert load_spec({"name": "x", "nodes": [t("a", {**value, "b": 3})]}) is not one
 
 
 def test_a_document_file_is_read_afresh_each_time(tmp_path: Path, small_caches: None) -> None:
