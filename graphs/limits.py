@@ -101,7 +101,7 @@ def check_value_shape(value: Any, *, what: str, max_depth: int = MAX_VALUE_DEPTH
         if path is not None:
             raise ValueTooLarge(what, path, f"nested deeper than {max_depth} levels; "
                                             f"the limit is MAX_VALUE_DEPTH={max_depth}")
-        path, why = _not_json(value)
+        path, why = not_json(value)
         raise ValueTooLarge(what, path, why)
     if max_bytes is not None:
         size = len(json.dumps(value, default=str, ensure_ascii=False).encode())
@@ -109,7 +109,7 @@ def check_value_shape(value: Any, *, what: str, max_depth: int = MAX_VALUE_DEPTH
             raise ValueTooLarge(what, "$", f"{size:,} bytes; the limit is {max_bytes:,}")
 
 
-def _not_json(value: Any) -> tuple[str, str]:
+def not_json(value: Any) -> tuple[str, str]:
     """Where a value that JSON cannot carry (as stored and read back) is, and why."""
     stack: list[tuple[Any, str]] = [(value, "$")]
     while stack:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowloom.graphs.errors import Problem
 from flowloom.graphs.expressions import is_template, syntax_problem
+from flowloom.graphs.limits import not_json
 from flowloom.graphs.nodetype import NodeTypes
 from flowloom.graphs.schemas import schema_problems
 from flowloom.graphs.spec import (
@@ -70,7 +71,11 @@ def _validate(doc: Any, types: NodeTypes, path: str, depth: int) -> Iterator[Pro
         yield Problem(path, f"a workflow must be a JSON object, got {type(doc).__name__}")
         return
     if depth == 1:
-        size = len(json.dumps(doc, default=str).encode())
+        try:
+            size = len(json.dumps(doc, default=str, allow_nan=False).encode())
+        except ValueError:  # NaN or Infinity (a Python caller's document): JSON has neither
+            yield Problem(*not_json(doc))
+            return
         if size > MAX_DOCUMENT_BYTES:
             yield Problem(path, f"document is {size:,} bytes; the limit is {MAX_DOCUMENT_BYTES:,}")
     if depth > MAX_NESTING_DEPTH:

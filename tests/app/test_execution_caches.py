@@ -17,6 +17,7 @@ from flowloom.app.execution import compiled_graph, load_spec
 from flowloom.app.records import RunRecord
 from flowloom.app.runner import execute_workflow_async
 from flowloom.app.stores.sqlite import SqliteStore
+from flowloom.graphs.errors import SpecError
 from tests.conftest import t
 
 BIG = 2**70  # past 64 bits: orjson refuses it, the standard json module writes it
@@ -129,3 +130,17 @@ async def test_a_copied_graph_checkpoints_in_its_own_store(tmp_path: Path) -> No
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
+def test_a_document_json_cannot_hold_is_refused_and_takes_no_one_elses_place(
+        number: float) -> None:
+    # orjson writes NaN and Infinity as null, as it writes None: neither document may be
+    # taken for the other, whichever was remembered first.
+    assert load_spec({"nodes": [t("a", None)]}).nodes[0].config == {"output": None}
+    for _ in range(2):  # refused, so never remembered either
+        with pytest.raises(SpecError) as info:
+            load_spec({"nodes": [t("a", number)]})
+        assert [(p.path, p.message) for p in info.value.problems] == [
+            ("$.nodes[0].config.output", f"{number} is not a JSON number")]
+    assert load_spec({"nodes": [t("a", None)]}).nodes[0].config == {"output": None}
