@@ -62,6 +62,9 @@ def test_mixed_keys_and_values_json_cannot_hold_are_remembered(small_caches: Non
     assert one.nodes[0].config["output"] == value
     assert load_spec({"nodes": [t("a", {"b": 2, 1: Decimal("1.5")})], "name": "x"}) is one
     assert load_spec({"name": "x", "nodes": [t("a", {**value, "b": 3})]}) is not one
+    with_null = {1: None, "b": 2}  # and a null, whose documents are keyed the standard way
+    first = load_spec({"nodes": [t("a", with_null)]})
+    assert load_spec({"nodes": [t("a", {"b": 2, 1: None})]}) is first
 
 
 def test_a_document_file_is_read_afresh_each_time(tmp_path: Path, small_caches: None) -> None:
