@@ -147,3 +147,8 @@ def test_a_document_json_cannot_hold_is_refused_and_takes_no_one_elses_place(
         assert [(p.path, p.message) for p in info.value.problems] == [
             ("$.nodes[0].config.output", f"{number} is not a JSON number")]
     assert load_spec({"nodes": [t("a", None)]}).nodes[0].config == {"output": None}
+    # The same beside a value neither json module writes as it is (a Decimal)
+    assert load_spec({"nodes": [t("a", [Decimal("1.5"), None])]}).nodes[0].config == {
+        "output": [Decimal("1.5"), None]}
+    with pytest.raises(SpecError, match="is not a JSON number"):
+        load_spec({"nodes": [t("a", [Decimal("1.5"), number])]})
