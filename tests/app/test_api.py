@@ -243,6 +243,19 @@ async def test_inputs_json_cannot_carry_are_refused_at_the_edge(api: Client, raw
     assert (await api.get("/executions")).json()["items"] == []  # nothing was stored
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+async def test_a_workflow_json_cannot_carry_is_a_validation_problem(api: Client,
+                                                                    number: str) -> None:
+    body = ('{"workflow": {"nodes": [{"id": "a", "type": "transform", "config": '
+            '{"output": ' + number + '}}]}}')
+    answer = await api.post("/execute", content=body,
+                            headers={"content-type": "application/json"})
+    problem = is_problem(answer, 422)
+    assert [(p["path"], p["message"]) for p in problem["problems"]] == [
+        ("$.nodes[0].config.output", f"{float(number)} is not a JSON number")]
+    assert (await api.get("/executions")).json()["items"] == []  # nothing was stored
+
+
 async def test_an_idempotency_key_has_at_most_255_characters(api: Client) -> None:
     body = {"workflow": HELLO, "inputs": {"name": "A"}}
     long = await api.post("/execute", json=body, headers={"Idempotency-Key": "k" * 256})
