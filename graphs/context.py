@@ -83,10 +83,6 @@ class RunContext(Generic[S]):
         return self.semaphore(":run", self.max_concurrency)
 
 
-def _limit(field: str, exc: LimitExceeded) -> ExpressionError:
-    return ExpressionError(f"limit exceeded: {exc}", field=field, kind="LimitExceeded")
-
-
 @dataclass(slots=True)
 class Scope:
     """What expressions of one node can see."""
@@ -145,7 +141,7 @@ class NodeContext(Generic[S]):
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:  # the node's budget was spent before
-            raise self._named(_limit(field, exc)) from None
+            raise self._limit(field, exc) from None
         return self._keep(field, result)
 
     async def evaluate(self, expression: str, *, field: str, **extra: Any) -> Any:
@@ -161,7 +157,7 @@ class NodeContext(Generic[S]):
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:
-            raise self._named(_limit(field, exc)) from None
+            raise self._limit(field, exc) from None
         return self._keep(field, result)
 
     async def evaluate_each(self, expression: str, names: Iterable[Mapping[str, Any]], *,
@@ -181,7 +177,7 @@ class NodeContext(Generic[S]):
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:
-            raise self._named(_limit(field, exc)) from None
+            raise self._limit(field, exc) from None
 
     def _keep(self, field: str, result: T) -> T:
         if self.rendered is None:
@@ -205,13 +201,17 @@ class NodeContext(Generic[S]):
         exc.node_id = self.node_id
         return exc
 
+    def _limit(self, field: str, exc: LimitExceeded) -> ExpressionError:
+        return self._named(ExpressionError(f"limit exceeded: {exc}", field=field,
+                                           kind="LimitExceeded"))
+
     async def _later(self, field: str, budget: Budget, work: Callable[[], T]) -> T:
         try:
             return await off_the_loop(budget, work)
         except ExpressionError as exc:
             raise self._named(exc) from None
         except LimitExceeded as exc:  # timed out waiting for, or in, a worker thread
-            raise self._named(_limit(field, exc)) from None
+            raise self._limit(field, exc) from None
 
     def log(self, message: str, level: str = "info") -> None:
         self.run.emit({"event": "log", "node_id": self.path, "level": level,

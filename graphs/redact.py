@@ -144,9 +144,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _json_key(key: Any) -> Any:
     """Keys orjson takes as they are (None is "null", as on the first path); any other
     key (a tuple made by an expression) as its text."""
-    if isinstance(key, str):
-        return _SURROGATE.sub("\ufffd", key)
-    return key if key is None or isinstance(key, int | float) else _valid_text(str(key))
+    if key is None or isinstance(key, int | float):
+        return key
+    return _valid_text(key if isinstance(key, str) else str(key))
 
 
 def _valid_text(value: Any) -> Any:
