@@ -4,7 +4,7 @@ a claim. (Claims and takeovers: test_claims.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -73,12 +73,14 @@ async def test_a_waiting_run_is_cancelled_with_its_unfinished_children(store: Sq
     assert await state(store, "p.done") == ("succeeded", None, None)
 
 
+Meanwhile = Callable[[SqliteStore, str, datetime], Awaitable[None]]
+
+
 class RacingStore(SqliteStore):
     """A real SQLite store on which another process acts on the run just before a
     cancel's compare-and-set reaches it."""
 
-    def __init__(self, path: Path,
-                 meanwhile: Callable[[SqliteStore, str, datetime], Awaitable[None]]) -> None:
+    def __init__(self, path: Path, meanwhile: Meanwhile) -> None:
         super().__init__(path)
         self.meanwhile = meanwhile
         self.raced = False
@@ -109,41 +111,45 @@ async def deleted(store: SqliteStore, seen_status: str, seen_updated_at: datetim
     assert await store.delete_runs_before(utcnow()) == 1
 
 
-async def test_a_cancel_that_loses_to_an_answer_asks_the_new_owner_to_stop(
-        tmp_path: Path) -> None:
-    store = RacingStore(tmp_path / "race.db", answered)
-    try:
-        await stored(store, "r", "waiting")
-        returned = await cancel_run(store, "r", "alice")
-        assert store.raced
-        assert (returned.status, returned.cancelled_by) == ("running", None)
-        assert await state(store, "r") == ("running", None, "alice")
-    finally:
+CancelInARace = Callable[[Meanwhile, str], Awaitable[tuple[RacingStore, RunRecord]]]
+
+
+@pytest.fixture
+async def cancel_in_a_race(tmp_path: Path) -> AsyncIterator[CancelInARace]:
+    """Alice cancels run `r`, stored with a status, while `meanwhile` acts on it."""
+    stores: list[RacingStore] = []
+
+    async def cancel(meanwhile: Meanwhile, status: str) -> tuple[RacingStore, RunRecord]:
+        store = RacingStore(tmp_path / f"race{len(stores)}.db", meanwhile)
+        stores.append(store)
+        await stored(store, "r", status)
+        return store, await cancel_run(store, "r", "alice")
+
+    yield cancel
+    for store in stores:
         await store.close()
+
+
+async def test_a_cancel_that_loses_to_an_answer_asks_the_new_owner_to_stop(
+        cancel_in_a_race: CancelInARace) -> None:
+    store, returned = await cancel_in_a_race(answered, "waiting")
+    assert store.raced
+    assert (returned.status, returned.cancelled_by) == ("running", None)
+    assert await state(store, "r") == ("running", None, "alice")
 
 
 async def test_a_cancel_that_loses_to_the_end_of_the_run_returns_that_end(
-        tmp_path: Path) -> None:
-    store = RacingStore(tmp_path / "race.db", finished)
-    try:
-        await stored(store, "r", "queued")
-        returned = await cancel_run(store, "r", "alice")
-        assert (returned.status, returned.cancelled_by) == ("succeeded", None)
-        assert (await state(store, "r"))[:2] == ("succeeded", None)
-    finally:
-        await store.close()
+        cancel_in_a_race: CancelInARace) -> None:
+    store, returned = await cancel_in_a_race(finished, "queued")
+    assert (returned.status, returned.cancelled_by) == ("succeeded", None)
+    assert (await state(store, "r"))[:2] == ("succeeded", None)
 
 
-async def test_a_cancel_of_a_run_deleted_meanwhile_returns_what_it_saw(tmp_path: Path
-                                                                       ) -> None:
-    store = RacingStore(tmp_path / "race.db", deleted)
-    try:
-        await stored(store, "r", "queued")
-        returned = await cancel_run(store, "r", "alice")
-        assert (returned.execution_id, returned.status) == ("r", "cancelled")
-        assert await store.get_run("r") is None
-    finally:
-        await store.close()
+async def test_a_cancel_of_a_run_deleted_meanwhile_returns_what_it_saw(
+        cancel_in_a_race: CancelInARace) -> None:
+    store, returned = await cancel_in_a_race(deleted, "queued")
+    assert (returned.execution_id, returned.status) == ("r", "cancelled")
+    assert await store.get_run("r") is None
 
 
 async def test_a_child_left_running_is_cancelled_for_its_parent(store: SqliteStore) -> None:
